@@ -1,0 +1,55 @@
+package poller
+
+import (
+	"runtime"
+	"time"
+)
+
+// Config tunes the poller. The zero value is usable; each zero field takes
+// the default documented on it.
+type Config struct {
+	// Loops is the number of netpoll event loops (epoll instances).
+	// Default: runtime.NumCPU(). netpoll's own default is 1 on small hosts.
+	Loops int
+	// ReadBufferSize is the input buffer netpoll keeps per connection; it is
+	// the first cost of an idle connection. Larger messages still work,
+	// netpoll grows the buffer while they are read. Default: 512.
+	ReadBufferSize int
+	// Writers is the number of goroutines that write queued frames.
+	// Default: Loops.
+	Writers int
+	// MaxPending caps the bytes queued for one connection; a connection that
+	// passes it is aborted (see OverflowFinal). Default: 1 MiB.
+	MaxPending int
+	// MaxWriteBytes caps what one writev sends, so a connection with a deep
+	// queue does not monopolise its writer. Default: 256 KiB.
+	MaxWriteBytes int
+	// OverflowFinal is written, best effort, to a connection whose queue
+	// overflowed, just before it is closed (a WebSocket close frame).
+	OverflowFinal []byte
+	// LingerTimeout bounds how long a gracefully closed connection waits for
+	// the peer to close its side after our final bytes. Default: 2s.
+	LingerTimeout time.Duration
+}
+
+func (c Config) withDefaults() Config {
+	if c.Loops <= 0 {
+		c.Loops = runtime.NumCPU()
+	}
+	if c.ReadBufferSize <= 0 {
+		c.ReadBufferSize = 512
+	}
+	if c.Writers <= 0 {
+		c.Writers = c.Loops
+	}
+	if c.MaxPending <= 0 {
+		c.MaxPending = 1 << 20
+	}
+	if c.MaxWriteBytes <= 0 {
+		c.MaxWriteBytes = 256 << 10
+	}
+	if c.LingerTimeout <= 0 {
+		c.LingerTimeout = 2 * time.Second
+	}
+	return c
+}

@@ -1,0 +1,155 @@
+package poller
+
+import (
+	"sync"
+
+	"github.com/cloudwego/netpoll"
+)
+
+// Conn state bits, guarded by Conn.mu.
+const (
+	stScheduled uint8 = 1 << iota // on a writer's ready list or parked in epoll
+	stClosing                     // close once the queue is written
+	stAbort                       // drop the queue, write final best effort, close
+	stClosed                      // gone: nothing may be written to fd
+	stParked                      // waiting for EPOLLOUT
+	stInEpoll                     // fd was added to the writable epoll set
+	stLinger                      // our side is shut; waiting for the peer's FIN
+	stGone                        // netpoll's close callback ran
+)
+
+// Conn is one accepted connection. Enqueue, Close and Abort are safe for
+// concurrent use; Value belongs to the Handler.
+type Conn struct {
+	// Value is the handler's per-connection state, set in OnOpen.
+	Value any
+
+	nc netpoll.Connection
+	fd int
+	w  *writer
+	s  *Server
+
+	wmu sync.Mutex // held around write syscalls and while marking closed
+
+	mu      sync.Mutex
+	state   uint8
+	off     int      // bytes of queue[0] already written
+	pending int      // bytes queued and not yet written
+	queue   [][]byte // shared, immutable frames
+	final   []byte   // written best effort before an abort
+}
+
+// Enqueue queues b to be written. b is not copied and must not change
+// afterwards: the same slice may be queued on many connections at once.
+// It never blocks. On overflow the connection is aborted.
+func (c *Conn) Enqueue(b []byte) error {
+	c.mu.Lock()
+	if c.state&(stClosing|stAbort|stClosed) != 0 {
+		c.mu.Unlock()
+		return ErrClosed
+	}
+	if c.pending+len(b) > c.w.cfg.MaxPending {
+		c.w.overflows.Add(1)
+		c.abortLocked(c.w.cfg.OverflowFinal)
+		c.mu.Unlock()
+		return ErrOverflow
+	}
+	c.queue = append(c.queue, b)
+	c.pending += len(b)
+	sched := c.state&stScheduled == 0
+	c.state |= stScheduled
+	c.mu.Unlock()
+	if sched {
+		c.w.push(c)
+	}
+	return nil
+}
+
+// CloseAfter queues final (may be nil) and closes the connection once
+// everything queued before it has been written. It ignores the queue limit
+// so a close frame always fits.
+func (c *Conn) CloseAfter(final []byte) {
+	c.mu.Lock()
+	if c.state&(stClosing|stAbort|stClosed) != 0 {
+		c.mu.Unlock()
+		return
+	}
+	if len(final) > 0 {
+		c.queue = append(c.queue, final)
+		c.pending += len(final)
+	}
+	c.state |= stClosing
+	sched := c.state&stScheduled == 0
+	c.state |= stScheduled
+	c.mu.Unlock()
+	if sched {
+		c.w.push(c)
+	}
+}
+
+// Abort drops whatever is queued, writes final if the socket takes it at
+// once (and only at a frame boundary), then closes the connection.
+func (c *Conn) Abort(final []byte) {
+	c.mu.Lock()
+	c.abortLocked(final)
+	c.mu.Unlock()
+}
+
+func (c *Conn) abortLocked(final []byte) {
+	if c.state&(stAbort|stClosed) != 0 {
+		return
+	}
+	c.state |= stAbort
+	c.final = final
+	if c.state&stScheduled == 0 || c.state&stLinger != 0 {
+		c.state |= stScheduled
+		// push takes only the writer's own lock, a leaf.
+		c.w.push(c)
+	} else if c.state&stParked != 0 {
+		// Parked on a full socket: wake it now rather than when it drains.
+		c.state &^= stParked
+		c.w.push(c)
+	}
+}
+
+// Closing reports whether the connection is closing or closed; input that
+// arrives then can be discarded.
+func (c *Conn) Closing() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.state&(stClosing|stAbort|stClosed) != 0
+}
+
+// Pending returns the bytes queued and not yet written.
+func (c *Conn) Pending() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.pending
+}
+
+// RemoteAddr returns the peer's address as text.
+func (c *Conn) RemoteAddr() string {
+	if a := c.nc.RemoteAddr(); a != nil {
+		return a.String()
+	}
+	return ""
+}
+
+// onClosed is netpoll's close callback. It runs before netpoll closes the
+// descriptor (callbacks run newest first), so after it returns no writer
+// can touch fd.
+func (c *Conn) onClosed(netpoll.Connection) error {
+	c.wmu.Lock()
+	c.mu.Lock()
+	already := c.state&stGone != 0
+	c.state |= stClosed | stGone
+	c.queue, c.final, c.pending, c.off = nil, nil, 0, 0
+	c.mu.Unlock()
+	c.wmu.Unlock()
+	if already {
+		return nil
+	}
+	c.s.ep.forget(c)
+	c.s.closed(c)
+	return nil
+}

@@ -1,0 +1,213 @@
+package poller
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cloudwego/netpoll"
+)
+
+// testHandler hands each accepted Conn to the test and discards input.
+type testHandler struct {
+	opened chan *Conn
+	mu     sync.Mutex
+	closed int
+	gone   chan struct{}
+}
+
+func newTestHandler() *testHandler {
+	return &testHandler{opened: make(chan *Conn, 64), gone: make(chan struct{}, 64)}
+}
+
+func (h *testHandler) OnOpen(c *Conn) { h.opened <- c }
+func (h *testHandler) OnData(_ *Conn, r netpoll.Reader) {
+	_ = r.Skip(r.Len())
+	_ = r.Release()
+}
+func (h *testHandler) OnClose(*Conn) {
+	h.mu.Lock()
+	h.closed++
+	h.mu.Unlock()
+	h.gone <- struct{}{}
+}
+
+func startServer(t *testing.T, cfg Config) (*Server, *testHandler, string) {
+	t.Helper()
+	h := newTestHandler()
+	s, err := New(cfg, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = s.Serve(ln) }()
+	t.Cleanup(func() {
+		_ = s.Close()
+		<-done
+	})
+	return s, h, ln.Addr().String()
+}
+
+func dial(t *testing.T, h *testHandler, addr string) (net.Conn, *Conn) {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = nc.Close() })
+	select {
+	case c := <-h.opened:
+		return nc, c
+	case <-time.After(5 * time.Second):
+		t.Fatal("connection not accepted")
+	}
+	return nil, nil
+}
+
+func TestEnqueueOrderAndCoalescing(t *testing.T) {
+	s, h, addr := startServer(t, Config{})
+	nc, c := dial(t, h, addr)
+	var want bytes.Buffer
+	for i := 0; i < 2000; i++ {
+		b := bytes.Repeat([]byte{byte('a' + i%26)}, 1+i%50)
+		want.Write(b)
+		if err := c.Enqueue(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := make([]byte, want.Len())
+	_ = nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(nc, got); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want.Bytes()) {
+		t.Fatal("bytes arrived out of order or corrupted")
+	}
+	if st := s.Stats(); st.Writes >= 2000 {
+		t.Fatalf("%d writes for 2000 frames: nothing was coalesced", st.Writes)
+	}
+}
+
+// A peer that reads slowly still gets every byte in order: writes that hit a
+// full socket are parked and resumed when it drains.
+func TestParkedWriterResumes(t *testing.T) {
+	_, h, addr := startServer(t, Config{MaxPending: 64 << 20})
+	nc, c := dial(t, h, addr)
+	chunk := bytes.Repeat([]byte("0123456789abcdef"), 4096) // 64 KiB
+	const chunks = 128                                      // 8 MiB, far beyond socket buffers
+	for i := 0; i < chunks; i++ {
+		if err := c.Enqueue(chunk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c.Pending() == 0 {
+		t.Fatal("everything was written at once; the test did not fill the socket")
+	}
+	buf := make([]byte, len(chunk))
+	_ = nc.SetReadDeadline(time.Now().Add(20 * time.Second))
+	for i := 0; i < chunks; i++ {
+		if _, err := io.ReadFull(nc, buf); err != nil {
+			t.Fatalf("chunk %d: %v", i, err)
+		}
+		if !bytes.Equal(buf, chunk) {
+			t.Fatalf("chunk %d corrupted", i)
+		}
+	}
+}
+
+// A peer that never reads overflows its queue and is cut off; a healthy
+// peer on the same server is unaffected.
+func TestOverflowAbortsOnlyTheSlowPeer(t *testing.T) {
+	s, h, addr := startServer(t, Config{MaxPending: 256 << 10, OverflowFinal: []byte("BYE")})
+	_, slow := dial(t, h, addr)
+	fastNC, fast := dial(t, h, addr)
+	chunk := make([]byte, 16<<10)
+	var overflowed bool
+	for i := 0; i < 1000 && !overflowed; i++ {
+		err := slow.Enqueue(chunk)
+		switch {
+		case errors.Is(err, ErrOverflow):
+			overflowed = true
+		case err != nil:
+			t.Fatalf("enqueue %d: %v", i, err)
+		}
+	}
+	if !overflowed {
+		t.Fatal("a peer that never reads never overflowed")
+	}
+	if err := slow.Enqueue(chunk); !errors.Is(err, ErrClosed) {
+		t.Fatalf("enqueue after overflow: %v, want ErrClosed", err)
+	}
+	select {
+	case <-h.gone:
+	case <-time.After(5 * time.Second):
+		t.Fatal("slow peer was not closed")
+	}
+	if err := fast.Enqueue([]byte("still here")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, len("still here"))
+	_ = fastNC.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(fastNC, buf); err != nil || string(buf) != "still here" {
+		t.Fatalf("healthy peer: %q %v", buf, err)
+	}
+	if s.Stats().Overflows != 1 {
+		t.Fatalf("overflows = %d, want 1", s.Stats().Overflows)
+	}
+}
+
+// CloseAfter writes what was queued, then the final bytes, then closes.
+func TestCloseAfterFlushesThenCloses(t *testing.T) {
+	_, h, addr := startServer(t, Config{})
+	nc, c := dial(t, h, addr)
+	_ = c.Enqueue([]byte("hello "))
+	c.CloseAfter([]byte("bye"))
+	if err := c.Enqueue([]byte("late")); !errors.Is(err, ErrClosed) {
+		t.Fatalf("enqueue after CloseAfter: %v", err)
+	}
+	_ = nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, err := io.ReadAll(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != "hello bye" {
+		t.Fatalf("got %q", got)
+	}
+	select {
+	case <-h.gone:
+	case <-time.After(5 * time.Second):
+		t.Fatal("OnClose not called")
+	}
+}
+
+// Peers that vanish free their Conn exactly once and Stats follow.
+func TestPeerCloseCallsOnCloseOnce(t *testing.T) {
+	s, h, addr := startServer(t, Config{})
+	const n = 50
+	var ncs []net.Conn
+	for i := 0; i < n; i++ {
+		nc, _ := dial(t, h, addr)
+		ncs = append(ncs, nc)
+	}
+	for _, nc := range ncs {
+		_ = nc.Close()
+	}
+	for i := 0; i < n; i++ {
+		select {
+		case <-h.gone:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("only %d of %d closes seen", i, n)
+		}
+	}
+	if got := s.Stats().Conns; got != 0 {
+		t.Fatalf("open conns = %d after all closed", got)
+	}
+}

@@ -1,0 +1,200 @@
+package poller
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cloudwego/netpoll"
+)
+
+// Handler receives a connection's events. See the package comment for
+// which goroutine runs each and what it may do.
+type Handler interface {
+	// OnOpen runs once when a connection is accepted, before any OnData.
+	OnOpen(c *Conn)
+	// OnData runs when bytes arrived; it must consume all of r.
+	OnData(c *Conn, r netpoll.Reader)
+	// OnClose runs once when the connection is gone.
+	OnClose(c *Conn)
+}
+
+// Stats are the poller's counters.
+type Stats struct {
+	Conns     int64  // open connections
+	Accepted  uint64 // since start
+	BytesOut  uint64
+	Writes    uint64 // write syscalls
+	Overflows uint64 // connections aborted for an overflowing queue
+}
+
+// Server accepts connections on a listener and runs them on netpoll loops.
+type Server struct {
+	cfg     Config
+	h       Handler
+	evl     netpoll.EventLoop
+	writers []*writer
+	ep      *epollWaiter
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+
+	mu        sync.Mutex
+	ln        netpoll.Listener
+	accepting atomic.Bool
+
+	conns    atomic.Int64
+	accepted atomic.Uint64
+	ids      atomic.Uint64
+}
+
+type ctxKey struct{}
+
+var configureOnce sync.Once
+
+// configure applies process-wide netpoll settings. netpoll reads them only
+// before its first connection, so the first Server's Config wins.
+func configure(cfg Config) error {
+	var err error
+	configureOnce.Do(func() {
+		// The node-wide minimum of a buffer node; netpoll keeps one per
+		// connection for input, so it is the floor of idle memory.
+		netpoll.LinkBufferCap = cfg.ReadBufferSize
+		err = netpoll.Configure(netpoll.Config{
+			PollerNum:  cfg.Loops,
+			BufferSize: cfg.ReadBufferSize,
+		})
+	})
+	return err
+}
+
+// New returns a Server that calls h. Its writer goroutines start at once;
+// Close stops them.
+func New(cfg Config, h Handler) (*Server, error) {
+	cfg = cfg.withDefaults()
+	if err := configure(cfg); err != nil {
+		return nil, err
+	}
+	ep, err := newEpollWaiter()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, h: h, ep: ep, stop: make(chan struct{})}
+	s.accepting.Store(true)
+	for i := 0; i < cfg.Writers; i++ {
+		s.writers = append(s.writers, newWriter(s, cfg))
+	}
+	s.evl, err = netpoll.NewEventLoop(s.onRequest, netpoll.WithOnPrepare(s.onPrepare))
+	if err != nil {
+		ep.close()
+		return nil, err
+	}
+	for _, w := range s.writers {
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); w.run(s.stop) }()
+	}
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); ep.run(s.stop) }()
+	return s, nil
+}
+
+// Serve accepts connections from ln until Close. It blocks.
+func (s *Server) Serve(ln net.Listener) error {
+	nl, err := netpoll.ConvertListener(ln)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.ln = nl
+	s.mu.Unlock()
+	err = s.evl.Serve(nl)
+	if s.accepting.Load() {
+		return err
+	}
+	return ErrServerClosed
+}
+
+// StopAccepting closes the listener; open connections keep running.
+// (netpoll's own Shutdown would close every idle connection at once,
+// before a graceful drain could say goodbye.)
+func (s *Server) StopAccepting() {
+	if !s.accepting.Swap(false) {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln != nil {
+		_ = s.ln.Close()
+	}
+}
+
+// Close stops accepting, closes what is left, stops the writer goroutines
+// and waits for them. Drain the connections first for a graceful stop.
+func (s *Server) Close() error {
+	select {
+	case <-s.stop:
+		return nil
+	default:
+	}
+	s.StopAccepting()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	err := s.evl.Shutdown(ctx)
+	close(s.stop)
+	s.wg.Wait()
+	s.ep.close()
+	if errors.Is(err, context.DeadlineExceeded) {
+		return nil
+	}
+	return err
+}
+
+// Stats returns a snapshot of the counters.
+func (s *Server) Stats() Stats {
+	st := Stats{Conns: s.conns.Load(), Accepted: s.accepted.Load()}
+	for _, w := range s.writers {
+		st.BytesOut += w.bytesOut.Load()
+		st.Writes += w.writes.Load()
+		st.Overflows += w.overflows.Load()
+	}
+	return st
+}
+
+// Config returns the effective configuration, defaults filled in.
+func (s *Server) Config() Config { return s.cfg }
+
+func (s *Server) onPrepare(nc netpoll.Connection) context.Context {
+	fdc, ok := nc.(interface{ Fd() int })
+	if !ok {
+		_ = nc.Close()
+		return context.Background()
+	}
+	if !s.accepting.Load() {
+		_ = nc.Close()
+		return context.Background()
+	}
+	id := s.ids.Add(1)
+	c := &Conn{nc: nc, fd: fdc.Fd(), s: s, w: s.writers[id%uint64(len(s.writers))]}
+	s.conns.Add(1)
+	s.accepted.Add(1)
+	_ = nc.AddCloseCallback(c.onClosed)
+	s.h.OnOpen(c)
+	return context.WithValue(context.Background(), ctxKey{}, c)
+}
+
+func (s *Server) onRequest(ctx context.Context, nc netpoll.Connection) error {
+	c, _ := ctx.Value(ctxKey{}).(*Conn)
+	if c == nil {
+		return nc.Close()
+	}
+	s.h.OnData(c, nc.Reader())
+	return nil
+}
+
+func (s *Server) closed(c *Conn) {
+	s.conns.Add(-1)
+	s.h.OnClose(c)
+}

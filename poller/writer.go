@@ -1,0 +1,238 @@
+package poller
+
+import (
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// maxIovecs stays under the kernel's IOV_MAX (1024).
+const maxIovecs = 1024
+
+// writer owns a share of the connections' outbound traffic. Connections
+// are scheduled on it by Enqueue; it writes each one's whole queue with a
+// single writev.
+type writer struct {
+	cfg  Config
+	s    *Server
+	wake chan struct{}
+
+	mu    sync.Mutex
+	ready []*Conn
+	spare []*Conn
+
+	iov  []unix.Iovec // scratch for writev, reused
+	refs [][]byte     // keeps what iov points at reachable during the call
+
+	lingering []lingerEntry // owned by the writer goroutine
+
+	bytesOut  atomic.Uint64
+	writes    atomic.Uint64
+	overflows atomic.Uint64
+}
+
+type lingerEntry struct {
+	c        *Conn
+	deadline time.Time
+}
+
+func newWriter(s *Server, cfg Config) *writer {
+	return &writer{
+		cfg:  cfg,
+		s:    s,
+		wake: make(chan struct{}, 1),
+		iov:  make([]unix.Iovec, 0, maxIovecs),
+		refs: make([][]byte, 0, maxIovecs),
+	}
+}
+
+func (w *writer) push(c *Conn) {
+	w.mu.Lock()
+	w.ready = append(w.ready, c)
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run is the writer goroutine; it returns when stop is closed.
+func (w *writer) run(stop <-chan struct{}) {
+	tick := time.NewTicker(w.cfg.LingerTimeout / 4)
+	defer tick.Stop()
+	for {
+		w.mu.Lock()
+		batch := w.ready
+		w.ready = w.spare[:0]
+		w.mu.Unlock()
+		for i, c := range batch {
+			w.flush(c)
+			batch[i] = nil
+		}
+		w.spare = batch[:0]
+		if len(batch) > 0 {
+			continue
+		}
+		select {
+		case <-w.wake:
+		case now := <-tick.C:
+			w.reapLinger(now)
+		case <-stop:
+			return
+		}
+	}
+}
+
+// flush writes what c has queued, or carries out its close.
+func (w *writer) flush(c *Conn) {
+	c.wmu.Lock()
+	c.mu.Lock()
+	st := c.state
+	switch {
+	case st&stClosed != 0:
+		c.mu.Unlock()
+		c.wmu.Unlock()
+		return
+	case st&stAbort != 0:
+		final := c.final
+		atBoundary := c.off == 0
+		c.queue, c.final, c.pending = nil, nil, 0
+		c.state |= stClosed
+		c.mu.Unlock()
+		if len(final) > 0 && atBoundary {
+			// Best effort: a peer that stopped reading will not see it.
+			_, _ = unix.Write(c.fd, final)
+		}
+		c.wmu.Unlock()
+		_ = c.nc.Close()
+		return
+	}
+	// Gather the queue into iovecs; frames stay where they are.
+	w.iov, w.refs = w.iov[:0], w.refs[:0]
+	total, off := 0, c.off
+	for _, b := range c.queue {
+		b = b[off:]
+		off = 0
+		if len(b) == 0 {
+			continue
+		}
+		w.refs = append(w.refs, b)
+		w.iov = append(w.iov, unix.Iovec{Base: &b[0], Len: uint64(len(b))})
+		total += len(b)
+		if len(w.iov) == maxIovecs || total >= w.cfg.MaxWriteBytes {
+			break
+		}
+	}
+	c.mu.Unlock()
+
+	n, err := 0, error(nil)
+	if total > 0 {
+		n, err = writev(c.fd, w.iov)
+		w.writes.Add(1)
+		if n > 0 {
+			w.bytesOut.Add(uint64(n))
+		}
+	}
+	for i := range w.refs {
+		w.refs[i] = nil
+	}
+
+	c.mu.Lock()
+	c.consumeLocked(n)
+	var closeNow, park, requeue bool
+	switch {
+	case err != nil && err != unix.EAGAIN && err != unix.EINTR:
+		c.state |= stClosed
+		c.queue, c.pending = nil, 0
+		closeNow = true
+	case n < total || err == unix.EAGAIN:
+		park = true
+		c.state |= stParked
+	case len(c.queue) > 0:
+		requeue = true
+	case c.state&stClosing != 0:
+		// Our last bytes are out: send FIN and give the peer a moment to
+		// close first, so its kernel does not discard the close frame on
+		// an RST from unread input.
+		c.state |= stLinger
+		c.state &^= stScheduled
+	default:
+		c.state &^= stScheduled
+		if cap(c.queue) > 16 {
+			c.queue = nil // a burst grew it; an idle connection keeps nothing
+		}
+	}
+	linger := c.state&stLinger != 0 && !closeNow && !park && !requeue
+	c.mu.Unlock()
+	if linger {
+		_ = unix.Shutdown(c.fd, unix.SHUT_WR)
+	}
+	c.wmu.Unlock()
+
+	switch {
+	case closeNow:
+		_ = c.nc.Close()
+	case park:
+		w.s.ep.park(c)
+	case requeue:
+		w.push(c)
+	case linger:
+		w.lingering = append(w.lingering, lingerEntry{c, time.Now().Add(w.cfg.LingerTimeout)})
+	}
+}
+
+// consumeLocked drops n written bytes from the front of the queue.
+func (c *Conn) consumeLocked(n int) {
+	c.pending -= n
+	i := 0
+	for i < len(c.queue) && n > 0 {
+		rest := len(c.queue[i]) - c.off
+		if n < rest {
+			c.off += n
+			n = 0
+			break
+		}
+		n -= rest
+		c.off = 0
+		c.queue[i] = nil
+		i++
+	}
+	if i > 0 {
+		c.queue = c.queue[:copy(c.queue, c.queue[i:])]
+	}
+}
+
+func (w *writer) reapLinger(now time.Time) {
+	kept := w.lingering[:0]
+	for _, e := range w.lingering {
+		switch {
+		case !e.c.nc.IsActive():
+		case now.After(e.deadline):
+			_ = e.c.nc.Close()
+		default:
+			kept = append(kept, e)
+			continue
+		}
+	}
+	for i := len(kept); i < len(w.lingering); i++ {
+		w.lingering[i] = lingerEntry{}
+	}
+	w.lingering = kept
+}
+
+func writev(fd int, iov []unix.Iovec) (int, error) {
+	for {
+		n, _, e := unix.Syscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
+		if e == unix.EINTR {
+			continue
+		}
+		if e != 0 {
+			return 0, syscall.Errno(e)
+		}
+		return int(n), nil
+	}
+}
