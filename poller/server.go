@@ -176,6 +176,7 @@ func (s *Server) onPrepare(nc netpoll.Connection) context.Context {
 		_ = nc.Close()
 		return context.Background()
 	}
+	trimWriteScratch(nc)
 	id := s.ids.Add(1)
 	c := &Conn{nc: nc, fd: fdc.Fd(), s: s, w: s.writers[id%uint64(len(s.writers))]}
 	s.conns.Add(1)
