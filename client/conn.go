@@ -1,0 +1,369 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"sort"
+	"sync"
+	"sync/atomic"
+
+	"go.uber.org/zap"
+
+	"github.com/subsock/subsock/proto"
+)
+
+// Conn is one micro socket: a WebSocket connection to a node that
+// reconnects by itself and keeps its subscriptions across connections.
+// Its methods are safe for concurrent use.
+type Conn struct {
+	url    string
+	opts   Options
+	codec  proto.Codec
+	log    *zap.Logger
+	q      queue
+	bufs   sync.Pool // *[]byte envelope buffers
+	nextID atomic.Uint64
+	stats  counters
+
+	ctx         context.Context // ends at Close
+	cancel      context.CancelFunc
+	closeOnce   sync.Once
+	superDone   chan struct{} // the supervisor has returned
+	stopHandler chan struct{}
+	handlerDone chan struct{}
+
+	subsMu sync.RWMutex
+	subs   map[string]*subscription
+
+	mu   sync.Mutex
+	sess *session      // the current connection; nil between connections
+	up   chan struct{} // closed once sess is set; replaced when it goes
+	last error         // the last failed attempt, for Dial's error
+}
+
+type subscription struct{ h Handler }
+
+// Dial opens a connection to the node at rawURL (ws://host:port/ws). It
+// retries with the backoff policy until a handshake succeeds, ctx ends, or
+// the server refuses for a reason retrying cannot fix (an HTTP 4xx other
+// than 408/429, or the subprotocol); after that first connection, the Conn
+// reconnects by itself until Close.
+func Dial(ctx context.Context, rawURL string, opts Options) (*Conn, error) {
+	if err := checkURL(rawURL); err != nil {
+		return nil, err
+	}
+	opts = opts.withDefaults()
+	cctx, cancel := context.WithCancel(context.Background())
+	c := &Conn{
+		url:         rawURL,
+		opts:        opts,
+		codec:       opts.Codec,
+		log:         opts.Logger,
+		q:           newQueue(opts.Policy, opts.Buffer),
+		ctx:         cctx,
+		cancel:      cancel,
+		superDone:   make(chan struct{}),
+		stopHandler: make(chan struct{}),
+		handlerDone: make(chan struct{}),
+		subs:        make(map[string]*subscription),
+		up:          make(chan struct{}),
+	}
+	c.bufs.New = func() any { b := make([]byte, 0, 256); return &b }
+	first := make(chan error, 1)
+	go c.handle()
+	go c.supervise(first)
+	select {
+	case err := <-first:
+		if err != nil {
+			_ = c.Close()
+			return nil, err
+		}
+		return c, nil
+	case <-ctx.Done():
+		last := c.lastErr()
+		_ = c.Close()
+		if last != nil {
+			return nil, fmt.Errorf("client: dial %s: %w; last attempt: %w", rawURL, ctx.Err(), last)
+		}
+		return nil, fmt.Errorf("client: dial %s: %w", rawURL, ctx.Err())
+	}
+}
+
+func checkURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrBadURL, err)
+	}
+	switch u.Scheme {
+	case "ws", "wss", "http", "https":
+	default:
+		return fmt.Errorf("%w: %q: the scheme must be ws or wss", ErrBadURL, raw)
+	}
+	if u.Host == "" {
+		return fmt.Errorf("%w: %q has no host", ErrBadURL, raw)
+	}
+	return nil
+}
+
+// Subscribe routes topic's messages to h and waits for the server's ack;
+// the subscription is renewed on every reconnect until Unsubscribe. A
+// second Subscribe of the same topic replaces the handler. If the server
+// refuses, the error is a *ServerError (invalid_topic, forbidden,
+// too_many_subscriptions, ...) and nothing changes. A connection lost
+// while waiting is retried on the next one, within ctx.
+func (c *Conn) Subscribe(ctx context.Context, topic string, h Handler) error {
+	if h == nil {
+		return ErrNilHandler
+	}
+	sub := &subscription{h: h}
+	c.subsMu.Lock()
+	if c.ctx.Err() != nil {
+		c.subsMu.Unlock()
+		return ErrClosed
+	}
+	prev := c.subs[topic]
+	c.subs[topic] = sub
+	c.subsMu.Unlock()
+	for {
+		err := c.call(ctx, &proto.Request{Op: proto.OpSub, Topics: []string{topic}})
+		if errors.Is(err, ErrConnectionLost) && c.ctx.Err() == nil {
+			continue
+		}
+		if err != nil {
+			c.rollback(topic, sub, prev)
+		}
+		return err
+	}
+}
+
+// rollback undoes a failed Subscribe unless another one replaced it since.
+func (c *Conn) rollback(topic string, sub, prev *subscription) {
+	c.subsMu.Lock()
+	if c.subs[topic] != sub {
+		c.subsMu.Unlock()
+		return
+	}
+	if prev != nil {
+		c.subs[topic] = prev
+		c.subsMu.Unlock()
+		return
+	}
+	delete(c.subs, topic)
+	c.subsMu.Unlock()
+	// The request may have reached the server before ctx ended; take it
+	// back without waiting (no id: an unsub of a topic not held is a no-op).
+	if s := c.current(); s != nil {
+		_ = c.send(s, &proto.Request{Op: proto.OpUnsub, Topics: []string{topic}})
+	}
+}
+
+// Unsubscribe stops topic's deliveries at once (queued messages for it are
+// discarded) and waits for the server's ack while a connection is up.
+func (c *Conn) Unsubscribe(ctx context.Context, topic string) error {
+	c.subsMu.Lock()
+	_, had := c.subs[topic]
+	delete(c.subs, topic)
+	c.subsMu.Unlock()
+	if !had {
+		return nil
+	}
+	s := c.current()
+	if s == nil {
+		return nil // the next connection will not resubscribe it
+	}
+	err := c.callOn(ctx, s, &proto.Request{Op: proto.OpUnsub, Topics: []string{topic}})
+	if errors.Is(err, ErrConnectionLost) {
+		return nil
+	}
+	return err
+}
+
+// Publish sends v to topic, encoded with the connection's codec (a Raw
+// value is sent as is). It waits for a connection if none is up. With
+// Options.AckPublish, or when ctx has a deadline, it also waits for the
+// server's answer and returns its refusal as a *ServerError; otherwise a
+// refusal reaches Options.OnError.
+func (c *Conn) Publish(ctx context.Context, topic string, v any) error {
+	data, err := encodeValue(v, c.codec.Format())
+	if err != nil {
+		return err
+	}
+	req := &proto.Request{Op: proto.OpPub, Topic: topic, Data: data}
+	if _, deadline := ctx.Deadline(); deadline || c.opts.AckPublish {
+		return c.call(ctx, req)
+	}
+	s, err := c.session(ctx)
+	if err != nil {
+		return err
+	}
+	if err := c.send(s, req); err != nil {
+		s.kill(err)
+		return fmt.Errorf("%w: %w", ErrConnectionLost, err)
+	}
+	c.stats.published.Add(1)
+	return nil
+}
+
+// Refresh fetches a token from Options.Token and hands it to the server
+// in band ({"op":"auth"}), before the current one expires (the server
+// closes with 4001 when it does). Subscriptions the new token no longer
+// allows are dropped by the server and reported to OnError.
+func (c *Conn) Refresh(ctx context.Context) error {
+	if c.opts.Token == nil {
+		return ErrNoToken
+	}
+	tok, err := c.opts.Token(ctx)
+	if err != nil {
+		return fmt.Errorf("client: token: %w", err)
+	}
+	return c.call(ctx, &proto.Request{Op: proto.OpAuth, Token: tok})
+}
+
+// Close ends the connection with a close handshake (1000), stops every
+// goroutine of the Conn and waits for them, the handler goroutine
+// included; messages still queued are discarded. It must not be called
+// from a Handler. Calls after the first return nil.
+func (c *Conn) Close() error {
+	c.closeOnce.Do(func() {
+		c.cancel()
+		<-c.superDone
+		close(c.stopHandler)
+		<-c.handlerDone
+	})
+	return nil
+}
+
+// Stats returns the connection's current figures.
+func (c *Conn) Stats() Stats {
+	s := c.current()
+	c.subsMu.RLock()
+	n := len(c.subs)
+	c.subsMu.RUnlock()
+	return Stats{
+		Connected:     s != nil,
+		Connects:      c.stats.connects.Load(),
+		DialFailures:  c.stats.dialFailures.Load(),
+		Received:      c.stats.received.Load(),
+		Delivered:     c.stats.delivered.Load(),
+		Dropped:       c.stats.dropped.Load(),
+		Coalesced:     c.stats.coalesced.Load(),
+		Published:     c.stats.published.Load(),
+		Subscriptions: n,
+		Queued:        c.q.pending(),
+	}
+}
+
+// topics returns the subscribed topics, sorted.
+func (c *Conn) topics() []string {
+	c.subsMu.RLock()
+	ts := make([]string, 0, len(c.subs))
+	for t := range c.subs {
+		ts = append(ts, t)
+	}
+	c.subsMu.RUnlock()
+	sort.Strings(ts)
+	return ts
+}
+
+// current returns the live session, or nil.
+func (c *Conn) current() *session {
+	c.mu.Lock()
+	s := c.sess
+	c.mu.Unlock()
+	if s == nil || s.isEnded() {
+		return nil
+	}
+	return s
+}
+
+// session waits for a live connection.
+func (c *Conn) session(ctx context.Context) (*session, error) {
+	for {
+		c.mu.Lock()
+		s, up := c.sess, c.up
+		c.mu.Unlock()
+		if c.ctx.Err() != nil {
+			return nil, ErrClosed
+		}
+		wait := up
+		if s != nil {
+			if !s.isEnded() {
+				return s, nil
+			}
+			wait = s.gone
+		}
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-c.ctx.Done():
+			return nil, ErrClosed
+		}
+	}
+}
+
+// call sends req with a fresh id on the live connection and waits for
+// the server's answer.
+func (c *Conn) call(ctx context.Context, req *proto.Request) error {
+	s, err := c.session(ctx)
+	if err != nil {
+		return err
+	}
+	return c.callOn(ctx, s, req)
+}
+
+func (c *Conn) callOn(ctx context.Context, s *session, req *proto.Request) error {
+	id := c.nextID.Add(1)
+	req.ID, req.HasID = id, true
+	ch := make(chan error, 1)
+	if !s.register(id, ch) {
+		return ErrConnectionLost
+	}
+	if err := c.send(s, req); err != nil {
+		s.unregister(id)
+		s.kill(err)
+		return fmt.Errorf("%w: %w", ErrConnectionLost, err)
+	}
+	if req.Op == proto.OpPub {
+		c.stats.published.Add(1)
+	}
+	select {
+	case err := <-ch:
+		var se *ServerError
+		if errors.As(err, &se) {
+			se.Op = req.Op.String()
+			if req.Op == proto.OpPub {
+				se.Topic = req.Topic
+			} else if len(req.Topics) == 1 {
+				se.Topic = req.Topics[0]
+			}
+		}
+		if errors.Is(err, ErrConnectionLost) && c.ctx.Err() != nil {
+			return ErrClosed
+		}
+		return err
+	case <-ctx.Done():
+		s.unregister(id)
+		return ctx.Err()
+	}
+}
+
+// send encodes req and writes it.
+func (c *Conn) send(s *session, req *proto.Request) error {
+	bp := c.bufs.Get().(*[]byte)
+	b := c.codec.AppendRequest((*bp)[:0], req)
+	err := s.write(b)
+	if cap(b) <= 64<<10 {
+		*bp = b
+		c.bufs.Put(bp)
+	}
+	return err
+}
+
+func (c *Conn) lastErr() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.last
+}

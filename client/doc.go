@@ -1,0 +1,36 @@
+// Package client is the Go SDK for subsock: it keeps WebSocket connections
+// to a node open, subscribes topics with a handler each, publishes, and
+// comes back by itself after a failure, resubscribing every topic.
+//
+// A program opens several small single-purpose connections ("micro
+// sockets") rather than one shared pipe: one for prices, one for risk
+// alerts, one for payment notifications, each with its own token, retry
+// and delivery policy, so a failure or a slow handler in one never touches
+// the others. Dial opens one; Open opens a named set declared in one place.
+//
+// Reconnection uses exponential backoff with full jitter (a uniformly
+// random wait below min(Max, Min·2^n)), so a thousand clients dropped at
+// once come back spread over time. Server hints lengthen the wait: a close
+// with 1001 (going away), 1012 (restart) or 1013 (try again later) is never
+// followed by an immediate reconnect, and an HTTP 503 refusal with
+// Retry-After is honoured as a lower bound.
+//
+// Goroutines, per Conn, all stopped by Close:
+//   - one supervisor that dials, resubscribes, sends the app-level pings
+//     and backs off between connections;
+//   - one reader per live connection, which decodes frames, completes
+//     requests waiting for their ack and queues messages; it never runs a
+//     handler and never blocks on one;
+//   - one handler goroutine that runs every Handler of the Conn, one call
+//     at a time, in arrival order (policy All) or newest-value-first per
+//     topic (policy Latest).
+//
+// Callback rules: a Handler may call any method of its Conn except Close
+// (Close waits for the handler goroutine). OnError, OnConnect and
+// OnDisconnect must return quickly and be safe for concurrent use: OnError
+// is called from the reader and the supervisor, and blocking there delays
+// reads (and, in the end, gets the connection closed as a slow consumer).
+//
+// The package keeps no global state and logs only to the *zap.Logger given
+// in Options.
+package client

@@ -1,0 +1,98 @@
+package client
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/subsock/subsock/proto"
+)
+
+var (
+	// ErrClosed is returned by calls on a Conn (or Sockets) after Close.
+	ErrClosed = errors.New("client: closed")
+	// ErrConnectionLost means the connection dropped before the server
+	// answered; a publish may or may not have been applied.
+	ErrConnectionLost = errors.New("client: connection lost before the reply")
+	// ErrBufferFull is reported through Options.OnError each time the All
+	// policy drops a message because the handler is Buffer messages behind.
+	ErrBufferFull = errors.New("client: delivery buffer full, message dropped")
+	// ErrServerSilent ends a connection on which nothing arrived within
+	// PingTimeout of an app-level ping.
+	ErrServerSilent = errors.New("client: server silent past the ping timeout")
+	// ErrBadURL is returned by Dial for a URL that is not ws://, wss://,
+	// http:// or https://.
+	ErrBadURL = errors.New("client: bad URL")
+	// ErrNoToken is returned by Refresh when Options.Token is nil.
+	ErrNoToken = errors.New("client: no token provider")
+	// ErrSubprotocol means the server did not accept the requested codec.
+	ErrSubprotocol = errors.New("client: server refused the subprotocol")
+	// ErrNoSockets is returned by Open for an empty declaration.
+	ErrNoSockets = errors.New("client: no sockets declared")
+	// ErrUndecodable is reported through OnError for a server message the
+	// codec cannot read; the connection stays up.
+	ErrUndecodable = errors.New("client: undecodable server message")
+)
+
+// ServerError is the server's refusal of one request (an err reply).
+type ServerError struct {
+	Op    string     // the request: "sub", "unsub", "pub", "auth"; empty when unsolicited
+	Topic string     // the topic of a pub, or of a sub retried alone after a reconnect
+	Code  proto.Code // machine-readable reason, e.g. proto.CodeInvalidTopic
+	Msg   string     // human-readable detail from the server
+}
+
+func (e *ServerError) Error() string {
+	op := e.Op
+	if op == "" {
+		op = "request"
+	}
+	s := "client: server refused " + op
+	if e.Topic != "" {
+		s += " " + strconv.Quote(e.Topic)
+	}
+	return s + ": " + string(e.Code) + ": " + e.Msg
+}
+
+// HandshakeError is an HTTP refusal of the WebSocket upgrade.
+type HandshakeError struct {
+	Status int // HTTP status, e.g. 503 at a server limit, 401 for a bad token
+	// RetryAfter is the server's Retry-After hint (0 when absent); the
+	// next attempt waits at least this long.
+	RetryAfter time.Duration
+	Reason     string // the start of the response body
+}
+
+func (e *HandshakeError) Error() string {
+	s := fmt.Sprintf("client: handshake refused: %d %s", e.Status, http.StatusText(e.Status))
+	if e.Reason != "" {
+		s += ": " + e.Reason
+	}
+	if e.RetryAfter > 0 {
+		s += " (retry after " + e.RetryAfter.String() + ")"
+	}
+	return s
+}
+
+// temporary reports whether another attempt may succeed without a change
+// on the client side: overload, timeouts and server faults.
+func (e *HandshakeError) temporary() bool {
+	return e.Status == http.StatusRequestTimeout || e.Status == http.StatusTooManyRequests || e.Status >= 500
+}
+
+// CloseError is how the server closed a connection: the WebSocket close
+// code and reason (1001 shutdown, 1013 slow consumer, 4000 heartbeat
+// timeout, 4001 token expired, ...). OnDisconnect receives it.
+type CloseError struct {
+	Code   int
+	Reason string
+}
+
+func (e *CloseError) Error() string {
+	return fmt.Sprintf("client: closed by server: %d %s", e.Code, e.Reason)
+}
+
+// ErrNilHandler is returned by Subscribe without a handler.
+var ErrNilHandler = errors.New("client: nil handler")

@@ -1,0 +1,299 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/coder/websocket"
+	"go.uber.org/zap"
+
+	"github.com/subsock/subsock/proto"
+)
+
+// resubBatch is how many topics one resubscription request carries; well
+// under the server's per-request limit (256 by default).
+const resubBatch = 100
+
+// supervise is the Conn's connection loop: connect, resubscribe, watch
+// the connection, back off, again, until Close. first receives the outcome
+// of the first connection for Dial.
+func (c *Conn) supervise(first chan<- error) {
+	defer close(c.superDone)
+	failures := 0
+	connected := false
+	for {
+		s := newSession(c.codec, c.opts.WriteTimeout)
+		err := c.connect(s)
+		if c.ctx.Err() != nil {
+			if err == nil {
+				_ = s.ws.CloseNow()
+			}
+			return
+		}
+		if err != nil {
+			c.stats.dialFailures.Add(1)
+			c.mu.Lock()
+			c.last = err
+			c.mu.Unlock()
+			if !connected && permanent(err) {
+				first <- err
+				return
+			}
+			c.opts.OnError(err)
+			d := c.opts.Backoff.delay(failures, err)
+			c.log.Debug("connection attempt failed", zap.String("url", c.url), zap.Error(err), zap.Duration("retry_in", d))
+			failures++
+			if !c.sleep(d) {
+				return
+			}
+			continue
+		}
+		c.stats.connects.Add(1)
+		c.attach(s)
+		if !connected {
+			connected = true
+			first <- nil
+		}
+		c.log.Info("connected", zap.String("url", c.url), zap.Int("attempts", failures+1))
+		c.opts.OnConnect()
+		go c.read(s)
+		c.resubscribe(s)
+		c.watch(s)
+		cause := s.err()
+		c.detach(s)
+		if c.ctx.Err() != nil {
+			c.opts.OnDisconnect(ErrClosed)
+			return
+		}
+		c.opts.OnDisconnect(cause)
+		// A connection that outlived the longest wait was a success; one
+		// that did not keeps the failure count growing, so a server that
+		// accepts and drops at once is not hammered.
+		if time.Since(s.born) >= c.opts.Backoff.Max {
+			failures = 0
+		}
+		d := c.opts.Backoff.delay(failures, cause)
+		c.log.Info("disconnected", zap.String("url", c.url), zap.Error(cause), zap.Duration("retry_in", d))
+		failures++
+		if !c.sleep(d) {
+			return
+		}
+	}
+}
+
+// permanent reports failures retrying cannot fix, which Dial returns at
+// once rather than retrying until its ctx ends.
+func permanent(err error) bool {
+	var he *HandshakeError
+	if errors.As(err, &he) {
+		return !he.temporary()
+	}
+	return errors.Is(err, ErrSubprotocol)
+}
+
+// sleep waits d; false when the Conn closed meanwhile.
+func (c *Conn) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-c.ctx.Done():
+		return false
+	}
+}
+
+// connect fetches a token and performs the handshake.
+func (c *Conn) connect(s *session) error {
+	ctx, cancel := context.WithTimeout(c.ctx, c.opts.DialTimeout)
+	defer cancel()
+	token := ""
+	if c.opts.Token != nil {
+		t, err := c.opts.Token(ctx)
+		if err != nil {
+			return fmt.Errorf("client: token: %w", err)
+		}
+		token = t
+	}
+	return dial(ctx, c.url, &c.opts, s, token)
+}
+
+// attach makes s the live connection and wakes callers waiting for one.
+func (c *Conn) attach(s *session) {
+	c.mu.Lock()
+	c.sess = s
+	close(c.up)
+	c.mu.Unlock()
+}
+
+// detach lets go of an ended s; callers that saw it wait for the next.
+func (c *Conn) detach(s *session) {
+	c.mu.Lock()
+	c.sess = nil
+	c.up = make(chan struct{})
+	c.mu.Unlock()
+	close(s.gone)
+}
+
+// watch sends app-level pings and returns once s has ended (its reader
+// returned). A server that sends nothing within PingTimeout of a ping is
+// taken as gone: some failures (a dead NAT mapping, a frozen host) never
+// reset the TCP connection.
+func (c *Conn) watch(s *session) {
+	if c.opts.PingInterval <= 0 {
+		select {
+		case <-s.done:
+		case <-c.ctx.Done():
+			c.closeSession(s)
+		}
+		return
+	}
+	t := time.NewTimer(c.opts.PingInterval)
+	defer t.Stop()
+	sentAt := int64(-1) // when the unanswered ping went out; -1: none
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-c.ctx.Done():
+			c.closeSession(s)
+			return
+		case <-t.C:
+		}
+		if sentAt >= 0 {
+			if s.silentSince(sentAt) {
+				s.kill(ErrServerSilent)
+				<-s.done
+				return
+			}
+			sentAt = -1
+			t.Reset(max(c.opts.PingInterval-c.opts.PingTimeout, 0))
+			continue
+		}
+		sentAt = s.now()
+		if err := c.send(s, &proto.Request{Op: proto.OpPing}); err != nil {
+			s.kill(err)
+			<-s.done
+			return
+		}
+		t.Reset(c.opts.PingTimeout)
+	}
+}
+
+// closeSession ends s with a close handshake and waits for its reader.
+func (c *Conn) closeSession(s *session) {
+	s.setCause(ErrClosed)
+	_ = s.ws.Close(websocket.StatusNormalClosure, "")
+	<-s.done
+}
+
+// read is s's reader goroutine: it decodes every frame, completes waiting
+// requests and queues messages, and never blocks on a handler.
+func (c *Conn) read(s *session) {
+	defer close(s.done)
+	format := c.codec.Format()
+	for {
+		_, b, err := s.ws.Read(context.Background())
+		if err != nil {
+			s.end(err)
+			return
+		}
+		s.touch()
+		var r proto.Reply
+		if err := c.codec.DecodeReply(b, &r); err != nil {
+			c.opts.OnError(fmt.Errorf("%w: %w", ErrUndecodable, err))
+			continue
+		}
+		switch r.Op {
+		case proto.OpMsg:
+			c.stats.received.Add(1)
+			c.enqueue(Message{Topic: r.Topic, Data: r.Data, format: format})
+		case proto.OpAck:
+			if r.HasID {
+				s.complete(r.ID, nil)
+			}
+		case proto.OpErr:
+			se := &ServerError{Code: r.Code, Msg: r.Msg}
+			if !r.HasID || !s.complete(r.ID, se) {
+				c.opts.OnError(se)
+			}
+		}
+	}
+}
+
+// enqueue hands m to the handler goroutine through the policy's queue.
+func (c *Conn) enqueue(m Message) {
+	c.subsMu.RLock()
+	_, ok := c.subs[m.Topic]
+	c.subsMu.RUnlock()
+	if !ok {
+		return // unsubscribed while the message was on its way
+	}
+	switch c.q.push(m) {
+	case coalesced:
+		c.stats.coalesced.Add(1)
+	case dropped:
+		c.stats.dropped.Add(1)
+		c.opts.OnError(fmt.Errorf("%w: topic %q", ErrBufferFull, m.Topic))
+	}
+}
+
+// handle is the handler goroutine.
+func (c *Conn) handle() {
+	defer close(c.handlerDone)
+	c.q.run(c.stopHandler, func(m Message) {
+		c.subsMu.RLock()
+		sub := c.subs[m.Topic]
+		c.subsMu.RUnlock()
+		if sub == nil {
+			return
+		}
+		c.stats.delivered.Add(1)
+		sub.h(m)
+	})
+}
+
+// resubscribe renews every subscription on a fresh connection, in
+// batches; a batch the server refuses is retried topic by topic so one
+// topic the server no longer allows does not cost the others, and each
+// refusal is reported to OnError (the handler stays registered; the next
+// connection tries again).
+func (c *Conn) resubscribe(s *session) {
+	topics := c.topics()
+	for len(topics) > 0 {
+		batch := topics[:min(len(topics), resubBatch)]
+		topics = topics[len(batch):]
+		err := c.subscribeOn(s, batch)
+		var se *ServerError
+		switch {
+		case err == nil:
+		case !errors.As(err, &se):
+			return // the connection ended; the next one starts over
+		case len(batch) == 1:
+			c.opts.OnError(se)
+		default:
+			for _, t := range batch {
+				err := c.subscribeOn(s, []string{t})
+				if errors.As(err, &se) {
+					c.opts.OnError(se)
+				} else if err != nil {
+					return
+				}
+			}
+		}
+	}
+}
+
+// subscribeOn sends one sub on s and waits for its answer; a server that
+// does not answer within DialTimeout is taken as gone.
+func (c *Conn) subscribeOn(s *session, topics []string) error {
+	ctx, cancel := context.WithTimeout(c.ctx, c.opts.DialTimeout)
+	defer cancel()
+	err := c.callOn(ctx, s, &proto.Request{Op: proto.OpSub, Topics: topics})
+	if errors.Is(err, context.DeadlineExceeded) {
+		s.kill(ErrServerSilent)
+	}
+	return err
+}
