@@ -1,0 +1,110 @@
+package auth
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Pattern is a topic pattern. Topics are '.'-separated segments; in a
+// pattern "*" matches exactly one segment and ">" (last segment only)
+// matches one or more remaining segments: "prices.*", "user.42.>",
+// "alerts", ">". Wildcards never match an empty segment, so a topic with
+// an empty segment ("a..b", ".a", "") matches no pattern at all. The zero
+// Pattern matches nothing.
+type Pattern struct {
+	raw     string
+	segs    []string
+	literal bool // no wildcard: Match is a string compare
+}
+
+// ParsePattern parses s. The error wraps ErrBadPattern and says why.
+func ParsePattern(s string) (Pattern, error) {
+	bad := func(reason string) (Pattern, error) {
+		return Pattern{}, fmt.Errorf("%w %q: %s", ErrBadPattern, s, reason)
+	}
+	if s == "" {
+		return bad("empty")
+	}
+	segs := strings.Split(s, ".")
+	literal := true
+	for i, seg := range segs {
+		switch {
+		case seg == "":
+			return bad("empty segment")
+		case seg == "*":
+			literal = false
+		case seg == ">":
+			if i != len(segs)-1 {
+				return bad("'>' is allowed only as the last segment")
+			}
+			literal = false
+		case strings.ContainsAny(seg, "*>"):
+			return bad("a wildcard must be a whole segment")
+		}
+	}
+	return Pattern{raw: s, segs: segs, literal: literal}, nil
+}
+
+// String returns the pattern as it was parsed.
+func (p Pattern) String() string { return p.raw }
+
+// Match reports whether topic matches the pattern. It allocates nothing.
+func (p Pattern) Match(topic string) bool {
+	if p.literal {
+		return topic == p.raw
+	}
+	rest := topic
+	for i, seg := range p.segs {
+		if seg == ">" {
+			return wellFormed(rest)
+		}
+		tok, tail, more := strings.Cut(rest, ".")
+		if tok == "" || (seg != "*" && seg != tok) {
+			return false
+		}
+		if i == len(p.segs)-1 {
+			return !more
+		}
+		if !more {
+			return false
+		}
+		rest = tail
+	}
+	return false // only the zero Pattern gets here
+}
+
+// wellFormed reports whether s is one or more non-empty segments.
+func wellFormed(s string) bool {
+	return s != "" && s[0] != '.' && s[len(s)-1] != '.' && !strings.Contains(s, "..")
+}
+
+// Patterns is a grant: a topic is allowed when any pattern matches it.
+// An empty Patterns allows nothing.
+type Patterns []Pattern
+
+// ParsePatterns parses every entry of list; the first bad one is the error.
+// An empty list gives a nil Patterns.
+func ParsePatterns(list []string) (Patterns, error) {
+	if len(list) == 0 {
+		return nil, nil
+	}
+	ps := make(Patterns, 0, len(list))
+	for _, s := range list {
+		p, err := ParsePattern(s)
+		if err != nil {
+			return nil, err
+		}
+		ps = append(ps, p)
+	}
+	return ps, nil
+}
+
+// Allows reports whether any pattern matches topic. It allocates nothing.
+func (ps Patterns) Allows(topic string) bool {
+	for i := range ps {
+		if ps[i].Match(topic) {
+			return true
+		}
+	}
+	return false
+}
