@@ -1,0 +1,271 @@
+package proto
+
+import "strconv"
+
+// Envelope decoding runs in two steps. A codec-specific scan checks the
+// whole message and records where each known field's value lies; then the
+// shared code below interprets those spans through a fieldReader, so both
+// codecs enforce the same rules with the same messages.
+
+type field uint8
+
+const (
+	fOp field = iota
+	fID
+	fTopics
+	fTopic
+	fData
+	fToken
+	fCode
+	fMsg
+	nFields
+)
+
+var fieldNames = [nFields]string{"op", "id", "topics", "topic", "data", "token", "code", "msg"}
+
+func fieldByName(k []byte) (field, bool) {
+	switch bstr(k) {
+	case "op":
+		return fOp, true
+	case "id":
+		return fID, true
+	case "topics":
+		return fTopics, true
+	case "topic":
+		return fTopic, true
+	case "data":
+		return fData, true
+	case "token":
+		return fToken, true
+	case "code":
+		return fCode, true
+	case "msg":
+		return fMsg, true
+	}
+	return 0, false
+}
+
+// span locates a field's encoded value in the message; end is 0 when the
+// field is absent (no value can end at offset 0).
+type span struct{ start, end int }
+
+func (s span) present() bool { return s.end > 0 }
+
+type fields [nFields]span
+
+// set records a field, refusing duplicates: two parsers could otherwise
+// disagree about which one counts.
+func (f *fields) set(k field, s span) *Error {
+	if f[k].present() {
+		return &Error{Code: CodeBadRequest, Msg: "duplicate field " + strconv.Quote(fieldNames[k])}
+	}
+	f[k] = s
+	return nil
+}
+
+// fieldReader reads typed values out of spans the codec's scan has already
+// checked for well-formedness.
+type fieldReader interface {
+	isNull(s span) bool
+	// kind names the value's type for messages ("a string", "an array").
+	kind(s span) string
+	// text returns a string's content, unescaped into buf when needed;
+	// ok is false when the value is not a string.
+	text(s span, buf []byte) (b []byte, ok bool)
+	// uint returns a non-negative integer, or a message saying why the
+	// value is not one.
+	uint(s span) (v uint64, problem string)
+	// elems calls fn for each element of an array, stopping when fn
+	// returns false; ok is false when the value is not an array.
+	elems(s span, fn func(i int, e span) bool) (n int, ok bool)
+	// raw returns the encoded value itself.
+	raw(s span) []byte
+}
+
+func badRequest(msg string) *Error { return &Error{Code: CodeBadRequest, Msg: msg} }
+
+// withID stamps the request id on e when the id field could be read.
+func withID[R fieldReader](r R, f *fields, e *Error) *Error {
+	if s := f[fID]; s.present() && !r.isNull(s) {
+		if v, problem := r.uint(s); problem == "" {
+			e.ID, e.HasID = v, true
+		}
+	}
+	return e
+}
+
+// absent treats an explicit null like a missing field, as most encoders
+// write null for an unset optional value.
+func absent[R fieldReader](r R, s span) bool { return !s.present() || r.isNull(s) }
+
+func readOp[R fieldReader](r R, f *fields) (Op, *Error) {
+	s := f[fOp]
+	if absent(r, s) {
+		return 0, badRequest(`missing field "op"`)
+	}
+	var buf [16]byte
+	name, ok := r.text(s, buf[:0])
+	if !ok {
+		return 0, badRequest(`field "op" must be a string, got ` + r.kind(s))
+	}
+	op, known := ParseOp(bstr(name))
+	if !known {
+		return 0, &Error{Code: CodeUnknownOp, Msg: "unknown op " + quoteShort(name)}
+	}
+	return op, nil
+}
+
+// readString reads a required string field.
+func readString[R fieldReader](r R, f *fields, k field) (string, *Error) {
+	s := f[k]
+	if absent(r, s) {
+		return "", badRequest("missing field " + strconv.Quote(fieldNames[k]))
+	}
+	b, ok := r.text(s, nil)
+	if !ok {
+		return "", badRequest("field " + strconv.Quote(fieldNames[k]) + " must be a string, got " + r.kind(s))
+	}
+	return string(b), nil
+}
+
+// decodeFields interprets a request's fields; the caller has reset req.
+func decodeFields[R fieldReader](r R, f *fields, req *Request) *Error {
+	if s := f[fID]; !absent(r, s) {
+		v, problem := r.uint(s)
+		if problem != "" {
+			return badRequest(problem)
+		}
+		req.ID, req.HasID = v, true
+	}
+	e := decodeOpFields(r, f, req)
+	if e != nil {
+		e.ID, e.HasID = req.ID, req.HasID
+	}
+	return e
+}
+
+func decodeOpFields[R fieldReader](r R, f *fields, req *Request) *Error {
+	op, e := readOp(r, f)
+	if e != nil {
+		return e
+	}
+	if !op.IsRequest() {
+		return &Error{Code: CodeUnknownOp, Msg: "op " + strconv.Quote(op.String()) + " is sent by the server, not by clients"}
+	}
+	req.Op = op
+	switch op {
+	case OpSub, OpUnsub:
+		s := f[fTopics]
+		if absent(r, s) {
+			return badRequest(`missing field "topics"`)
+		}
+		n, ok := r.elems(s, func(int, span) bool { return true })
+		switch {
+		case !ok:
+			return badRequest(`field "topics" must be an array of strings, got ` + r.kind(s))
+		case n == 0:
+			return badRequest(`field "topics" must not be empty`)
+		}
+		topics := make([]string, 0, n)
+		var bad *Error
+		r.elems(s, func(i int, e span) bool {
+			var buf [MaxTopicLen]byte
+			t, isStr := r.text(e, buf[:0])
+			if !isStr {
+				bad = badRequest(`field "topics" must hold strings; element ` + strconv.Itoa(i) + " is " + r.kind(e))
+				return false
+			}
+			if bad = checkTopic(bstr(t)); bad != nil {
+				return false
+			}
+			topics = append(topics, string(t))
+			return true
+		})
+		if bad != nil {
+			return bad
+		}
+		req.Topics = topics
+	case OpPub:
+		topic, e := readString(r, f, fTopic)
+		if e != nil {
+			return e
+		}
+		if e := checkTopic(topic); e != nil {
+			return e
+		}
+		s := f[fData]
+		if !s.present() {
+			return badRequest(`missing field "data"`)
+		}
+		req.Topic = topic
+		req.Data = r.raw(s)
+	case OpAuth:
+		token, e := readString(r, f, fToken)
+		if e != nil {
+			return e
+		}
+		if token == "" {
+			return badRequest(`field "token" must not be empty`)
+		}
+		req.Token = token
+	}
+	return nil
+}
+
+// decodeReplyFields interprets a server envelope; the caller has reset rep.
+func decodeReplyFields[R fieldReader](r R, f *fields, rep *Reply) *Error {
+	if s := f[fID]; !absent(r, s) {
+		v, problem := r.uint(s)
+		if problem != "" {
+			return badRequest(problem)
+		}
+		rep.ID, rep.HasID = v, true
+	}
+	op, e := readOp(r, f)
+	if e != nil {
+		return e
+	}
+	if !op.IsReply() {
+		return &Error{Code: CodeUnknownOp, Msg: "op " + strconv.Quote(op.String()) + " is sent by clients, not by the server"}
+	}
+	rep.Op = op
+	switch op {
+	case OpAck:
+		if !rep.HasID {
+			return badRequest(`ack without "id"`)
+		}
+	case OpErr:
+		code, e := readString(r, f, fCode)
+		if e != nil {
+			return e
+		}
+		rep.Code = Code(code)
+		if s := f[fMsg]; !absent(r, s) {
+			if rep.Msg, e = readString(r, f, fMsg); e != nil {
+				return e
+			}
+		}
+	case OpMsg:
+		topic, e := readString(r, f, fTopic)
+		if e != nil {
+			return e
+		}
+		s := f[fData]
+		if !s.present() {
+			return badRequest(`missing field "data"`)
+		}
+		rep.Topic = topic
+		rep.Data = r.raw(s)
+	}
+	return nil
+}
+
+// quoteShort quotes client-supplied text for an error message, cut short
+// so a reply never echoes a large payload back.
+func quoteShort(b []byte) string {
+	const limit = 64
+	if len(b) > limit {
+		return strconv.Quote(string(b[:limit])) + "..."
+	}
+	return strconv.Quote(string(b))
+}

@@ -1,0 +1,210 @@
+package proto
+
+import "strconv"
+
+// Subprotocol names offered in Sec-WebSocket-Protocol.
+const (
+	SubprotocolJSON    = "subsock.v1.json"
+	SubprotocolMsgpack = "subsock.v1.msgpack"
+)
+
+// Format is the encoding of a value: the codec's own format for a message's
+// data, or the Content-Type of a published body. The numeric values are
+// stable; they may be stored or sent as one byte.
+type Format uint8
+
+// Formats.
+const (
+	FormatJSON    Format = 1
+	FormatMsgpack Format = 2
+)
+
+func (f Format) String() string {
+	switch f {
+	case FormatJSON:
+		return "JSON"
+	case FormatMsgpack:
+		return "MessagePack"
+	}
+	return "Format(" + strconv.Itoa(int(f)) + ")"
+}
+
+// Valid reports whether f is a known format.
+func (f Format) Valid() bool { return f == FormatJSON || f == FormatMsgpack }
+
+// Op is an envelope's operation. The zero value is no operation, so a
+// Request that was never decoded cannot pass for a valid one.
+type Op uint8
+
+// Operations. Sub through Auth are client requests; Ack through Msg are
+// server replies.
+const (
+	OpSub Op = iota + 1
+	OpUnsub
+	OpPub
+	OpPing
+	OpAuth
+	OpAck
+	OpErr
+	OpPong
+	OpMsg
+)
+
+var opNames = [...]string{
+	OpSub:   "sub",
+	OpUnsub: "unsub",
+	OpPub:   "pub",
+	OpPing:  "ping",
+	OpAuth:  "auth",
+	OpAck:   "ack",
+	OpErr:   "err",
+	OpPong:  "pong",
+	OpMsg:   "msg",
+}
+
+// String returns the wire name ("sub", "msg", ...).
+func (o Op) String() string {
+	if o != 0 && int(o) < len(opNames) {
+		return opNames[o]
+	}
+	return "op(" + strconv.Itoa(int(o)) + ")"
+}
+
+// IsRequest reports whether a client may send o.
+func (o Op) IsRequest() bool { return o >= OpSub && o <= OpAuth }
+
+// IsReply reports whether the server sends o.
+func (o Op) IsReply() bool { return o >= OpAck && o <= OpMsg }
+
+// ParseOp returns the Op whose wire name is name.
+func ParseOp(name string) (Op, bool) {
+	// A switch on the string compiles to length-then-bytes compares and,
+	// unlike a map, allocates nothing when called with string(b).
+	switch name {
+	case "sub":
+		return OpSub, true
+	case "unsub":
+		return OpUnsub, true
+	case "pub":
+		return OpPub, true
+	case "ping":
+		return OpPing, true
+	case "auth":
+		return OpAuth, true
+	case "ack":
+		return OpAck, true
+	case "err":
+		return OpErr, true
+	case "pong":
+		return OpPong, true
+	case "msg":
+		return OpMsg, true
+	}
+	return 0, false
+}
+
+// Code is the machine-readable reason in an err reply.
+type Code string
+
+// Error codes (docs/protocol.md lists when each is sent).
+const (
+	CodeBadRequest           Code = "bad_request"            // malformed envelope, wrong field type, missing field
+	CodeUnknownOp            Code = "unknown_op"             // op is not a request this server knows
+	CodeInvalidTopic         Code = "invalid_topic"          // a topic breaks the topic rules
+	CodeTooManySubscriptions Code = "too_many_subscriptions" // the per-connection limit would be exceeded
+	CodeTooLarge             Code = "too_large"              // a request exceeds a size limit
+	CodeForbidden            Code = "forbidden"              // the token does not allow it
+	CodeRateLimited          Code = "rate_limited"           // too many requests; retry later
+	CodeUnavailable          Code = "unavailable"            // the broker is down; retry later
+	CodeInternal             Code = "internal"               // a server fault
+)
+
+// Request is one decoded client envelope.
+type Request struct {
+	Op    Op
+	ID    uint64
+	HasID bool
+	// Topics is set for sub and unsub: non-empty, each topic valid.
+	Topics []string
+	// Topic is set for pub and valid.
+	Topic string
+	// Data is the pub value in the codec's own format (JSON text or
+	// MessagePack bytes), exactly as sent. It may alias the decoded buffer:
+	// callers copy what they keep.
+	Data []byte
+	// Token is set for auth.
+	Token string
+}
+
+// Reply is one decoded server envelope, as a client sees it. Data may alias
+// the decoded buffer.
+type Reply struct {
+	Op    Op
+	ID    uint64
+	HasID bool
+	Code  Code   // err
+	Msg   string // err
+	Topic string // msg
+	Data  []byte // msg, in the codec's own format
+}
+
+// Codec encodes and decodes envelopes in one format. Implementations are
+// stateless and safe for concurrent use.
+type Codec interface {
+	// Name is the subprotocol negotiated for this codec.
+	Name() string
+	Format() Format
+	// Binary reports whether messages go in binary frames (else text).
+	Binary() bool
+	// DecodeRequest fills r from one client message. Bad input yields an
+	// *Error carrying the code to reply with; it never panics. r.Data may
+	// alias b.
+	DecodeRequest(b []byte, r *Request) error
+	// AppendRequest appends the client envelope for r; fields that r.Op
+	// does not use are left out. Empty Data is sent as null.
+	AppendRequest(dst []byte, r *Request) []byte
+	// DecodeReply fills r from one server message; r.Data may alias b.
+	DecodeReply(b []byte, r *Reply) error
+	AppendAck(dst []byte, id uint64) []byte
+	AppendError(dst []byte, id uint64, hasID bool, code Code, msg string) []byte
+	AppendPong(dst []byte, id uint64, hasID bool) []byte
+	// AppendMessage appends a msg envelope; data must already be one value
+	// in this codec's format (empty data is sent as null). This is the
+	// fan-out path: it allocates nothing when dst has room.
+	AppendMessage(dst []byte, topic string, data []byte) []byte
+}
+
+// The codecs.
+var (
+	JSON    Codec = jsonCodec{}
+	Msgpack Codec = msgpackCodec{}
+)
+
+var (
+	_ Codec = jsonCodec{}
+	_ Codec = msgpackCodec{}
+)
+
+// ForSubprotocol returns the codec named by a Sec-WebSocket-Protocol token.
+// Names match exactly; a client that offers none of them gets JSON, which
+// is the caller's choice to make.
+func ForSubprotocol(name string) (Codec, bool) {
+	switch name {
+	case SubprotocolJSON:
+		return JSON, true
+	case SubprotocolMsgpack:
+		return Msgpack, true
+	}
+	return nil, false
+}
+
+// ForFormat returns the codec whose messages carry data in format f.
+func ForFormat(f Format) (Codec, bool) {
+	switch f {
+	case FormatJSON:
+		return JSON, true
+	case FormatMsgpack:
+		return Msgpack, true
+	}
+	return nil, false
+}
