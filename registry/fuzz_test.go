@@ -7,28 +7,28 @@ import (
 	"testing"
 )
 
-// check verifies the group's invariants: subs holds no duplicates, and when
-// indexed, idx holds exactly one slot per member, reachable from the
-// member's home slot, within the load bounds.
-func (g *group[S]) check(seed maphash.Seed) error {
+// check verifies the set's invariants: items holds no duplicates, and when
+// indexed, idx holds exactly one slot per value, reachable from the value's
+// home slot, within the load bounds.
+func (g *dense[T]) check(seed maphash.Seed, th thresholds) error {
 	if g.idx == nil {
-		if len(g.subs) > indexAbove {
-			return fmt.Errorf("%d members and no index", len(g.subs))
+		if len(g.items) > th.above {
+			return fmt.Errorf("%d values and no index", len(g.items))
 		}
-		for i := range g.subs {
+		for i := range g.items {
 			for j := range i {
-				if g.subs[i] == g.subs[j] {
+				if g.items[i] == g.items[j] {
 					return fmt.Errorf("duplicate member at %d and %d", j, i)
 				}
 			}
 		}
 		return nil
 	}
-	if len(g.subs) < indexBelow {
-		return fmt.Errorf("index kept at %d members", len(g.subs))
+	if len(g.items) < th.below {
+		return fmt.Errorf("index kept at %d members", len(g.items))
 	}
-	if len(g.subs)*4 > len(g.idx)*3 {
-		return fmt.Errorf("index overfull: %d in %d slots", len(g.subs), len(g.idx))
+	if len(g.items)*4 > len(g.idx)*3 {
+		return fmt.Errorf("index overfull: %d in %d slots", len(g.items), len(g.idx))
 	}
 	used := 0
 	for _, p := range g.idx {
@@ -36,10 +36,10 @@ func (g *group[S]) check(seed maphash.Seed) error {
 			used++
 		}
 	}
-	if used != len(g.subs) {
-		return fmt.Errorf("index has %d slots for %d members", used, len(g.subs))
+	if used != len(g.items) {
+		return fmt.Errorf("index has %d slots for %d members", used, len(g.items))
 	}
-	for p, s := range g.subs {
+	for p, s := range g.items {
 		slot, ok := g.lookup(seed, s)
 		if !ok || int(g.idx[slot]) != p+1 {
 			return fmt.Errorf("member at %d not found through the index", p)
@@ -48,11 +48,47 @@ func (g *group[S]) check(seed maphash.Seed) error {
 	return nil
 }
 
-// FuzzGroup applies a sequence of adds and removes to a group and to a map,
-// checking that they agree and that the group's invariants hold. Each op is
-// two bytes: the top bit chooses remove, the rest picks one of 4096 members,
-// so groups grow past the index threshold and shrink back.
-func FuzzGroup(f *testing.F) {
+// applyDense applies ops to a dense set and to a map, checking that they
+// agree and that the set's invariants hold after every op. Each op is two
+// bytes: the top bit chooses remove, the low 12 bits pick one of 4096
+// values through val.
+func applyDense[T comparable](t *testing.T, ops []byte, th thresholds, val func(uint16) T) {
+	t.Helper()
+	seed := maphash.MakeSeed()
+	var d dense[T]
+	model := map[T]bool{}
+	for i := 0; i+1 < len(ops); i += 2 {
+		op := binary.BigEndian.Uint16(ops[i:])
+		v := val(op & 0x0fff)
+		if op&0x8000 != 0 {
+			if got := d.remove(seed, v, th); got != model[v] {
+				t.Fatalf("op %d: remove(%v) = %v, want %v", i/2, v, got, model[v])
+			}
+			delete(model, v)
+		} else {
+			if got := d.add(seed, v, th); got == model[v] {
+				t.Fatalf("op %d: add(%v) = %v, want %v", i/2, v, got, !model[v])
+			}
+			model[v] = true
+		}
+		if len(d.items) != len(model) {
+			t.Fatalf("op %d: %d values, want %d", i/2, len(d.items), len(model))
+		}
+		if err := d.check(seed, th); err != nil {
+			t.Fatalf("op %d: %v", i/2, err)
+		}
+	}
+	for v := range model {
+		if !d.has(seed, v) {
+			t.Fatalf("value %v lost", v)
+		}
+	}
+}
+
+// FuzzDense runs each op sequence against both uses of dense: groups
+// (pointer-sized values, group thresholds) and Sets (strings, Set
+// thresholds), so both grow past their index threshold and shrink back.
+func FuzzDense(f *testing.F) {
 	grow := make([]byte, 0, 400)
 	for i := range 200 {
 		grow = binary.BigEndian.AppendUint16(grow, uint16(i))
@@ -65,36 +101,17 @@ func FuzzGroup(f *testing.F) {
 	f.Add([]byte{0, 1, 0, 1, 0x80, 1, 0x80, 1})
 	f.Add(grow)
 	f.Add(shrink)
-	seed := maphash.MakeSeed()
+	var names [4096]string
+	for i := range names {
+		names[i] = fmt.Sprintf("t.%d", i)
+	}
 	f.Fuzz(func(t *testing.T, ops []byte) {
-		var g group[uint32]
-		model := map[uint32]bool{}
-		for i := 0; i+1 < len(ops); i += 2 {
-			v := binary.BigEndian.Uint16(ops[i:])
-			s := uint32(v & 0x0fff)
-			if v&0x8000 != 0 {
-				if got := g.remove(seed, s); got != model[s] {
-					t.Fatalf("op %d: remove(%d) = %v, want %v", i/2, s, got, model[s])
-				}
-				delete(model, s)
-			} else {
-				if got := g.add(seed, s); got == model[s] {
-					t.Fatalf("op %d: add(%d) = %v, want %v", i/2, s, got, !model[s])
-				}
-				model[s] = true
-			}
-			if len(g.subs) != len(model) {
-				t.Fatalf("op %d: %d members, want %d", i/2, len(g.subs), len(model))
-			}
-			if err := g.check(seed); err != nil {
-				t.Fatalf("op %d: %v", i/2, err)
-			}
-		}
-		for s := range model {
-			if !g.has(seed, s) {
-				t.Fatalf("member %d lost", s)
-			}
-		}
+		t.Run("group", func(t *testing.T) {
+			applyDense(t, ops, groupThresholds, func(v uint16) uint32 { return uint32(v) })
+		})
+		t.Run("set", func(t *testing.T) {
+			applyDense(t, ops, setThresholds, func(v uint16) string { return names[v] })
+		})
 	})
 }
 
@@ -125,8 +142,8 @@ func FuzzSet(f *testing.F) {
 				}
 				model[topic] = true
 			}
-			if s.big != nil && len(s.big) < setSmallBelow || s.big == nil && len(s.small) > setSmallMax {
-				t.Fatalf("op %d: wrong form for %d topics", i, s.Len())
+			if err := s.d.check(setSeed, setThresholds); err != nil {
+				t.Fatalf("op %d: %v", i, err)
 			}
 			wantSetContents(t, &s, model)
 		}

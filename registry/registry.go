@@ -64,12 +64,12 @@ func (r *Registry[S]) Subscribe(topic string, s S) (added, first bool) {
 func (r *Registry[S]) subscribeLocked(sh *shard[S], topic string, s S) (added, first bool, key string) {
 	g := sh.groups[topic]
 	if g == nil {
-		g = &group[S]{topic: topic, subs: []S{s}}
+		g = &group[S]{topic: topic, subs: dense[S]{items: []S{s}}}
 		sh.groups[topic] = g
 		sh.subs++
 		return true, true, topic
 	}
-	if !g.add(r.seed, s) {
+	if !g.subs.add(r.seed, s, groupThresholds) {
 		return false, false, g.topic
 	}
 	sh.subs++
@@ -88,11 +88,11 @@ func (r *Registry[S]) Unsubscribe(topic string, s S) (removed, last bool) {
 
 func (r *Registry[S]) unsubscribeLocked(sh *shard[S], topic string, s S) (removed, last bool) {
 	g := sh.groups[topic]
-	if g == nil || !g.remove(r.seed, s) {
+	if g == nil || !g.subs.remove(r.seed, s, groupThresholds) {
 		return false, false
 	}
 	sh.subs--
-	if len(g.subs) > 0 {
+	if len(g.subs.items) > 0 {
 		return true, false
 	}
 	delete(sh.groups, topic)
@@ -143,12 +143,12 @@ func (r *Registry[S]) Range(topic string, fn func(S) bool) int {
 	if g == nil {
 		return 0
 	}
-	for i, s := range g.subs {
+	for i, s := range g.subs.items {
 		if !fn(s) {
 			return i + 1
 		}
 	}
-	return len(g.subs)
+	return len(g.subs.items)
 }
 
 // Count returns the number of subscribers of topic.
@@ -157,7 +157,7 @@ func (r *Registry[S]) Count(topic string) int {
 	sh.mu.RLock()
 	n := 0
 	if g := sh.groups[topic]; g != nil {
-		n = len(g.subs)
+		n = len(g.subs.items)
 	}
 	sh.mu.RUnlock()
 	return n
@@ -169,7 +169,7 @@ func (r *Registry[S]) Has(topic string, s S) bool {
 	sh.mu.RLock()
 	ok := false
 	if g := sh.groups[topic]; g != nil {
-		ok = g.has(r.seed, s)
+		ok = g.subs.has(r.seed, s)
 	}
 	sh.mu.RUnlock()
 	return ok

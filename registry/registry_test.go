@@ -159,7 +159,7 @@ func TestSubscribeUnsubscribe(t *testing.T) {
 // again in an order that moves members around, checking every member
 // stays findable and the group is deleted at the end.
 func TestGroupLifecycle(t *testing.T) {
-	sizes := []int{1, 2, indexBelow, indexAbove, indexAbove + 1, 100, 3000}
+	sizes := []int{1, 2, groupThresholds.below, groupThresholds.above, groupThresholds.above + 1, 100, 3000}
 	for _, n := range sizes {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
 			forEachImpl(t, func(t *testing.T, h harness) {
@@ -192,7 +192,7 @@ func TestGroupLifecycle(t *testing.T) {
 						t.Fatalf("%d still a member after Unsubscribe", id)
 					}
 					// A full check per removal is quadratic; sample it.
-					if i%97 == 0 || len(left) < indexAbove+2 {
+					if i%97 == 0 || len(left) < groupThresholds.above+2 {
 						got := members(t, h, "g")
 						for id := range left {
 							if !got[id] || !h.Has("g", id) {
@@ -454,8 +454,8 @@ func TestConcurrent(t *testing.T) {
 	const (
 		writers = 8
 		readers = 4
-		perW    = 50 // subscribers per writer
-		topics  = 64 // few topics: groups cross the index threshold
+		perW    = 50   // subscribers per writer
+		topics  = 64   // few topics: groups cross the index threshold
 		rounds  = 3000 // operations per writer
 		reads   = 1000 // Range calls per reader
 	)

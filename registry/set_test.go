@@ -35,14 +35,14 @@ func wantSetContents(t *testing.T, s *Set, want map[string]bool) {
 
 func TestSet(t *testing.T) {
 	tests := []struct {
-		name    string
-		n       int
-		wantMap bool // representation once n topics are in
+		name      string
+		n         int
+		wantIndex bool // representation once n topics are in
 	}{
 		{"empty", 0, false},
 		{"one", 1, false},
-		{"at threshold", setSmallMax, false},
-		{"just past threshold", setSmallMax + 1, true},
+		{"at threshold", setThresholds.above, false},
+		{"just past threshold", setThresholds.above + 1, true},
 		{"hundred", 100, true},
 	}
 	for _, tt := range tests {
@@ -60,8 +60,8 @@ func TestSet(t *testing.T) {
 				want[topic] = true
 			}
 			wantSetContents(t, &s, want)
-			if (s.big != nil) != tt.wantMap {
-				t.Fatalf("map-backed = %v, want %v", s.big != nil, tt.wantMap)
+			if (s.d.idx != nil) != tt.wantIndex {
+				t.Fatalf("indexed = %v, want %v", s.d.idx != nil, tt.wantIndex)
 			}
 			if s.Remove("absent") {
 				t.Fatal(`Remove("absent") = true`)
@@ -78,32 +78,32 @@ func TestSet(t *testing.T) {
 				}
 				delete(want, topic)
 				wantSetContents(t, &s, want)
-				if s.Len() < setSmallBelow && s.big != nil {
-					t.Fatalf("still map-backed at %d topics", s.Len())
+				if err := s.d.check(setSeed, setThresholds); err != nil {
+					t.Fatal(err)
 				}
 			}
 		})
 	}
 }
 
-// Between setSmallBelow and setSmallMax a set keeps whichever form it has,
-// so one hovering at the threshold does not rebuild on every call.
+// Between setThresholds.below and .above a set keeps whichever form it
+// has, so one hovering at the threshold does not rebuild on every call.
 func TestSetThresholdHysteresis(t *testing.T) {
 	var s Set
-	for i := range setSmallMax + 1 {
+	for i := range setThresholds.above + 1 {
 		s.Add(fmt.Sprint(i))
 	}
 	for range 10 {
 		s.Remove("0")
-		if s.big == nil {
-			t.Fatal("fell back to a slice one below the threshold")
+		if s.d.idx == nil {
+			t.Fatal("dropped the index one below the threshold")
 		}
 		s.Add("0")
 	}
 }
 
 func TestSetRangeStops(t *testing.T) {
-	for _, n := range []int{setSmallMax, 50} {
+	for _, n := range []int{setThresholds.above, 50} {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
 			var s Set
 			for i := range n {
@@ -129,7 +129,7 @@ func TestSetClear(t *testing.T) {
 				s.Add(fmt.Sprint(i))
 			}
 			s.Clear()
-			if s.small != nil || s.big != nil {
+			if s.d.items != nil || s.d.idx != nil {
 				t.Fatal("Clear kept memory")
 			}
 			wantSetContents(t, &s, map[string]bool{})
