@@ -1,0 +1,92 @@
+package gateway
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/subsock/subsock/proto"
+)
+
+// routes builds the HTTP API served beside /ws.
+func (g *Gateway) routes(reg *prometheus.Registry) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /publish", g.handlePublish)
+	mux.HandleFunc("GET /healthz", g.handleHealth)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, g.Stats()) })
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// handlePublish is the backend publish API: POST /publish?topic=T with the
+// data as the body, JSON or MessagePack by Content-Type.
+func (g *Gateway) handlePublish(w http.ResponseWriter, r *http.Request) {
+	if !g.checkAPIKey(r) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="subsock"`)
+		http.Error(w, "missing or wrong API key", http.StatusUnauthorized)
+		return
+	}
+	topic := r.URL.Query().Get("topic")
+	if err := proto.ValidTopic(topic); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	var f proto.Format
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	switch mt {
+	case "application/json", "":
+		f = proto.FormatJSON
+	case "application/msgpack", "application/x-msgpack", "application/vnd.msgpack":
+		f = proto.FormatMsgpack
+	default:
+		http.Error(w, fmt.Sprintf("unsupported Content-Type %q: use application/json or application/msgpack", mt), http.StatusUnsupportedMediaType)
+		return
+	}
+	// The body was already bounded by MaxMessage when the request was read.
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		http.Error(w, "reading body: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	if err := proto.ValidData(body, f); err != nil {
+		http.Error(w, "body is not one "+f.String()+" value: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	if err := g.publish(r.Context(), topic, f, body); err != nil {
+		g.publishErrors.Add(1)
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "publish failed: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]int{"subscribers": g.reg.Count(topic)})
+}
+
+// handleHealth reports ok, or degraded with the broker's reason.
+func (g *Gateway) handleHealth(w http.ResponseWriter, _ *http.Request) {
+	if g.draining.Load() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "draining"})
+		return
+	}
+	if err := g.broker.Health(); err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "degraded", "broker": err.Error()})
+		return
+	}
+	st := g.reg.Stats()
+	writeJSON(w, http.StatusOK, map[string]any{
+		"status":        "ok",
+		"connections":   g.wsConns.Load(),
+		"subscriptions": st.Subscriptions,
+		"topics":        st.Topics,
+	})
+}

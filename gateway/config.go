@@ -1,0 +1,81 @@
+package gateway
+
+import (
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/subsock/subsock/broker"
+	"github.com/subsock/subsock/poller"
+)
+
+// Config configures a Gateway. Zero fields take the documented defaults.
+type Config struct {
+	// Poller tunes event loops, buffers and the outbound queue
+	// (MaxPending, default 1 MiB).
+	Poller poller.Config
+	// Shards is the number of registry lock stripes. Default: 64.
+	Shards int
+	// MaxMessage caps an inbound WebSocket message and an HTTP publish body.
+	// Default: 64 KiB.
+	MaxMessage int
+	// MaxHeaderBytes caps an HTTP request's header block. Default: 8 KiB.
+	MaxHeaderBytes int
+	// MaxSubsPerConn caps one connection's subscriptions. Default: 1000.
+	MaxSubsPerConn int
+	// MaxTopicsPerRequest caps the topics of one sub/unsub. Default: 256.
+	MaxTopicsPerRequest int
+	// PingInterval is how often the server pings each connection. Default: 25s.
+	PingInterval time.Duration
+	// PingTimeout closes a connection silent for this long. Default: 60s.
+	PingTimeout time.Duration
+	// DrainTimeout bounds graceful shutdown. Default: 10s.
+	DrainTimeout time.Duration
+	// Broker is the backbone URL (see broker.Open). Default: "memory".
+	Broker string
+	// BrokerOptions are passed to broker.Open.
+	BrokerOptions broker.Options
+	// Router tunes interest routing (linger, batching).
+	Router broker.RouterConfig
+	// Security: tokens, permissions, origins and admission limits.
+	Security SecurityConfig
+	// Logger receives the node's logs. Default: zap.NewNop().
+	Logger *zap.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.Shards <= 0 {
+		c.Shards = 64
+	}
+	if c.MaxMessage <= 0 {
+		c.MaxMessage = 64 << 10
+	}
+	if c.MaxHeaderBytes <= 0 {
+		c.MaxHeaderBytes = 8 << 10
+	}
+	if c.MaxSubsPerConn <= 0 {
+		c.MaxSubsPerConn = 1000
+	}
+	if c.MaxTopicsPerRequest <= 0 {
+		c.MaxTopicsPerRequest = 256
+	}
+	if c.PingInterval <= 0 {
+		c.PingInterval = 25 * time.Second
+	}
+	if c.PingTimeout <= 0 {
+		c.PingTimeout = 60 * time.Second
+	}
+	if c.DrainTimeout <= 0 {
+		c.DrainTimeout = 10 * time.Second
+	}
+	if c.Broker == "" {
+		c.Broker = "memory"
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	if c.BrokerOptions.Logger == nil {
+		c.BrokerOptions.Logger = c.Logger.Named("broker")
+	}
+	return c
+}

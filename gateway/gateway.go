@@ -1,0 +1,177 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/subsock/subsock/broker"
+	"github.com/subsock/subsock/poller"
+	"github.com/subsock/subsock/registry"
+)
+
+// Gateway is one subsock node.
+type Gateway struct {
+	cfg    Config
+	log    *zap.Logger
+	poller *poller.Server
+	reg    *registry.Registry[*session]
+	broker broker.Broker
+	router *broker.Router
+	wheel  *wheel
+	api    http.Handler
+	fanout prometheus.Histogram
+	sec    security
+
+	counters
+	wsConns    atomic.Int64
+	codecConns [len(codecs)]atomic.Int64
+	clock      atomic.Int64 // ms, advanced by the wheel
+	draining   atomic.Bool
+
+	mu   sync.Mutex
+	ln   net.Listener
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+// New builds a node and connects it to its broker. Serve starts it.
+func New(cfg Config) (*Gateway, error) {
+	cfg = cfg.withDefaults()
+	g := &Gateway{cfg: cfg, log: cfg.Logger, stop: make(chan struct{}), fanout: newFanoutHistogram()}
+	g.clock.Store(time.Now().UnixMilli())
+	if err := g.sec.init(cfg.Security); err != nil {
+		return nil, err
+	}
+	g.reg = registry.New[*session](registry.Config{Shards: cfg.Shards})
+	g.wheel = newWheel(g)
+	pcfg := cfg.Poller
+	pcfg.OverflowFinal = slowFrame
+	p, err := poller.New(pcfg, g)
+	if err != nil {
+		g.sec.close()
+		return nil, fmt.Errorf("gateway: poller: %w", err)
+	}
+	g.poller = p
+	b, err := broker.Open(cfg.Broker, g.deliver, cfg.BrokerOptions)
+	if err != nil {
+		_ = p.Close()
+		g.sec.close()
+		return nil, fmt.Errorf("gateway: broker: %w", err)
+	}
+	g.broker = b
+	g.router = broker.NewRouter(b, cfg.Router)
+	g.api = g.routes(g.registerMetrics())
+	g.wg.Add(1)
+	go func() { defer g.wg.Done(); g.wheel.run(g.stop) }()
+	return g, nil
+}
+
+// Handle mounts an extra HTTP handler (for example the demo page) beside
+// the API; call it before Serve.
+func (g *Gateway) Handle(pattern string, h http.Handler) {
+	if mux, ok := g.api.(*http.ServeMux); ok {
+		mux.Handle(pattern, h)
+	}
+}
+
+// Serve accepts connections on ln until Shutdown.
+func (g *Gateway) Serve(ln net.Listener) error {
+	g.mu.Lock()
+	if g.draining.Load() {
+		g.mu.Unlock()
+		return ErrShuttingDown
+	}
+	g.ln = ln
+	g.mu.Unlock()
+	err := g.poller.Serve(ln)
+	if g.draining.Load() {
+		return ErrShuttingDown
+	}
+	return err
+}
+
+// Addr returns the listening address once Serve has been called.
+func (g *Gateway) Addr() net.Addr {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.ln == nil {
+		return nil
+	}
+	return g.ln.Addr()
+}
+
+// Shutdown stops accepting, closes every WebSocket with 1001, waits for
+// the connections to go (until ctx ends or DrainTimeout passes), then
+// stops every goroutine the node owns.
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	if g.draining.Swap(true) {
+		return ErrShuttingDown
+	}
+	ctx, cancel := context.WithTimeout(ctx, g.cfg.DrainTimeout)
+	defer cancel()
+	g.poller.StopAccepting()
+	g.wheel.each(func(s *session) {
+		if s.mode.Load() == modeWS {
+			s.c.CloseAfter(goingAwayFrame)
+		} else {
+			s.c.CloseAfter(nil)
+		}
+	})
+	var drainErr error
+	t := time.NewTicker(10 * time.Millisecond)
+	for g.poller.Stats().Conns > 0 && drainErr == nil {
+		select {
+		case <-ctx.Done():
+			drainErr = ErrDrainTimeout
+		case <-t.C:
+		}
+	}
+	t.Stop()
+	if drainErr != nil {
+		g.wheel.each(func(s *session) { s.c.Abort(nil) })
+	}
+	close(g.stop)
+	g.wg.Wait()
+	errs := []error{drainErr, g.router.Close(), g.broker.Close(), g.poller.Close()}
+	g.sec.close()
+	return errors.Join(errs...)
+}
+
+// Stats is a snapshot of the node's main figures.
+type Stats struct {
+	Connections   int64 // open WebSocket connections
+	TCPConns      int64 // open TCP connections, HTTP included
+	Subscriptions int
+	Topics        int
+	BrokerTopics  int // topics held upstream
+	MessagesIn    uint64
+	MessagesOut   uint64
+	SlowCloses    uint64
+	Heartbeat     uint64 // heartbeat closes
+}
+
+// Stats returns the node's current figures.
+func (g *Gateway) Stats() Stats {
+	rs := g.reg.Stats()
+	ps := g.poller.Stats()
+	return Stats{
+		Connections:   g.wsConns.Load(),
+		TCPConns:      ps.Conns,
+		Subscriptions: rs.Subscriptions,
+		Topics:        rs.Topics,
+		BrokerTopics:  g.router.Held(),
+		MessagesIn:    g.msgsIn.Load(),
+		MessagesOut:   g.msgsOut.Load(),
+		SlowCloses:    ps.Overflows,
+		Heartbeat:     g.heartbeatCloses.Load(),
+	}
+}

@@ -1,0 +1,114 @@
+package gateway
+
+import (
+	"sync"
+	"time"
+)
+
+// wheel pings connections and closes silent ones with one goroutine and no
+// timer per connection: connections are spread over slots, and each tick
+// visits one slot, so each connection is visited once per PingInterval.
+type wheel struct {
+	g     *Gateway
+	slots []wheelSlot
+	next  uint16 // slot given to the next connection
+	mu    sync.Mutex
+}
+
+type wheelSlot struct {
+	mu sync.Mutex
+	m  map[*session]struct{}
+}
+
+const wheelSlots = 64
+
+func newWheel(g *Gateway) *wheel {
+	w := &wheel{g: g, slots: make([]wheelSlot, wheelSlots)}
+	for i := range w.slots {
+		w.slots[i].m = make(map[*session]struct{})
+	}
+	return w
+}
+
+func (w *wheel) add(s *session) {
+	w.mu.Lock()
+	s.slot = w.next
+	w.next = (w.next + 1) % wheelSlots
+	w.mu.Unlock()
+	sl := &w.slots[s.slot]
+	sl.mu.Lock()
+	sl.m[s] = struct{}{}
+	sl.mu.Unlock()
+}
+
+func (w *wheel) remove(s *session) {
+	sl := &w.slots[s.slot]
+	sl.mu.Lock()
+	delete(sl.m, s)
+	sl.mu.Unlock()
+}
+
+// each calls fn for every connection, slot by slot.
+func (w *wheel) each(fn func(*session)) {
+	for i := range w.slots {
+		sl := &w.slots[i]
+		sl.mu.Lock()
+		list := make([]*session, 0, len(sl.m))
+		for s := range sl.m {
+			list = append(list, s)
+		}
+		sl.mu.Unlock()
+		for _, s := range list {
+			fn(s)
+		}
+	}
+}
+
+// run ticks until stop is closed. The gateway clock it keeps (milliseconds)
+// is what sessions stamp on input, so reads never call time.Now.
+func (w *wheel) run(stop <-chan struct{}) {
+	g := w.g
+	step := g.cfg.PingInterval / wheelSlots
+	if step < time.Millisecond {
+		step = time.Millisecond
+	}
+	t := time.NewTicker(step)
+	defer t.Stop()
+	slot := 0
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-t.C:
+			g.clock.Store(now.UnixMilli())
+			w.visit(slot, now.UnixMilli())
+			slot = (slot + 1) % wheelSlots
+		}
+	}
+}
+
+func (w *wheel) visit(slot int, now int64) {
+	g := w.g
+	timeout := g.cfg.PingTimeout.Milliseconds()
+	sl := &w.slots[slot]
+	sl.mu.Lock()
+	defer sl.mu.Unlock()
+	for s := range sl.m {
+		silent := now - s.seen.Load()
+		isWS := s.mode.Load() == modeWS
+		switch {
+		case silent > timeout && isWS:
+			g.heartbeatCloses.Add(1)
+			s.c.Abort(heartbeatFrame)
+		case silent > timeout:
+			s.c.Abort(nil) // an idle or stalled HTTP client
+		case isWS:
+			if exp := s.exp.Load(); exp != 0 && now >= exp {
+				g.tokenExpiries.Add(1)
+				s.c.CloseAfter(tokenExpiredFrame)
+				continue
+			}
+			_ = s.c.Enqueue(pingFrame)
+		}
+	}
+}

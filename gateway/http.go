@@ -1,0 +1,204 @@
+package gateway
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/gobwas/ws"
+
+	"github.com/subsock/subsock/proto"
+)
+
+var headerEnd = []byte("\r\n\r\n")
+
+// handleHTTP serves one HTTP/1.1 request from the front of b, or returns 0
+// while the request is incomplete. Requests are served in order on the
+// connection (pipelining works); /ws upgrades it to WebSocket.
+func (g *Gateway) handleHTTP(s *session, b []byte) int {
+	end := bytes.Index(b, headerEnd)
+	if end < 0 || end+len(headerEnd) > g.cfg.MaxHeaderBytes {
+		if len(b) > g.cfg.MaxHeaderBytes {
+			g.httpFail(s, http.StatusRequestHeaderFieldsTooLarge, "request header block exceeds the limit")
+			return len(b)
+		}
+		return 0
+	}
+	hdr := b[:end+len(headerEnd)]
+	if isUpgradePath(hdr) {
+		g.upgrade(s, hdr)
+		return len(hdr)
+	}
+	req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(hdr)))
+	if err != nil {
+		g.httpFail(s, http.StatusBadRequest, "malformed request: "+err.Error())
+		return len(b)
+	}
+	if len(req.TransferEncoding) > 0 {
+		g.httpFail(s, http.StatusLengthRequired, "chunked bodies are not accepted; send Content-Length")
+		return len(b)
+	}
+	cl := req.ContentLength
+	if cl < 0 {
+		cl = 0
+	}
+	if cl > int64(g.cfg.MaxMessage) {
+		g.httpFail(s, http.StatusRequestEntityTooLarge,
+			fmt.Sprintf("body of %d bytes exceeds the %d-byte limit", cl, g.cfg.MaxMessage))
+		return len(b)
+	}
+	total := len(hdr) + int(cl)
+	if len(b) < total {
+		return 0
+	}
+	req.Body = io.NopCloser(bytes.NewReader(b[len(hdr):total]))
+	req.RemoteAddr = s.c.RemoteAddr()
+	rec := newRecorder()
+	g.api.ServeHTTP(rec, req)
+	keep := !req.Close && req.ProtoAtLeast(1, 1) && !g.draining.Load()
+	_ = s.c.Enqueue(rec.response(keep))
+	if !keep {
+		s.done = true
+		s.c.CloseAfter(nil)
+	}
+	return total
+}
+
+// isUpgradePath reports whether the request line targets /ws.
+func isUpgradePath(hdr []byte) bool {
+	sp := bytes.IndexByte(hdr, ' ')
+	if sp < 0 {
+		return false
+	}
+	target := hdr[sp+1:]
+	if e := bytes.IndexAny(target, " ?\r"); e >= 0 {
+		target = target[:e]
+	}
+	return string(target) == "/ws"
+}
+
+// httpFail answers with status and reason, then closes the connection.
+func (g *Gateway) httpFail(s *session, status int, reason string) {
+	rec := newRecorder()
+	http.Error(rec, reason, status)
+	_ = s.c.Enqueue(rec.response(false))
+	s.done = true
+	s.c.CloseAfter(nil)
+}
+
+// upgrade performs the WebSocket handshake with gobwas/ws over exactly the
+// header bytes, so nothing after them is read by mistake.
+func (g *Gateway) upgrade(s *session, hdr []byte) {
+	var out bytes.Buffer
+	var hc handshakeChecks
+	u := ws.Upgrader{
+		Protocol: func(p []byte) bool {
+			_, ok := proto.ForSubprotocol(string(p))
+			return ok
+		},
+		OnRequest: func(uri []byte) error { return hc.onRequest(uri) },
+		OnHost:    func(h []byte) error { hc.host = string(h); return nil },
+		OnHeader:  func(k, v []byte) error { return hc.onHeader(k, v) },
+		OnBeforeUpgrade: func() (ws.HandshakeHeader, error) {
+			return g.beforeUpgrade(s, &hc)
+		},
+	}
+	hs, err := u.Upgrade(struct {
+		io.Reader
+		io.Writer
+	}{bytes.NewReader(hdr), &out})
+	if err != nil {
+		g.upgradeRejects.Add(1)
+		_ = s.c.Enqueue(out.Bytes())
+		s.done = true
+		s.c.CloseAfter(nil)
+		return
+	}
+	codec := uint8(0)
+	if c, ok := proto.ForSubprotocol(hs.Protocol); ok && c.Format() == proto.FormatMsgpack {
+		codec = 1
+	}
+	s.codec = codec
+	s.mode.Store(modeWS)
+	g.wsConns.Add(1)
+	g.codecConns[codec].Add(1)
+	_ = s.c.Enqueue(out.Bytes())
+}
+
+// recorder is a minimal http.ResponseWriter that buffers one response.
+type recorder struct {
+	h      http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func newRecorder() *recorder { return &recorder{h: make(http.Header)} }
+
+func (r *recorder) Header() http.Header { return r.h }
+func (r *recorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+}
+func (r *recorder) Write(p []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	return r.body.Write(p)
+}
+
+// response serialises the status line, headers and body.
+func (r *recorder) response(keepAlive bool) []byte {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	var b bytes.Buffer
+	b.Grow(128 + r.body.Len())
+	b.WriteString("HTTP/1.1 ")
+	b.WriteString(strconv.Itoa(r.status))
+	b.WriteByte(' ')
+	b.WriteString(http.StatusText(r.status))
+	b.WriteString("\r\n")
+	r.h.Del("Content-Length")
+	r.h.Del("Transfer-Encoding")
+	if keepAlive {
+		r.h.Set("Connection", "keep-alive")
+	} else {
+		r.h.Set("Connection", "close")
+	}
+	r.h.Set("Content-Length", strconv.Itoa(r.body.Len()))
+	_ = r.h.Write(&b)
+	b.WriteString("\r\n")
+	b.Write(r.body.Bytes())
+	return b.Bytes()
+}
+
+// handshakeChecks collects what the upgrade request carries for the
+// admission and auth checks made before the 101 is sent.
+type handshakeChecks struct {
+	query  string
+	host   string
+	origin string
+	authz  string
+}
+
+func (h *handshakeChecks) onRequest(uri []byte) error {
+	if i := bytes.IndexByte(uri, '?'); i >= 0 {
+		h.query = string(uri[i+1:])
+	}
+	return nil
+}
+
+func (h *handshakeChecks) onHeader(k, v []byte) error {
+	switch {
+	case strings.EqualFold(string(k), "Origin"):
+		h.origin = string(v)
+	case strings.EqualFold(string(k), "Authorization"):
+		h.authz = string(v)
+	}
+	return nil
+}

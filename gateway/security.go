@@ -1,0 +1,279 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gobwas/ws"
+	"golang.org/x/time/rate"
+
+	"github.com/subsock/subsock/auth"
+	"github.com/subsock/subsock/limit"
+	"github.com/subsock/subsock/proto"
+)
+
+// SecurityConfig holds who may connect and what each client may do.
+// The zero value lets anyone connect, subscribe and publish anything.
+type SecurityConfig struct {
+	// JWT verifies connect tokens when any key source is set.
+	JWT auth.Config
+	// AllowAnonymous lets clients without a token in when JWT is on; they
+	// get AnonymousSubs / AnonymousPubs.
+	AllowAnonymous bool
+	// AnonymousSubs / AnonymousPubs are the patterns anonymous clients may
+	// use. Empty: nothing when JWT is on, everything when it is off.
+	AnonymousSubs, AnonymousPubs []string
+	// APIKey, when set, is required by POST /publish.
+	APIKey string
+	// AllowedOrigins is a comma-separated allow-list of Origin hosts, or *.
+	AllowedOrigins string
+	// MaxConns caps open WebSocket connections; 0 is unlimited.
+	MaxConns int
+	// AcceptRate caps new WebSocket connections per second; 0 is unlimited.
+	AcceptRate float64
+	// PublishRate caps each client's publishes per second; 0 is unlimited.
+	PublishRate float64
+	// PublishBurst is the token bucket depth. Default: max(1, PublishRate).
+	PublishBurst int
+}
+
+func (c SecurityConfig) jwtEnabled() bool {
+	return len(c.JWT.Secret) > 0 || len(c.JWT.PublicKeyFiles) > 0 || c.JWT.JWKSURL != ""
+}
+
+type security struct {
+	cfg        SecurityConfig
+	jwt        *auth.JWT
+	anon       *grants // nil: anonymous clients are refused
+	origins    auth.Origins
+	checkOrig  bool
+	admission  *limit.Admission
+	burst      int
+	everything *grants
+}
+
+// grants is what one connection may do; nil patterns allow everything.
+type grants struct {
+	subs, pubs auth.Patterns
+	all        bool
+}
+
+func (gr *grants) allows(topic string, pub bool) bool {
+	if gr == nil || gr.all {
+		return true
+	}
+	if pub {
+		return gr.pubs.Allows(topic)
+	}
+	return gr.subs.Allows(topic)
+}
+
+func (sec *security) init(cfg SecurityConfig) error {
+	sec.cfg = cfg
+	sec.everything = &grants{all: true}
+	if cfg.jwtEnabled() {
+		j, err := auth.NewJWT(cfg.JWT)
+		if err != nil {
+			return fmt.Errorf("gateway: jwt: %w", err)
+		}
+		sec.jwt = j
+	}
+	anonSubs, err := auth.ParsePatterns(cfg.AnonymousSubs)
+	if err != nil {
+		sec.close()
+		return fmt.Errorf("gateway: anonymous subs: %w", err)
+	}
+	anonPubs, err := auth.ParsePatterns(cfg.AnonymousPubs)
+	if err != nil {
+		sec.close()
+		return fmt.Errorf("gateway: anonymous pubs: %w", err)
+	}
+	switch {
+	case sec.jwt == nil && len(anonSubs) == 0 && len(anonPubs) == 0:
+		sec.anon = sec.everything
+	case sec.jwt == nil || cfg.AllowAnonymous:
+		sec.anon = &grants{subs: anonSubs, pubs: anonPubs}
+	}
+	if cfg.AllowedOrigins != "" {
+		o, err := auth.ParseOrigins(cfg.AllowedOrigins)
+		if err != nil {
+			sec.close()
+			return fmt.Errorf("gateway: allowed origins: %w", err)
+		}
+		sec.origins, sec.checkOrig = o, true
+	}
+	sec.admission = limit.NewAdmission(limit.AdmissionConfig{MaxConns: cfg.MaxConns, Rate: cfg.AcceptRate})
+	sec.burst = cfg.PublishBurst
+	if sec.burst <= 0 {
+		sec.burst = int(math.Max(1, cfg.PublishRate))
+	}
+	return nil
+}
+
+func (sec *security) close() {
+	if sec.jwt != nil {
+		_ = sec.jwt.Close()
+	}
+}
+
+// reject builds a handshake refusal with a status and a reason.
+func reject(status int, reason string, header string) error {
+	opts := []ws.RejectOption{ws.RejectionStatus(status), ws.RejectionReason(reason)}
+	if header != "" {
+		opts = append(opts, ws.RejectionHeader(ws.HandshakeHeaderString(header)))
+	}
+	return ws.RejectConnectionError(opts...)
+}
+
+// beforeUpgrade runs the origin, token and admission checks, in that
+// order, so a refused client never holds an admission slot.
+func (g *Gateway) beforeUpgrade(s *session, hc *handshakeChecks) (ws.HandshakeHeader, error) {
+	sec := &g.sec
+	if g.draining.Load() {
+		return nil, reject(http.StatusServiceUnavailable, "server shutting down", "Retry-After: 5\r\n")
+	}
+	if sec.checkOrig && hc.origin != "" && !sec.origins.Allowed(hc.origin, hc.host) {
+		return nil, reject(http.StatusForbidden, "origin not allowed", "")
+	}
+	if sec.checkOrig && hc.origin == "" && !sec.origins.Allowed("", hc.host) {
+		return nil, reject(http.StatusForbidden, "origin required", "")
+	}
+	gr, exp, err := g.authenticate(hc)
+	if err != nil {
+		return nil, reject(http.StatusUnauthorized, err.Error(), `WWW-Authenticate: Bearer realm="subsock"`+"\r\n")
+	}
+	ok, retry, reason := sec.admission.Admit(time.Now())
+	if !ok {
+		secs := int(math.Ceil(retry.Seconds()))
+		if secs < 1 {
+			secs = 1
+		}
+		return nil, reject(http.StatusServiceUnavailable, reason, "Retry-After: "+strconv.Itoa(secs)+"\r\n")
+	}
+	st := &authState{grants: gr, admitted: true}
+	if sec.cfg.PublishRate > 0 {
+		st.limiter = rate.NewLimiter(rate.Limit(sec.cfg.PublishRate), sec.burst)
+	}
+	if gr != sec.everything || st.limiter != nil {
+		s.auth = st
+	} else {
+		s.auth = admittedOnly
+	}
+	if !exp.IsZero() {
+		s.exp.Store(exp.UnixMilli())
+	}
+	return nil, nil
+}
+
+// authState is per connection; connections of an open node share one.
+type authState struct {
+	grants   *grants
+	limiter  *rate.Limiter
+	admitted bool
+}
+
+var admittedOnly = &authState{admitted: true}
+
+func (g *Gateway) authenticate(hc *handshakeChecks) (*grants, time.Time, error) {
+	sec := &g.sec
+	if sec.jwt == nil {
+		return sec.anon, time.Time{}, nil
+	}
+	h := http.Header{}
+	if hc.authz != "" {
+		h.Set("Authorization", hc.authz)
+	}
+	q, _ := url.ParseQuery(hc.query)
+	token := auth.TokenFromRequest(h, q)
+	if token == "" {
+		if sec.anon != nil {
+			return sec.anon, time.Time{}, nil
+		}
+		return nil, time.Time{}, auth.ErrNoToken
+	}
+	return g.verify(token)
+}
+
+func (g *Gateway) verify(token string) (*grants, time.Time, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	cl, err := g.sec.jwt.Verify(ctx, token)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	return &grants{subs: cl.Subs, pubs: cl.Pubs}, cl.Expires, nil
+}
+
+// authorize checks one topic against the connection's grants.
+func (g *Gateway) authorize(s *session, topic string, pub bool) *proto.Error {
+	if s.auth == nil || s.auth.grants.allows(topic, pub) {
+		return nil
+	}
+	verb := "subscribe to"
+	if pub {
+		verb = "publish to"
+	}
+	return &proto.Error{Code: proto.CodeForbidden, Msg: "not allowed to " + verb + " " + topic}
+}
+
+func (g *Gateway) allowPublish(s *session) *proto.Error {
+	if s.auth == nil || s.auth.limiter == nil || s.auth.limiter.Allow() {
+		return nil
+	}
+	return &proto.Error{Code: proto.CodeRateLimited, Msg: fmt.Sprintf("over %g publishes per second", g.sec.cfg.PublishRate)}
+}
+
+// refreshAuth replaces the connection's token in band. Subscriptions the
+// new token no longer allows are dropped and named in an err reply.
+func (g *Gateway) refreshAuth(s *session, token string) *proto.Error {
+	if g.sec.jwt == nil {
+		return &proto.Error{Code: proto.CodeBadRequest, Msg: "this node does not use tokens"}
+	}
+	gr, exp, err := g.verify(token)
+	if err != nil {
+		return &proto.Error{Code: proto.CodeForbidden, Msg: err.Error()}
+	}
+	st := &authState{grants: gr, admitted: true}
+	if s.auth != nil {
+		st.limiter = s.auth.limiter
+	}
+	s.auth = st
+	if exp.IsZero() {
+		s.exp.Store(0)
+	} else {
+		s.exp.Store(exp.UnixMilli())
+	}
+	var dropped []string
+	s.subs.Range(func(t string) bool {
+		if !gr.allows(t, false) {
+			dropped = append(dropped, t)
+		}
+		return true
+	})
+	for _, t := range dropped {
+		g.leave(s, t)
+	}
+	if len(dropped) > 0 {
+		g.reply(s, codecs[s.codec].AppendError(frameReserve(), 0, false, proto.CodeForbidden,
+			"unsubscribed, not allowed by the new token: "+strings.Join(dropped, " ")))
+	}
+	return nil
+}
+
+// checkAPIKey guards the publish API.
+func (g *Gateway) checkAPIKey(r *http.Request) bool {
+	return auth.CheckAPIKey(r.Header, g.sec.cfg.APIKey)
+}
+
+// releaseAdmission returns a closed connection's admission slot.
+func (g *Gateway) releaseAdmission(s *session) {
+	if s.auth != nil && s.auth.admitted {
+		g.sec.admission.Done()
+	}
+}

@@ -1,0 +1,211 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/gobwas/ws"
+	"go.uber.org/zap"
+
+	"github.com/subsock/subsock/broker"
+	"github.com/subsock/subsock/frame"
+	"github.com/subsock/subsock/proto"
+)
+
+// codecs are indexed by session.codec.
+var codecs = [2]proto.Codec{proto.JSON, proto.Msgpack}
+
+// Frames that never change are built once and shared by every connection.
+var (
+	pingFrame         = frame.AppendFrame(nil, ws.OpPing, nil)
+	slowFrame         = frame.AppendClose(nil, frame.StatusTryAgainLater, "slow consumer")
+	heartbeatFrame    = frame.AppendClose(nil, frame.StatusHeartbeatTimeout, "heartbeat timeout")
+	goingAwayFrame    = frame.AppendClose(nil, ws.StatusGoingAway, "server shutting down")
+	normalFrame       = frame.AppendClose(nil, ws.StatusNormalClosure, "")
+	tokenExpiredFrame = frame.AppendClose(nil, frame.StatusTokenExpired, "token expired")
+)
+
+// handleFrame handles one frame from the front of b, or returns 0 while it
+// is incomplete.
+func (g *Gateway) handleFrame(s *session, b []byte) int {
+	h, hn, err := frame.ParseHeader(b)
+	if errors.Is(err, frame.ErrShort) {
+		return 0
+	}
+	if err == nil {
+		err = s.asm.Check(h, g.cfg.MaxMessage)
+	}
+	if err != nil {
+		g.failWS(s, err)
+		return len(b)
+	}
+	if int64(len(b)-hn) < h.Length {
+		return 0
+	}
+	n := hn + int(h.Length)
+	payload := b[hn:n]
+	ws.Cipher(payload, h.Mask, 0)
+	switch h.OpCode {
+	case ws.OpClose:
+		code, _, err := frame.ParseClose(payload)
+		if err != nil {
+			g.failWS(s, err)
+			return n
+		}
+		// Echo the peer's status (section 5.5.1); 1005 cannot be sent.
+		reply := normalFrame
+		if code != ws.StatusNoStatusRcvd {
+			reply = frame.AppendClose(nil, code, "")
+		}
+		s.done = true
+		s.c.CloseAfter(reply)
+	case ws.OpPing:
+		_ = s.c.Enqueue(frame.AppendFrame(nil, ws.OpPong, payload))
+	case ws.OpPong:
+	default:
+		op, msg, done, err := s.asm.Push(h, payload)
+		if err != nil {
+			g.failWS(s, err)
+			return n
+		}
+		if done {
+			g.handleMessage(s, op, msg)
+		}
+	}
+	return n
+}
+
+// failWS closes the connection with the status a violation calls for.
+func (g *Gateway) failWS(s *session, err error) {
+	var ce *frame.CloseError
+	if !errors.As(err, &ce) {
+		ce = &frame.CloseError{Code: ws.StatusProtocolError, Reason: err.Error()}
+	}
+	if ce := g.log.Check(zap.DebugLevel, "closing connection"); ce != nil {
+		ce.Write(zap.String("remote", s.c.RemoteAddr()), zap.Error(err))
+	}
+	g.protocolCloses.Add(1)
+	s.done = true
+	s.c.CloseAfter(frame.AppendClose(nil, ce.Code, ce.Reason))
+}
+
+// handleMessage runs one protocol request. msg may alias the input buffer.
+func (g *Gateway) handleMessage(s *session, _ ws.OpCode, msg []byte) {
+	codec := codecs[s.codec]
+	var req proto.Request
+	if err := codec.DecodeRequest(msg, &req); err != nil {
+		var pe *proto.Error
+		if !errors.As(err, &pe) {
+			pe = &proto.Error{Code: proto.CodeBadRequest, Msg: err.Error()}
+		}
+		g.reply(s, codec.AppendError(frame.Reserve(nil), pe.ID, pe.HasID, pe.Code, pe.Msg))
+		return
+	}
+	var perr *proto.Error
+	switch req.Op {
+	case proto.OpSub:
+		perr = g.subscribe(s, req.Topics)
+	case proto.OpUnsub:
+		perr = g.unsubscribe(s, req.Topics)
+	case proto.OpPub:
+		perr = g.publishFromClient(s, &req)
+	case proto.OpPing:
+		g.reply(s, codec.AppendPong(frame.Reserve(nil), req.ID, req.HasID))
+		return
+	case proto.OpAuth:
+		perr = g.refreshAuth(s, req.Token)
+	default:
+		perr = &proto.Error{Code: proto.CodeUnknownOp, Msg: fmt.Sprintf("op %q is not a request", req.Op.String())}
+	}
+	switch {
+	case perr != nil:
+		g.reply(s, codec.AppendError(frame.Reserve(nil), req.ID, req.HasID, perr.Code, perr.Msg))
+	case req.HasID:
+		g.reply(s, codec.AppendAck(frame.Reserve(nil), req.ID))
+	}
+}
+
+func frameReserve() []byte { return frame.Reserve(nil) }
+
+// reply seals a reply built after frame.Reserve and queues it.
+func (g *Gateway) reply(s *session, b []byte) {
+	op := ws.OpText
+	if codecs[s.codec].Binary() {
+		op = ws.OpBinary
+	}
+	_ = s.c.Enqueue(frame.Seal(b, op))
+}
+
+func (g *Gateway) subscribe(s *session, topics []string) *proto.Error {
+	if len(topics) > g.cfg.MaxTopicsPerRequest {
+		return &proto.Error{Code: proto.CodeTooLarge,
+			Msg: fmt.Sprintf("%d topics in one request; the limit is %d", len(topics), g.cfg.MaxTopicsPerRequest)}
+	}
+	fresh := 0
+	for _, t := range topics {
+		if err := g.authorize(s, t, false); err != nil {
+			return err
+		}
+		if !s.subs.Has(t) {
+			fresh++
+		}
+	}
+	if s.subs.Len()+fresh > g.cfg.MaxSubsPerConn {
+		return &proto.Error{Code: proto.CodeTooManySubscriptions,
+			Msg: fmt.Sprintf("subscribing would exceed %d subscriptions per connection", g.cfg.MaxSubsPerConn)}
+	}
+	for _, t := range topics {
+		if s.subs.Has(t) {
+			continue
+		}
+		// Join stores the registry's copy of the topic in s.subs, so the
+		// bytes are held once however many connections subscribe.
+		if _, first := g.reg.Join(t, s, &s.subs); first {
+			g.router.Acquire(t)
+		}
+	}
+	return nil
+}
+
+func (g *Gateway) unsubscribe(s *session, topics []string) *proto.Error {
+	if len(topics) > g.cfg.MaxTopicsPerRequest {
+		return &proto.Error{Code: proto.CodeTooLarge,
+			Msg: fmt.Sprintf("%d topics in one request; the limit is %d", len(topics), g.cfg.MaxTopicsPerRequest)}
+	}
+	for _, t := range topics {
+		g.leave(s, t)
+	}
+	return nil
+}
+
+// leave drops one subscription of s.
+func (g *Gateway) leave(s *session, topic string) {
+	if !s.subs.Has(topic) {
+		return
+	}
+	if _, last := g.reg.Leave(topic, s, &s.subs); last {
+		g.router.Release(topic)
+	}
+}
+
+func (g *Gateway) publishFromClient(s *session, req *proto.Request) *proto.Error {
+	if err := g.authorize(s, req.Topic, true); err != nil {
+		return err
+	}
+	if err := g.allowPublish(s); err != nil {
+		return err
+	}
+	if err := g.publish(context.Background(), req.Topic, codecs[s.codec].Format(), req.Data); err != nil {
+		return publishError(err)
+	}
+	return nil
+}
+
+// publishError maps a publish failure to its protocol error.
+func publishError(err error) *proto.Error {
+	if errors.Is(err, broker.ErrUnavailable) {
+		return &proto.Error{Code: proto.CodeUnavailable, Msg: err.Error()}
+	}
+	return &proto.Error{Code: proto.CodeInternal, Msg: err.Error()}
+}
