@@ -7,7 +7,8 @@ import "hash/maphash"
 // (linear probing) index of positions so that lookup and removal stay O(1).
 // Groups and Sets are both built on it, with their own thresholds.
 //
-// Each index slot holds a position in items plus one, 0 meaning empty. The
+// Each index slot holds a position in items plus one, 0 meaning empty (so a
+// set holds at most 2^31-1 values, far beyond any group on one node). The
 // index is kept between 3/8 and 3/4 full, which costs 5 to 11 bytes per
 // value, where a Go map costs 20 to 40 per pointer key and 25 to 50 per
 // string key. Deletion shifts later entries back instead of leaving
