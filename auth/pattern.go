@@ -55,20 +55,33 @@ func (p Pattern) Match(topic string) bool {
 	}
 	rest := topic
 	for i, seg := range p.segs {
-		if seg == ">" {
+		last := i == len(p.segs)-1
+		switch seg {
+		case ">":
 			return wellFormed(rest)
+		case "*":
+			j := strings.IndexByte(rest, '.')
+			if j < 0 {
+				return last && rest != ""
+			}
+			if j == 0 || last {
+				return false
+			}
+			rest = rest[j+1:]
+		default:
+			// A literal is a prefix compare; no need to find the dot.
+			n := len(seg)
+			if len(rest) < n || rest[:n] != seg {
+				return false
+			}
+			if len(rest) == n {
+				return last
+			}
+			if last || rest[n] != '.' {
+				return false
+			}
+			rest = rest[n+1:]
 		}
-		tok, tail, more := strings.Cut(rest, ".")
-		if tok == "" || (seg != "*" && seg != tok) {
-			return false
-		}
-		if i == len(p.segs)-1 {
-			return !more
-		}
-		if !more {
-			return false
-		}
-		rest = tail
 	}
 	return false // only the zero Pattern gets here
 }
