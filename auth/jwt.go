@@ -203,12 +203,12 @@ func (j *JWT) keyFunc(ctx context.Context, t *jwt.Token) (any, error) {
 		}
 	}
 	if !ok {
-		return nil, fmt.Errorf("%w: kid %q", ErrUnknownKey, kid)
+		return nil, fmt.Errorf("%w: kid %q", ErrUnknownKey, clip(kid))
 	}
 	if k.alg != alg {
 		// The defence against algorithm confusion: a key serves only the
 		// algorithm it was published for.
-		return nil, fmt.Errorf("%w: kid %q is a %s key, token says %s", ErrAlgorithm, kid, k.alg, alg)
+		return nil, fmt.Errorf("%w: kid %q is a %s key, token says %s", ErrAlgorithm, clip(kid), k.alg, alg)
 	}
 	return k.key, nil
 }
@@ -229,7 +229,7 @@ func (j *JWT) classify(tok *jwt.Token, tc *tokenClaims, err error) error {
 	if tok != nil {
 		alg, _ := tok.Header["alg"].(string)
 		if !slices.Contains(j.algs, alg) {
-			return fmt.Errorf("%w: %q", ErrAlgorithm, alg)
+			return fmt.Errorf("%w: %q", ErrAlgorithm, clip(alg))
 		}
 	}
 	switch {
@@ -253,4 +253,13 @@ func (j *JWT) classify(tok *jwt.Token, tc *tokenClaims, err error) error {
 		}
 	}
 	return fmt.Errorf("%w: %v", ErrMalformed, err)
+}
+
+// clip bounds token-supplied text quoted in errors, which reach the client.
+func clip(s string) string {
+	const max = 40
+	if len(s) > max {
+		return s[:max] + "..."
+	}
+	return s
 }
