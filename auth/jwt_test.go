@@ -2,8 +2,6 @@ package auth
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
@@ -495,12 +493,6 @@ func TestStaticKeysNeedNoGoroutine(t *testing.T) {
 		t.Fatal(err)
 	}
 }
-
-// Keep the key types honest for readers of the cases above.
-var (
-	_ = (*rsa.PublicKey)(nil)
-	_ = (*ecdsa.PublicKey)(nil)
-)
 
 func BenchmarkVerifyHS256(b *testing.B) {
 	sec := []byte("bench-secret-bench-secret-bench!")
