@@ -31,7 +31,7 @@ func notify[T any](ch chan T, v T) {
 	}
 }
 
-func await[T any](t *testing.T, ch <-chan T, what string) T {
+func await[T any](t testing.TB, ch <-chan T, what string) T {
 	t.Helper()
 	select {
 	case v := <-ch:

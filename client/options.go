@@ -84,11 +84,13 @@ type Options struct {
 	// (ErrBufferFull), failed connection attempts, server errors without a
 	// request id, resubscriptions the server refused.
 	OnError func(error)
-	// OnConnect is called after each successful handshake, before the
-	// topics are resubscribed.
+	// OnConnect is called each time a connection is ready: the handshake
+	// is done and every subscription has been renewed (or its refusal
+	// reported to OnError).
 	OnConnect func()
-	// OnDisconnect is called with the reason each time a connection ends
-	// (a *CloseError when the server closed it; ErrClosed after Close).
+	// OnDisconnect is called with the reason each time a connection that
+	// completed its handshake ends (a *CloseError when the server closed
+	// it, ErrServerSilent, ErrClosed after Close).
 	OnDisconnect func(err error)
 	// Logger receives connection events. Default: none.
 	Logger *zap.Logger

@@ -56,10 +56,11 @@ func (c *Conn) supervise(first chan<- error) {
 			connected = true
 			first <- nil
 		}
-		c.log.Info("connected", zap.String("url", c.url), zap.Int("attempts", failures+1))
-		c.opts.OnConnect()
 		go c.read(s)
-		c.resubscribe(s)
+		if c.resubscribe(s) {
+			c.log.Info("connected", zap.String("url", c.url), zap.Int("attempts", failures+1))
+			c.opts.OnConnect()
+		}
 		c.watch(s)
 		cause := s.err()
 		c.detach(s)
@@ -259,8 +260,8 @@ func (c *Conn) handle() {
 // batches; a batch the server refuses is retried topic by topic so one
 // topic the server no longer allows does not cost the others, and each
 // refusal is reported to OnError (the handler stays registered; the next
-// connection tries again).
-func (c *Conn) resubscribe(s *session) {
+// connection tries again). It reports whether s is still up.
+func (c *Conn) resubscribe(s *session) bool {
 	topics := c.topics()
 	for len(topics) > 0 {
 		batch := topics[:min(len(topics), resubBatch)]
@@ -270,7 +271,7 @@ func (c *Conn) resubscribe(s *session) {
 		switch {
 		case err == nil:
 		case !errors.As(err, &se):
-			return // the connection ended; the next one starts over
+			return false // the connection ended; the next one starts over
 		case len(batch) == 1:
 			c.opts.OnError(se)
 		default:
@@ -279,11 +280,12 @@ func (c *Conn) resubscribe(s *session) {
 				if errors.As(err, &se) {
 					c.opts.OnError(se)
 				} else if err != nil {
-					return
+					return false
 				}
 			}
 		}
 	}
+	return !s.isEnded()
 }
 
 // subscribeOn sends one sub on s and waits for its answer; a server that
