@@ -1,0 +1,155 @@
+package broker
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Handler receives every message for a topic the node holds interest in.
+// It is called from the broker's own goroutine(s) and must not block for
+// long. payload is read-only and must not be retained after return.
+type Handler func(topic string, payload []byte)
+
+// Broker is the seam between a node and the backbone. Payloads are opaque
+// bytes. All methods are safe for concurrent use.
+type Broker interface {
+	// Publish sends payload to every node subscribed to topic, this one
+	// included. It fails with ErrUnavailable (wrapping the cause) when the
+	// backbone cannot be reached. payload is not retained.
+	Publish(ctx context.Context, topic string, payload []byte) error
+	// Subscribe adds interest in topics in one round trip per backbone
+	// node. Interest is recorded even when it fails with ErrUnavailable:
+	// the broker subscribes upstream once it is connected again.
+	Subscribe(ctx context.Context, topics ...string) error
+	// Unsubscribe drops interest in topics; unknown topics are ignored.
+	Unsubscribe(ctx context.Context, topics ...string) error
+	// Health is nil when connected and subscribed; otherwise it says why.
+	Health() error
+	// Stats returns counters since Open.
+	Stats() Stats
+	// Close stops every goroutine the broker started and waits for them.
+	Close() error
+}
+
+// Stats are cumulative counters.
+type Stats struct {
+	Errors     uint64 // failed publishes, (un)subscribes and connection losses
+	Reconnects uint64 // recoveries after a lost backbone connection
+	Published  uint64 // messages accepted by the backbone
+	Received   uint64 // messages handed to the Handler
+}
+
+// Options tune a broker; the zero value is ready to use.
+type Options struct {
+	// Logger receives reconnect events, the only thing a broker logs
+	// (everything else is returned). Nil means zap.NewNop().
+	Logger *zap.Logger
+	// DialTimeout bounds each connection attempt. Default: 5s.
+	DialTimeout time.Duration
+	// Timeout bounds a round trip when the caller's context has no
+	// deadline, and each resubscription after a reconnect. Default: 5s.
+	Timeout time.Duration
+	// BackoffMin and BackoffMax bound the wait between reconnect attempts,
+	// which doubles from min to max. Defaults: 50ms and 5s.
+	BackoffMin, BackoffMax time.Duration
+	// QueueSize is how many messages NATS may hold for the Handler before
+	// the client drops them as a slow consumer. Default: 65536.
+	QueueSize int
+}
+
+func (o Options) withDefaults() Options {
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	if o.DialTimeout <= 0 {
+		o.DialTimeout = 5 * time.Second
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 5 * time.Second
+	}
+	if o.BackoffMin <= 0 {
+		o.BackoffMin = 50 * time.Millisecond
+	}
+	if o.BackoffMax <= 0 {
+		o.BackoffMax = 5 * time.Second
+	}
+	if o.BackoffMax < o.BackoffMin {
+		o.BackoffMax = o.BackoffMin
+	}
+	if o.QueueSize <= 0 {
+		o.QueueSize = 65536
+	}
+	return o
+}
+
+// Open connects to the backbone named by url:
+//
+//	"memory" or ""                       an in-process bus of its own (NewMemory)
+//	"redis://[user:pass@]host:port[/db]" Redis Pub/Sub
+//	"redis-cluster://h1:p1,h2:p2,..."    Redis Cluster sharded Pub/Sub
+//	"nats://host:port[,nats://...]"      NATS core
+//
+// It fails with ErrBadURL for anything else, and with ErrUnavailable when
+// the backbone cannot be reached at all at start.
+func Open(url string, h Handler, opts Options) (Broker, error) {
+	if h == nil {
+		return nil, ErrNilHandler
+	}
+	ep, err := parseURL(url)
+	if err != nil {
+		return nil, err
+	}
+	opts = opts.withDefaults()
+	switch ep.kind {
+	case kindMemory:
+		return NewMemory(h), nil
+	case kindRedis, kindRedisCluster:
+		return openRedis(ep, h, opts)
+	default:
+		return openNATS(ep, h, opts)
+	}
+}
+
+// counters back Stats.
+type counters struct {
+	errors, reconnects, published, received atomic.Uint64
+}
+
+func (c *counters) snapshot() Stats {
+	return Stats{
+		Errors:     c.errors.Load(),
+		Reconnects: c.reconnects.Load(),
+		Published:  c.published.Load(),
+		Received:   c.received.Load(),
+	}
+}
+
+// health holds the reason a broker is not healthy, nil when it is.
+type health struct {
+	mu  sync.Mutex
+	err error
+}
+
+func (h *health) set(err error) {
+	h.mu.Lock()
+	h.err = err
+	h.mu.Unlock()
+}
+
+func (h *health) get() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.err
+}
+
+// callContext bounds ctx by timeout when it has no deadline of its own.
+func callContext(ctx context.Context, timeout time.Duration) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, timeout)
+}

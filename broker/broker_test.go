@@ -1,0 +1,268 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+)
+
+// brokerCases run, in this order, against one backbone of every kind.
+// Each uses its own topic prefix; "restart" goes last since it takes the
+// backbone down.
+var brokerCases = []struct {
+	name string
+	body func(t *testing.T, bb *backbone)
+}{
+	{"deliver", testDeliver},
+	{"two-nodes-exactly-once", testTwoNodes},
+	{"interest", testInterest},
+	{"bad-use", testBadUse},
+	{"router-batching", testRouterBatching},
+	{"router-debounce", testRouterDebounce},
+	{"cluster-keyslot", testClusterKeySlot},
+	{"restart", testRestart},
+}
+
+func TestBroker(t *testing.T) {
+	for _, kind := range backboneKinds {
+		t.Run(kind.name, func(t *testing.T) {
+			t.Parallel()
+			bb := kind.setup(t)
+			for _, c := range brokerCases {
+				t.Run(c.name, func(t *testing.T) { c.body(t, bb) })
+			}
+		})
+	}
+}
+
+func ctxFor(t *testing.T) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func mustPublish(t *testing.T, b Broker, topic, payload string) {
+	t.Helper()
+	if err := b.Publish(ctxFor(t), topic, []byte(payload)); err != nil {
+		t.Fatalf("Publish(%q): %v", topic, err)
+	}
+}
+
+func mustSubscribe(t *testing.T, b Broker, topics ...string) {
+	t.Helper()
+	if err := b.Subscribe(ctxFor(t), topics...); err != nil {
+		t.Fatalf("Subscribe(%q): %v", topics, err)
+	}
+}
+
+// testDeliver: a subscriber gets what is published to its topic, once,
+// and nothing of a topic it does not hold.
+func testDeliver(t *testing.T, bb *backbone) {
+	in := newInbox()
+	b := bb.open(t, in.handle)
+	mustSubscribe(t, b, "dl.a")
+	mustPublish(t, b, "dl.other", "not for us")
+	mustPublish(t, b, "dl.a", "hello")
+	mustPublish(t, b, "dl.a", "")
+	in.waitFor(t, "two messages on dl.a", func(m []message) bool { return len(m) >= 2 })
+	// A marker after everything else: once it is in, nothing more is due.
+	mustPublish(t, b, "dl.a", "end")
+	in.waitFor(t, "the end marker", func(m []message) bool { return slices.Contains(m, message{"dl.a", "end"}) })
+	want := []message{{"dl.a", "hello"}, {"dl.a", ""}, {"dl.a", "end"}}
+	if got := in.snapshot(); !slices.Equal(got, want) {
+		t.Fatalf("received %v, want %v", got, want)
+	}
+	if err := b.Health(); err != nil {
+		t.Fatalf("Health: %v", err)
+	}
+	st := b.Stats()
+	if st.Published != 4 || st.Received != 3 || st.Errors != 0 || st.Reconnects != 0 {
+		t.Fatalf("Stats = %+v, want 4 published, 3 received", st)
+	}
+}
+
+// testTwoNodes: two brokers on one backbone each deliver every message of
+// both publishers exactly once, their own included.
+func testTwoNodes(t *testing.T, bb *backbone) {
+	const perNode = 50
+	const topic = "two.x"
+	ins := []*inbox{newInbox(), newInbox()}
+	nodes := []Broker{bb.open(t, ins[0].handle), bb.open(t, ins[1].handle)}
+	for _, n := range nodes {
+		mustSubscribe(t, n, topic)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, len(nodes))
+	for i, n := range nodes {
+		wg.Go(func() {
+			for k := range perNode {
+				if err := n.Publish(context.Background(), topic, fmt.Appendf(nil, "n%d-%d", i, k)); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("Publish: %v", err)
+	}
+	for i, in := range ins {
+		in.waitFor(t, fmt.Sprintf("node %d to get both nodes' messages", i), func(m []message) bool {
+			return len(m) >= 2*perNode
+		})
+	}
+	mustPublish(t, nodes[0], topic, "end")
+	for i, in := range ins {
+		in.waitFor(t, fmt.Sprintf("node %d to get the end marker", i), func(m []message) bool {
+			return slices.Contains(m, message{topic, "end"})
+		})
+		seen := map[string]int{}
+		for _, m := range in.snapshot() {
+			seen[m.payload]++
+		}
+		if len(seen) != 2*perNode+1 {
+			t.Errorf("node %d: %d distinct messages, want %d", i, len(seen), 2*perNode+1)
+		}
+		for p, n := range seen {
+			if n != 1 {
+				t.Errorf("node %d: %q delivered %d times", i, p, n)
+			}
+		}
+	}
+}
+
+// testInterest: the backbone itself shows a subscription after Subscribe
+// and loses it after Unsubscribe.
+func testInterest(t *testing.T, bb *backbone) {
+	in := newInbox()
+	b := bb.open(t, in.handle)
+	expectUpstream(t, bb, "int.", ones())
+	mustSubscribe(t, b, "int.a", "int.b", "int.c")
+	mustSubscribe(t, b, "int.c") // again: still one subscription
+	expectUpstream(t, bb, "int.", ones("int.a", "int.b", "int.c"))
+
+	if err := b.Unsubscribe(ctxFor(t), "int.a", "int.b", "int.unknown"); err != nil {
+		t.Fatalf("Unsubscribe: %v", err)
+	}
+	expectUpstream(t, bb, "int.", ones("int.c"))
+
+	// A second node adds its own subscription (a cluster shows one node
+	// per channel, whatever the number of subscribers).
+	other := bb.open(t, newInbox().handle)
+	mustSubscribe(t, other, "int.c")
+	if bb.name != "redis-cluster" {
+		expectUpstream(t, bb, "int.", map[string]int{"int.c": 2})
+	}
+	if err := other.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	expectUpstream(t, bb, "int.", ones("int.c"))
+}
+
+// testBadUse: calls after Close fail with ErrClosed; Close is idempotent.
+func testBadUse(t *testing.T, bb *backbone) {
+	b := bb.open(t, newInbox().handle)
+	mustSubscribe(t, b, "bad.a")
+	if err := b.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	ctx := ctxFor(t)
+	for name, err := range map[string]error{
+		"Publish":     b.Publish(ctx, "bad.a", []byte("x")),
+		"Subscribe":   b.Subscribe(ctx, "bad.b"),
+		"Unsubscribe": b.Unsubscribe(ctx, "bad.a"),
+		"Health":      b.Health(),
+	} {
+		if !errors.Is(err, ErrClosed) {
+			t.Errorf("%s after Close = %v, want ErrClosed", name, err)
+		}
+	}
+	expectUpstream(t, bb, "bad.", ones())
+}
+
+// testClusterKeySlot: the slot function agrees with the server's.
+func testClusterKeySlot(t *testing.T, bb *backbone) {
+	if bb.keySlot == nil {
+		t.Skip("only a cluster has slots")
+	}
+	keys := []string{"", "a", "foo", "123456789", "{user1000}.following", "{}x", "{a}{b}", "x{}{y}", "tópico/ü", "a.b.c", "}{", "{only"}
+	for i := range 50 {
+		keys = append(keys, fmt.Sprintf("topic.%d", i))
+	}
+	for _, k := range keys {
+		if got, want := int(keySlot(k)), bb.keySlot(t, k); got != want {
+			t.Errorf("keySlot(%q) = %d, server says %d", k, got, want)
+		}
+	}
+}
+
+// testRestart: with the backbone down, Health says so and Publish fails
+// with ErrUnavailable; once it is back the broker resubscribes by itself
+// and delivery resumes.
+func testRestart(t *testing.T, bb *backbone) {
+	in := newInbox()
+	b := bb.open(t, in.handle)
+	mustSubscribe(t, b, "rs.a")
+	mustPublish(t, b, "rs.a", "before")
+	in.waitFor(t, "the message before the outage", func(m []message) bool { return len(m) == 1 })
+
+	bb.stop()
+	eventually(t, "Health to report the outage", func() error {
+		if b.Health() == nil {
+			return errors.New("Health is nil")
+		}
+		return nil
+	})
+	err := b.Publish(ctxFor(t), "rs.a", []byte("during"))
+	if !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Publish while down = %v, want ErrUnavailable", err)
+	}
+	// Interest taken while down is kept and subscribed on recovery.
+	if err := b.Subscribe(ctxFor(t), "rs.b"); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Subscribe while down = %v, want ErrUnavailable", err)
+	}
+	if b.Stats().Errors == 0 {
+		t.Fatal("no error counted during the outage")
+	}
+
+	bb.start()
+	eventually(t, "recovery", func() error {
+		if err := b.Health(); err != nil {
+			return err
+		}
+		if b.Stats().Reconnects == 0 {
+			return errors.New("no reconnect counted")
+		}
+		return nil
+	})
+	expectUpstream(t, bb, "rs.", ones("rs.a", "rs.b"))
+	for _, topic := range []string{"rs.a", "rs.b"} {
+		// The publishing side may still be reconnecting: publish until a
+		// message gets through; that it arrives is what is under test.
+		attempt := 0
+		eventually(t, "delivery on "+topic+" after restart", func() error {
+			for _, m := range in.snapshot() {
+				if m.topic == topic && m.payload != "before" {
+					return nil
+				}
+			}
+			attempt++
+			if err := b.Publish(ctxFor(t), topic, fmt.Appendf(nil, "after-%d", attempt)); err != nil {
+				return err
+			}
+			return errors.New("not delivered yet")
+		})
+	}
+	if got := in.snapshot(); slices.Contains(got, message{"rs.a", "during"}) {
+		t.Fatalf("a publish that failed was delivered: %v", got)
+	}
+}
