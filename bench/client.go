@@ -1,0 +1,305 @@
+package bench
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"slices"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/gobwas/ws"
+)
+
+// conn is one light client connection. Exactly one goroutine owns it at a
+// time — the dialer while it subscribes, then its reader (loop) — and that
+// goroutine performs every read and write, so no write lock is needed. Other
+// goroutines may only set closing and poke the read deadline.
+type conn struct {
+	w   *worker
+	idx int // global connection index
+	nc  net.Conn
+	buf []byte
+	r   int // next unread byte
+	n   int // end of valid bytes
+	// topics (sorted ids) and last (the highest sequence seen per topic)
+	// detect gaps and duplicates per topic.
+	topics []uint32
+	last   []uint32
+	// pendingAcks counts sub requests not yet acknowledged.
+	pendingAcks int
+	subFailed   bool
+	subSent     time.Time
+	closing     atomic.Bool
+	b           batch
+}
+
+// readBufSize is each connection's read buffer; a larger frame grows it
+// for as long as needed.
+const readBufSize = 2048
+
+// errServerClose ends a reader when the server sent a close frame.
+var errServerClose = errors.New("bench: server closed the connection")
+
+// subscribe sends the connection's sub requests (at most maxTopicsPerSub
+// topics each) and reads until each is acknowledged or refused.
+func (c *conn) subscribe(topics []string, deadline time.Time) error {
+	var req []byte
+	for id := 1; len(topics) > 0; id++ {
+		chunk := topics[:min(len(topics), maxTopicsPerSub)]
+		topics = topics[len(chunk):]
+		req = appendSubRequest(req[:0], uint64(id), chunk)
+		c.pendingAcks++
+		c.subSent = time.Now()
+		if err := c.write(ws.OpText, req, deadline); err != nil {
+			return err
+		}
+	}
+	if err := c.nc.SetReadDeadline(deadline); err != nil {
+		return err
+	}
+	for c.pendingAcks > 0 && !c.subFailed {
+		if err := c.fill(); err != nil {
+			return err
+		}
+		if err := c.process(time.Now()); err != nil {
+			return err
+		}
+	}
+	if c.subFailed {
+		return errSubRefused
+	}
+	return c.nc.SetReadDeadline(time.Time{})
+}
+
+// maxTopicsPerSub stays within the node's default -max-topics-per-request.
+const maxTopicsPerSub = 256
+
+var errSubRefused = errors.New("bench: subscription refused")
+
+// appendSubRequest builds {"op":"sub","id":N,"topics":[...]}; topic names
+// are checked by Params (printable ASCII, no quote or backslash).
+func appendSubRequest(dst []byte, id uint64, topics []string) []byte {
+	dst = append(dst, `{"op":"sub","id":`...)
+	dst = strconv.AppendUint(dst, id, 10)
+	dst = append(dst, `,"topics":[`...)
+	for i, t := range topics {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, '"')
+		dst = append(dst, t...)
+		dst = append(dst, '"')
+	}
+	return append(dst, "]}"...)
+}
+
+// loop reads until the connection ends. It runs on the connection's own
+// goroutine and reports the end to the worker.
+func (c *conn) loop() {
+	defer c.w.connDone(c)
+	for {
+		err := c.fill()
+		if err == nil {
+			err = c.process(time.Now())
+		}
+		if err == nil {
+			continue
+		}
+		switch {
+		case errors.Is(err, errServerClose):
+		case c.closing.Load():
+			// Our own close: say goodbye properly so the node sees 1000.
+			_ = c.write(ws.OpClose, closePayload(1000), time.Now().Add(time.Second))
+		default:
+			c.w.noteError(err)
+		}
+		_ = c.nc.Close()
+		return
+	}
+}
+
+func closePayload(code uint16) []byte {
+	return binary.BigEndian.AppendUint16(nil, code)
+}
+
+// fill reads more bytes, compacting or growing the buffer first when it is
+// full.
+func (c *conn) fill() error {
+	if c.r == c.n {
+		c.r, c.n = 0, 0
+	}
+	if c.n == len(c.buf) {
+		if c.r > 0 {
+			c.n = copy(c.buf, c.buf[c.r:c.n])
+			c.r = 0
+		} else {
+			c.buf = append(c.buf, make([]byte, len(c.buf))...)
+		}
+	}
+	m, err := c.nc.Read(c.buf[c.n:])
+	c.n += m
+	if m > 0 {
+		return nil
+	}
+	return err
+}
+
+// process handles every whole frame buffered, flushing the batch of
+// latencies at the end. now is the receive time of the bytes.
+func (c *conn) process(now time.Time) error {
+	nowNs := now.UnixNano()
+	defer c.w.rec.flush(c.idx, nowNs, &c.b)
+	for c.r < c.n {
+		h, ok, err := parseFrameHeader(c.buf[c.r:c.n])
+		if err != nil {
+			return err
+		}
+		if !ok || c.n-c.r < h.size+h.length {
+			if ok {
+				c.reserve(h.size + h.length)
+			}
+			break
+		}
+		payload := c.buf[c.r+h.size : c.r+h.size+h.length]
+		c.r += h.size + h.length
+		if h.masked {
+			return fmt.Errorf("%w: masked server frame", ErrMalformed)
+		}
+		switch h.op {
+		case ws.OpText, ws.OpBinary:
+			if !h.fin {
+				return fmt.Errorf("%w: fragmented server message", ErrMalformed)
+			}
+			if err := c.message(payload, now, nowNs); err != nil {
+				return err
+			}
+		case ws.OpPing:
+			c.w.pings.Add(1)
+			if err := c.write(ws.OpPong, payload, now.Add(time.Second)); err != nil {
+				return err
+			}
+		case ws.OpClose:
+			code := 1005 // no status received (RFC 6455 §7.1.5)
+			if len(payload) >= 2 {
+				code = int(binary.BigEndian.Uint16(payload))
+			}
+			c.w.noteServerClose(code)
+			_ = c.write(ws.OpClose, payload[:min(2, len(payload))], now.Add(time.Second))
+			return errServerClose
+		case ws.OpPong:
+		default:
+			return fmt.Errorf("%w: opcode %d", ErrMalformed, h.op)
+		}
+		if c.b.full() {
+			c.w.rec.flush(c.idx, nowNs, &c.b)
+		}
+	}
+	if c.r == c.n && len(c.buf) > 4*readBufSize {
+		// A large frame has passed: give its buffer back.
+		c.buf, c.r, c.n = make([]byte, readBufSize), 0, 0
+	}
+	return nil
+}
+
+// reserve makes room for a frame of need bytes starting at c.r.
+func (c *conn) reserve(need int) {
+	if len(c.buf)-c.r >= need {
+		return
+	}
+	c.n = copy(c.buf, c.buf[c.r:c.n])
+	c.r = 0
+	if len(c.buf) < need {
+		nb := make([]byte, need)
+		copy(nb, c.buf[:c.n])
+		c.buf = nb
+	}
+}
+
+// message handles one server message.
+func (c *conn) message(p []byte, now time.Time, nowNs int64) error {
+	var r reply
+	if err := parseReply(p, &r); err != nil {
+		return err
+	}
+	switch r.kind {
+	case replyMsg:
+		if !r.hasStamp {
+			c.b.unstamped++
+			return nil
+		}
+		c.track(r.topic, r.st.seq)
+		c.b.samples[c.b.n] = sample{lat: time.Duration(nowNs - r.st.sent), step: r.st.step}
+		c.b.n++
+	case replyAck:
+		if r.hasID && c.pendingAcks > 0 {
+			if c.pendingAcks--; c.pendingAcks == 0 {
+				c.w.subscribed(c, now.Sub(c.subSent))
+			}
+		}
+	case replyErr:
+		c.w.errReplies.Add(1)
+		c.w.noteError(fmt.Errorf("err reply %s", r.code))
+		if r.hasID && c.pendingAcks > 0 {
+			c.subFailed = true
+		}
+	}
+	return nil
+}
+
+// track checks seq against the last sequence seen on topic.
+func (c *conn) track(topic []byte, seq uint64) {
+	id, ok := topicID(topic)
+	if !ok {
+		return
+	}
+	slot, found := slices.BinarySearch(c.topics, id)
+	if !found {
+		return
+	}
+	last := uint64(c.last[slot])
+	switch {
+	case seq <= last:
+		c.b.dups++
+	case seq > last+1:
+		c.b.gaps += int64(seq - last - 1)
+	}
+	if seq > last {
+		c.last[slot] = uint32(min(seq, 1<<32-1))
+	}
+}
+
+// topicID parses the number after the last dot of PREFIX.<n>.
+func topicID(t []byte) (uint32, bool) {
+	i := len(t)
+	for i > 0 && t[i-1] != '.' {
+		i--
+	}
+	v, end, ok := scanUint(t, i)
+	if !ok || end != len(t) || v > 1<<32-1 {
+		return 0, false
+	}
+	return uint32(v), true
+}
+
+// write sends one masked frame, bounded by deadline.
+func (c *conn) write(op ws.OpCode, payload []byte, deadline time.Time) error {
+	var stack [256]byte
+	key := [4]byte{}
+	binary.LittleEndian.PutUint32(key[:], rand.Uint32())
+	f := appendClientFrame(stack[:0], op, payload, key)
+	if err := c.nc.SetWriteDeadline(deadline); err != nil {
+		return err
+	}
+	_, err := c.nc.Write(f)
+	return err
+}
+
+// stop asks the reader to close the connection; it returns at once.
+func (c *conn) stop() {
+	c.closing.Store(true)
+	_ = c.nc.SetReadDeadline(time.Unix(1, 0))
+}

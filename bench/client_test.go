@@ -1,0 +1,229 @@
+package bench
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"net"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+)
+
+// pair returns the two ends of a loopback TCP connection.
+func pair(t *testing.T) (client, server net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		accepted <- c
+	}()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	server = <-accepted
+	if server == nil {
+		t.Fatal("accept failed")
+	}
+	t.Cleanup(func() { client.Close(); server.Close() })
+	return client, server
+}
+
+func serverFrame(t *testing.T, op ws.OpCode, payload []byte) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	if err := ws.WriteFrame(&b, ws.NewFrame(op, true, payload)); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+func msgFrame(t *testing.T, topic string, seq uint64, step, size int) []byte {
+	t.Helper()
+	data := appendPayload(nil, stamp{sent: time.Now().UnixNano(), seq: seq, step: step}, size)
+	return serverFrame(t, ws.OpText, []byte(`{"op":"msg","topic":"`+topic+`","data":`+string(data)+`}`))
+}
+
+// readClientFrame reads one frame the client sent and unmasks it.
+func readClientFrame(t *testing.T, c net.Conn) ws.Frame {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	f, err := ws.ReadFrame(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !f.Header.Masked {
+		t.Fatal("client frames must be masked")
+	}
+	return ws.UnmaskFrameInPlace(f)
+}
+
+func newTestConn(w *worker, nc net.Conn, topics ...uint32) *conn {
+	return &conn{w: w, idx: 3, nc: nc, buf: make([]byte, readBufSize), topics: topics, last: make([]uint32, len(topics))}
+}
+
+// TestConnReader drives one client reader with frames as a server writes
+// them: several per write, split across writes, larger than the buffer,
+// pings, and a close.
+func TestConnReader(t *testing.T) {
+	client, server := pair(t)
+	w := newWorker()
+	c := newTestConn(w, client, 0, 5)
+	w.conns[c] = struct{}{}
+	w.open.Add(1)
+	w.wg.Add(1)
+	done := make(chan struct{})
+	go func() { defer close(done); c.loop() }()
+
+	var stream []byte
+	stream = append(stream, msgFrame(t, "bench.5", 1, 0, 40)...)
+	stream = append(stream, msgFrame(t, "bench.5", 3, 0, 40)...)    // skips 2: a gap
+	stream = append(stream, msgFrame(t, "bench.5", 2, 0, 40)...)    // late: a duplicate
+	stream = append(stream, msgFrame(t, "bench.0", 1, 1, 40)...)    // another topic, step 1
+	stream = append(stream, msgFrame(t, "bench.0", 2, 1, 10000)...) // larger than the buffer
+	stream = append(stream, msgFrame(t, "bench.99", 1, 1, 40)...)   // not ours: counted, not tracked
+	stream = append(stream, serverFrame(t, ws.OpText, []byte(`{"op":"msg","topic":"x","data":{"k":1}}`))...)
+	stream = append(stream, serverFrame(t, ws.OpText, []byte(`{"op":"err","code":"rate_limited","msg":"slow down"}`))...)
+	// Dribble the bytes in uneven pieces so frames straddle reads.
+	for i := 0; i < len(stream); {
+		n := min(len(stream)-i, 1+i%997)
+		if _, err := server.Write(stream[i : i+n]); err != nil {
+			t.Fatal(err)
+		}
+		i += n
+	}
+	if _, err := server.Write(serverFrame(t, ws.OpPing, []byte("hb"))); err != nil {
+		t.Fatal(err)
+	}
+	pong := readClientFrame(t, server)
+	if pong.Header.OpCode != ws.OpPong || string(pong.Payload) != "hb" {
+		t.Fatalf("answer to ping: %v %q", pong.Header.OpCode, pong.Payload)
+	}
+	if _, err := server.Write(serverFrame(t, ws.OpClose, ws.NewCloseFrameBody(ws.StatusCode(1013), "slow"))); err != nil {
+		t.Fatal(err)
+	}
+	echo := readClientFrame(t, server)
+	if code, _ := ws.ParseCloseFrameData(echo.Payload); echo.Header.OpCode != ws.OpClose || code != 1013 {
+		t.Fatalf("close answer: %v code %d", echo.Header.OpCode, code)
+	}
+	<-done
+
+	st := w.stats()
+	if st.Received != 6 || st.Gaps != 1 || st.Dups != 1 || st.Unstamped != 1 || st.ErrReplies != 1 || st.Pings != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+	if st.ReceivedByStep[0] != 3 || st.ReceivedByStep[1] != 3 {
+		t.Fatalf("by step %v", st.ReceivedByStep)
+	}
+	if st.ServerCloses[1013] != 1 || st.Open != 0 {
+		t.Fatalf("closes %v open %d", st.ServerCloses, st.Open)
+	}
+	if len(w.conns) != 0 {
+		t.Fatal("the reader must deregister itself")
+	}
+}
+
+// TestConnStop checks our own close: a 1000 close frame, then the socket
+// closes.
+func TestConnStop(t *testing.T) {
+	client, server := pair(t)
+	w := newWorker()
+	c := newTestConn(w, client)
+	w.conns[c] = struct{}{}
+	w.open.Add(1)
+	w.wg.Add(1)
+	go c.loop()
+	w.closeAll()
+	f := readClientFrame(t, server)
+	if code, _ := ws.ParseCloseFrameData(f.Payload); f.Header.OpCode != ws.OpClose || code != ws.StatusNormalClosure {
+		t.Fatalf("got %v code %d", f.Header.OpCode, code)
+	}
+	if _, err := server.Read(make([]byte, 1)); err == nil {
+		t.Fatal("the client must close the socket after its close frame")
+	}
+	if st := w.stats(); st.Open != 0 || len(st.Errors) != 0 {
+		t.Fatalf("stats after stop %+v", st)
+	}
+}
+
+func TestConnSubscribe(t *testing.T) {
+	tests := []struct {
+		name   string
+		topics int
+		answer func(id uint64) string
+		want   error
+	}{
+		{"acked", 3, func(id uint64) string { return `{"op":"ack","id":` + strconv.FormatUint(id, 10) + `}` }, nil},
+		{"split over requests", maxTopicsPerSub + 10, func(id uint64) string { return `{"op":"ack","id":` + strconv.FormatUint(id, 10) + `}` }, nil},
+		{"refused", 2, func(id uint64) string {
+			return `{"op":"err","id":` + strconv.FormatUint(id, 10) + `,"code":"too_many_subscriptions","msg":"no"}`
+		}, errSubRefused},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			client, server := pair(t)
+			w := newWorker()
+			c := newTestConn(w, client)
+			names := make([]string, tt.topics)
+			for i := range names {
+				names[i] = "bench." + strconv.Itoa(i)
+			}
+			errc := make(chan error, 1)
+			go func() { errc <- c.subscribe(names, time.Now().Add(5*time.Second)) }()
+			var got []string
+			for len(got) < tt.topics {
+				f := readClientFrame(t, server)
+				var req struct {
+					Op     string   `json:"op"`
+					ID     uint64   `json:"id"`
+					Topics []string `json:"topics"`
+				}
+				if err := json.Unmarshal(f.Payload, &req); err != nil || req.Op != "sub" || len(req.Topics) > maxTopicsPerSub {
+					t.Fatalf("request %s: %v", f.Payload, err)
+				}
+				got = append(got, req.Topics...)
+				if _, err := server.Write(serverFrame(t, ws.OpText, []byte(tt.answer(req.ID)))); err != nil {
+					t.Fatal(err)
+				}
+				if tt.want != nil {
+					break
+				}
+			}
+			if err := <-errc; !errors.Is(err, tt.want) {
+				t.Fatalf("subscribe = %v, want %v", err, tt.want)
+			}
+			if tt.want == nil {
+				if len(got) != tt.topics || got[len(got)-1] != names[len(names)-1] {
+					t.Fatalf("server saw %d topics", len(got))
+				}
+				if w.subscribedN.Load() != 1 || w.subAck.TotalCount() != 1 {
+					t.Fatalf("subscribed %d, ack samples %d", w.subscribedN.Load(), w.subAck.TotalCount())
+				}
+			}
+		})
+	}
+}
+
+func TestErrorKind(t *testing.T) {
+	tests := []struct {
+		err  error
+		want string
+	}{
+		{ws.StatusError(503), "upgrade refused: HTTP 503"},
+		{errSubRefused, "subscription refused"},
+		{&net.OpError{Op: "dial", Err: errors.New("x")}, "dial: x"},
+	}
+	for _, tt := range tests {
+		if got := errorKind(tt.err); got != tt.want {
+			t.Errorf("errorKind(%v) = %q, want %q", tt.err, got, tt.want)
+		}
+	}
+}

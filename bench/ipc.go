@@ -1,0 +1,159 @@
+package bench
+
+import "time"
+
+// The parent talks to each worker over its stdin and stdout, one JSON object
+// per line, strictly request then reply: the parent never sends a command
+// before the previous one's reply has arrived.
+
+// Commands sent to a worker.
+const (
+	cmdInit    = "init"    // spec: remember the assignment
+	cmdConnect = "connect" // dial, upgrade and subscribe every assigned connection
+	cmdStats   = "stats"   // current counters
+	cmdHist    = "hist"    // one step's latency histogram
+	cmdClose   = "close"   // close every connection (close frame 1000)
+	cmdResult  = "result"  // final histograms and counters, then exit
+)
+
+type command struct {
+	Cmd  string      `json:"cmd"`
+	Spec *workerSpec `json:"spec,omitempty"`
+	Step int         `json:"step,omitempty"`
+}
+
+// workerSpec is one worker's share of a run.
+type workerSpec struct {
+	Index int `json:"index"`
+	// LocalIP is the source address of every socket (127.0.0.(2+Index)).
+	LocalIP string   `json:"local_ip"`
+	Targets []string `json:"targets"`
+	// First and Count select the global connection indices First..First+Count-1;
+	// connection i dials Targets[i % len(Targets)].
+	First int `json:"first"`
+	Count int `json:"count"`
+	// TopicsPerConn, Topics and TopicPrefix give connection i the topics
+	// PREFIX.((i*K + j) mod T) for j < K; K <= 0 subscribes to nothing.
+	TopicsPerConn int    `json:"topics_per_conn"`
+	Topics        int    `json:"topics"`
+	TopicPrefix   string `json:"topic_prefix"`
+	// Concurrency is the number of dials in flight; Rate caps dials per
+	// second (0: no cap).
+	Concurrency int           `json:"concurrency"`
+	Rate        float64       `json:"rate"`
+	DialTimeout time.Duration `json:"dial_timeout"`
+	AckTimeout  time.Duration `json:"ack_timeout"`
+}
+
+// workerStats are a worker's counters; every field sums across workers
+// except the time stamps, which take the earliest start and latest end.
+type workerStats struct {
+	Attempted  int64 `json:"attempted"`
+	Connected  int64 `json:"connected"`  // upgrades completed
+	Subscribed int64 `json:"subscribed"` // subscriptions acked
+	Failed     int64 `json:"failed"`     // dial, upgrade or subscribe failures
+	Open       int64 `json:"open"`       // connections open now
+	Received   int64 `json:"received"`   // deliveries with a bench stamp
+	// ReceivedByStep[s] counts deliveries stamped with step s.
+	ReceivedByStep []int64 `json:"received_by_step,omitempty"`
+	// LastRecvByStep[s] is the latest receive time (unix ns) of step s.
+	LastRecvByStep []int64 `json:"last_recv_by_step,omitempty"`
+	Gaps           int64   `json:"gaps"`        // deliveries skipped within a topic's sequence
+	Dups           int64   `json:"dups"`        // deliveries at or below a sequence already seen
+	Unstamped      int64   `json:"unstamped"`   // msg frames without a bench payload
+	ErrReplies     int64   `json:"err_replies"` // {"op":"err"} frames
+	Pings          int64   `json:"pings"`
+	// ServerCloses counts connections the server closed, by close code.
+	ServerCloses map[int]int64 `json:"server_closes,omitempty"`
+	// Errors keeps a count per distinct failure message (a few kinds).
+	Errors map[string]int64 `json:"errors,omitempty"`
+	// ConnectStart/ConnectEnd bracket the last connect command (unix ns):
+	// first dial started, last upgrade completed; SubscribeEnd is the last ack.
+	ConnectStart int64 `json:"connect_start"`
+	ConnectEnd   int64 `json:"connect_end"`
+	SubscribeEnd int64 `json:"subscribe_end"`
+}
+
+// workerResult is a worker's final report.
+type workerResult struct {
+	Stats     workerStats `json:"stats"`
+	Handshake string      `json:"handshake"` // encoded histogram, µs
+	SubAck    string      `json:"sub_ack"`   // encoded histogram, µs
+	Latency   string      `json:"latency"`   // every step merged
+	// FailedConns are the global indices whose subscription never took effect.
+	FailedConns []int `json:"failed_conns,omitempty"`
+}
+
+// replyProgress marks the unsolicited progress line a worker sends every
+// second; it is not the answer to a command.
+const replyProgress = "progress"
+
+type workerReply struct {
+	Type  string       `json:"type"` // the command answered, "progress" or "error"
+	Err   string       `json:"err,omitempty"`
+	Stats *workerStats `json:"stats,omitempty"`
+	// Failed (connect) lists every connection index that failed so far.
+	Failed []int         `json:"failed,omitempty"`
+	Hist   string        `json:"hist,omitempty"`
+	Result *workerResult `json:"result,omitempty"`
+}
+
+// add sums o into s.
+func (s *workerStats) add(o *workerStats) {
+	s.Attempted += o.Attempted
+	s.Connected += o.Connected
+	s.Subscribed += o.Subscribed
+	s.Failed += o.Failed
+	s.Open += o.Open
+	s.Received += o.Received
+	s.ReceivedByStep = addSlices(s.ReceivedByStep, o.ReceivedByStep, func(a, b int64) int64 { return a + b })
+	s.LastRecvByStep = addSlices(s.LastRecvByStep, o.LastRecvByStep, func(a, b int64) int64 { return max(a, b) })
+	s.Gaps += o.Gaps
+	s.Dups += o.Dups
+	s.Unstamped += o.Unstamped
+	s.ErrReplies += o.ErrReplies
+	s.Pings += o.Pings
+	for k, v := range o.ServerCloses {
+		if s.ServerCloses == nil {
+			s.ServerCloses = map[int]int64{}
+		}
+		s.ServerCloses[k] += v
+	}
+	for k, v := range o.Errors {
+		if s.Errors == nil {
+			s.Errors = map[string]int64{}
+		}
+		s.Errors[k] += v
+	}
+	s.ConnectStart = minNonZero(s.ConnectStart, o.ConnectStart)
+	s.ConnectEnd = max(s.ConnectEnd, o.ConnectEnd)
+	s.SubscribeEnd = max(s.SubscribeEnd, o.SubscribeEnd)
+}
+
+func addSlices(a, b []int64, f func(x, y int64) int64) []int64 {
+	for len(a) < len(b) {
+		a = append(a, 0)
+	}
+	for i, v := range b {
+		a[i] = f(a[i], v)
+	}
+	return a
+}
+
+func minNonZero(a, b int64) int64 {
+	switch {
+	case a == 0:
+		return b
+	case b == 0:
+		return a
+	}
+	return min(a, b)
+}
+
+// stepCount returns element s of v, or 0.
+func stepCount(v []int64, s int) int64 {
+	if s < len(v) {
+		return v[s]
+	}
+	return 0
+}

@@ -1,0 +1,315 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// node is a subsock process the harness started.
+type node struct {
+	cmd    *exec.Cmd
+	target string        // ws://addr/ws
+	exited chan struct{} // closed when the process has exited
+	err    error         // the exit status, valid once exited is closed
+}
+
+// spawnNode starts bin with args (adding -addr on a free loopback port when
+// args name none) and waits until /healthz answers.
+func spawnNode(ctx context.Context, bin string, args, env []string, logTo io.Writer) (*node, error) {
+	addr := flagValue(args, "addr")
+	if addr == "" {
+		port, err := freePort()
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrNode, err)
+		}
+		addr = "127.0.0.1:" + strconv.Itoa(port)
+		args = append(append([]string(nil), args...), "-addr", addr)
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("%w: -addr %q: %v", ErrNode, addr, err)
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	// The harness manages the node's lifetime: it must never outlive us.
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = logTo, logTo
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNode, err)
+	}
+	n := &node{cmd: cmd, target: "ws://" + net.JoinHostPort(host, port) + "/ws", exited: make(chan struct{})}
+	go func() {
+		n.err = cmd.Wait()
+		close(n.exited)
+	}()
+	if err := n.waitHealthy(ctx, 20*time.Second); err != nil {
+		n.stop(5 * time.Second)
+		return nil, err
+	}
+	return n, nil
+}
+
+func (n *node) pid() int { return n.cmd.Process.Pid }
+
+// waitHealthy polls /healthz until it answers 200, the process exits, or
+// the limit passes.
+func (n *node) waitHealthy(ctx context.Context, limit time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	url := httpBase(n.target) + "/healthz"
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-n.exited:
+			return fmt.Errorf("%w: exited before it was healthy: %v", ErrNode, n.err)
+		case <-ctx.Done():
+			return fmt.Errorf("%w: not healthy after %s", ErrNode, limit)
+		case <-tick.C:
+		}
+	}
+}
+
+// stop sends SIGTERM (graceful drain) and kills the node after grace.
+func (n *node) stop(grace time.Duration) error {
+	select {
+	case <-n.exited:
+		return n.err
+	default:
+	}
+	_ = n.cmd.Process.Signal(syscall.SIGTERM)
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-n.exited:
+		return n.err
+	case <-t.C:
+		_ = n.cmd.Process.Kill()
+		<-n.exited
+		return fmt.Errorf("%w: did not stop within %s of SIGTERM", ErrNode, grace)
+	}
+}
+
+// flagValue finds -name v, --name v, -name=v or --name=v in args.
+func flagValue(args []string, name string) string {
+	for i, a := range args {
+		a = strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-")
+		if a == name && i+1 < len(args) {
+			return args[i+1]
+		}
+		if v, ok := strings.CutPrefix(a, name+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// httpBase turns ws://host:port/ws into http://host:port.
+func httpBase(target string) string {
+	u, err := url.Parse(target)
+	if err != nil {
+		return ""
+	}
+	return "http://" + u.Host
+}
+
+// probe reads a node's resources: /proc/<pid> when the PID is known,
+// otherwise the process_* series of each target's /metrics (summed).
+type probe struct {
+	pid     int
+	bases   []string
+	client  *http.Client
+	procDir string // "/proc"; tests point it elsewhere
+}
+
+func newProbe(pid int, targets []string) *probe {
+	p := &probe{pid: pid, client: &http.Client{Timeout: 5 * time.Second}, procDir: "/proc"}
+	for _, t := range targets {
+		p.bases = append(p.bases, httpBase(t))
+	}
+	return p
+}
+
+// source names where RSS and CPU come from.
+func (p *probe) source() string {
+	if p.pid > 0 {
+		return "/proc/" + strconv.Itoa(p.pid)
+	}
+	return "/metrics process_*"
+}
+
+// rss returns the node's resident set in bytes.
+func (p *probe) rss(ctx context.Context) (int64, error) {
+	if p.pid > 0 {
+		b, err := os.ReadFile(fmt.Sprintf("%s/%d/status", p.procDir, p.pid))
+		if err != nil {
+			return 0, err
+		}
+		return parseStatusRSS(b)
+	}
+	m, err := p.metrics(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return int64(m["process_resident_memory_bytes"]), nil
+}
+
+// clockTicks is USER_HZ, 100 on every Linux this runs on (sysconf needs cgo).
+const clockTicks = 100
+
+// cpu returns the node's user+system CPU seconds so far.
+func (p *probe) cpu(ctx context.Context) (float64, error) {
+	if p.pid > 0 {
+		b, err := os.ReadFile(fmt.Sprintf("%s/%d/stat", p.procDir, p.pid))
+		if err != nil {
+			return 0, err
+		}
+		ticks, err := parseStatCPU(b)
+		return float64(ticks) / clockTicks, err
+	}
+	m, err := p.metrics(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return m["process_cpu_seconds_total"], nil
+}
+
+// metrics scrapes every target's /metrics and sums the unlabelled series.
+func (p *probe) metrics(ctx context.Context) (map[string]float64, error) {
+	sum := map[string]float64{}
+	for _, base := range p.bases {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := p.client.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		body, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+		_ = resp.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		if resp.StatusCode != http.StatusOK {
+			return nil, fmt.Errorf("%w: %s/metrics: HTTP %d", ErrNode, base, resp.StatusCode)
+		}
+		m, err := parseMetrics(body)
+		if err != nil {
+			return nil, err
+		}
+		for k, v := range m {
+			sum[k] += v
+		}
+	}
+	return sum, nil
+}
+
+// parseStatusRSS reads VmRSS (kB) from /proc/<pid>/status.
+func parseStatusRSS(b []byte) (int64, error) {
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		rest, ok := bytes.CutPrefix(line, []byte("VmRSS:"))
+		if !ok {
+			continue
+		}
+		f := strings.Fields(string(rest))
+		if len(f) != 2 || f[1] != "kB" {
+			return 0, fmt.Errorf("%w: VmRSS line %q", ErrMalformed, line)
+		}
+		kb, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil || kb < 0 {
+			return 0, fmt.Errorf("%w: VmRSS line %q", ErrMalformed, line)
+		}
+		return kb << 10, nil
+	}
+	return 0, fmt.Errorf("%w: no VmRSS in status", ErrMalformed)
+}
+
+// parseStatCPU returns utime+stime (clock ticks) from /proc/<pid>/stat. The
+// command name may hold spaces and parentheses, so fields are counted from
+// the last ')'.
+func parseStatCPU(b []byte) (int64, error) {
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("%w: stat without ')'", ErrMalformed)
+	}
+	// After ") " come fields 3 (state) onwards; utime and stime are 14 and 15.
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("%w: stat has %d fields after the name", ErrMalformed, len(f))
+	}
+	var total int64
+	for _, s := range f[11:13] {
+		v, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || v < 0 {
+			return 0, fmt.Errorf("%w: stat time %q", ErrMalformed, s)
+		}
+		total += v
+	}
+	return total, nil
+}
+
+// parseMetrics reads the unlabelled samples of a Prometheus text exposition
+// (labelled series are skipped: the harness reads only plain gauges and
+// counters).
+func parseMetrics(b []byte) (map[string]float64, error) {
+	m := map[string]float64{}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		name, rest, ok := strings.Cut(line, " ")
+		if !ok {
+			return nil, fmt.Errorf("%w: metrics line %q", ErrMalformed, line)
+		}
+		if strings.ContainsRune(name, '{') {
+			continue
+		}
+		val, _, _ := strings.Cut(strings.TrimSpace(rest), " ") // a timestamp may follow
+		v, err := strconv.ParseFloat(val, 64)
+		if err != nil {
+			return nil, fmt.Errorf("%w: metrics value in %q", ErrMalformed, line)
+		}
+		m[name] = v
+	}
+	if err := sc.Err(); err != nil {
+		return nil, errors.Join(ErrMalformed, err)
+	}
+	return m, nil
+}

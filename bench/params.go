@@ -1,0 +1,454 @@
+package bench
+
+import (
+	"flag"
+	"fmt"
+	"math"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Scenario names a standard workload.
+type Scenario string
+
+// The named scenarios (-scenario).
+const (
+	// ScenarioIdle holds N connections × K topics idle and measures the
+	// node's memory per connection.
+	ScenarioIdle Scenario = "idle"
+	// ScenarioConnect opens N connections as fast as the node accepts them
+	// (no subscriptions) and reports upgrades per second.
+	ScenarioConnect Scenario = "connect"
+	// ScenarioLatency publishes at a low fixed rate to N subscribers of one
+	// topic.
+	ScenarioLatency Scenario = "latency"
+	// ScenarioFanout is a sustained fan-out: a fixed, higher rate to N
+	// subscribers of one topic.
+	ScenarioFanout Scenario = "fanout"
+	// ScenarioSteps raises the rate step by step until deliveries are lost
+	// or p99 passes the limit.
+	ScenarioSteps Scenario = "steps"
+	// ScenarioTopics spreads many subscriptions per connection over many
+	// topics and publishes across all of them.
+	ScenarioTopics Scenario = "topics"
+	// ScenarioChurn connects, subscribes and disconnects in cycles, then
+	// checks that the node's registry and memory return to the baseline.
+	ScenarioChurn Scenario = "churn"
+)
+
+// Scenarios lists every scenario in the order of the standard set.
+var Scenarios = []Scenario{ScenarioIdle, ScenarioConnect, ScenarioLatency, ScenarioFanout, ScenarioSteps, ScenarioTopics, ScenarioChurn}
+
+// publishes reports whether the scenario has a publish phase.
+func (s Scenario) publishes() bool {
+	switch s {
+	case ScenarioLatency, ScenarioFanout, ScenarioSteps, ScenarioTopics:
+		return true
+	}
+	return false
+}
+
+// Limits of this box: one process may hold 20,000 open files.
+const (
+	// MaxConnsPerWorker caps the sockets of one worker process.
+	MaxConnsPerWorker = 15000
+	// MaxConnsPerNode caps the connections the harness opens to one node.
+	MaxConnsPerNode = 19000
+	// maxWorkers bounds the source addresses 127.0.0.2 .. 127.0.0.(1+maxWorkers).
+	maxWorkers = 250
+)
+
+// Params describe one run. A zero field takes the scenario's default (see
+// scenarioDefaults); Normalize fills them in.
+type Params struct {
+	Scenario Scenario `json:"scenario"`
+	// Targets are ws:// URLs of running nodes; clients are spread over them
+	// round-robin and publishes go to the first. Empty with Spawn set: the
+	// spawned node's address.
+	Targets []string `json:"targets"`
+	// Spawn is the node binary to start (so its PID is known); SpawnArgs are
+	// its flags and SpawnEnv extra KEY=VALUE environment (GOGC, GOMEMLIMIT).
+	Spawn     string   `json:"spawn,omitempty"`
+	SpawnArgs []string `json:"spawn_args,omitempty"`
+	SpawnEnv  []string `json:"spawn_env,omitempty"`
+	// PID of an already running node whose /proc entry to read; 0 reads the
+	// process_* figures of /metrics instead.
+	PID int `json:"pid,omitempty"`
+
+	// Conns is the number of client connections (per cycle for churn).
+	Conns int `json:"conns"`
+	// TopicsPerConn is K, the topics each connection subscribes to.
+	// -1 means none (the connect scenario).
+	TopicsPerConn int `json:"topics_per_conn"`
+	// Topics is T, the topics in play; connection i subscribes to
+	// (i*K + j) mod T for j < K, so each topic has N*K/T subscribers.
+	Topics      int    `json:"topics"`
+	TopicPrefix string `json:"topic_prefix"`
+
+	// Rate is publishes per second (the first step's rate for steps).
+	Rate float64 `json:"rate"`
+	// Duration is the publish phase (or how long idle connections are held).
+	Duration time.Duration `json:"duration_ns"`
+	// StepDuration, StepFactor and MaxSteps shape the steps scenario:
+	// rate_n = Rate * StepFactor^n for at most MaxSteps steps.
+	StepDuration time.Duration `json:"step_duration_ns"`
+	StepFactor   float64       `json:"step_factor"`
+	MaxSteps     int           `json:"max_steps"`
+	// P99Limit and LossLimit end the steps scenario: a step whose p99 passes
+	// P99Limit or whose loss ratio passes LossLimit is the last. LossLimit < 0
+	// means zero tolerance (the default).
+	P99Limit  time.Duration `json:"p99_limit_ns"`
+	LossLimit float64       `json:"loss_limit"`
+	// Cycles is the number of connect/subscribe/disconnect cycles (churn).
+	Cycles int `json:"cycles"`
+
+	// PayloadSize is the approximate JSON size of each published value.
+	PayloadSize int `json:"payload_size"`
+	// PublishVia is "http" (POST /publish, keep-alive) or "ws" (op pub).
+	PublishVia string `json:"publish_via"`
+	// Publishers is the number of concurrent HTTP publishers.
+	Publishers int    `json:"publishers"`
+	APIKey     string `json:"-"`
+
+	// Workers is the number of client processes; 0: enough for
+	// MaxConnsPerWorker each (at least two when N > 1000, so both cores read).
+	Workers int `json:"workers"`
+	// ConnectConcurrency is the number of dials in flight per worker.
+	ConnectConcurrency int `json:"connect_concurrency"`
+	// ConnectRate caps new connections per second over all workers; 0: none.
+	ConnectRate float64 `json:"connect_rate"`
+	// DialTimeout bounds one TCP connect + upgrade; AckTimeout the wait for a
+	// sub's ack.
+	DialTimeout time.Duration `json:"dial_timeout_ns"`
+	AckTimeout  time.Duration `json:"ack_timeout_ns"`
+	// SettleTimeout bounds the wait for the node's RSS to settle before a
+	// memory reading; DrainTimeout the wait for in-flight deliveries.
+	SettleTimeout time.Duration `json:"settle_timeout_ns"`
+	DrainTimeout  time.Duration `json:"drain_timeout_ns"`
+	// Timeout bounds the whole run.
+	Timeout time.Duration `json:"timeout_ns"`
+
+	// Out is the directory for <Name>.json and <Name>.html; empty writes nothing.
+	Out  string `json:"-"`
+	Name string `json:"name"`
+	// Quiet turns off the per-second progress line.
+	Quiet bool `json:"-"`
+}
+
+// scenarioDefaults are the per-scenario values of fields left zero.
+func scenarioDefaults(s Scenario) Params {
+	base := Params{
+		Scenario:           s,
+		TopicPrefix:        "bench",
+		PayloadSize:        64,
+		PublishVia:         "http",
+		Publishers:         4,
+		ConnectConcurrency: 64,
+		DialTimeout:        10 * time.Second,
+		AckTimeout:         10 * time.Second,
+		SettleTimeout:      15 * time.Second,
+		DrainTimeout:       5 * time.Second,
+		StepDuration:       3 * time.Second,
+		StepFactor:         1.5,
+		MaxSteps:           8,
+		P99Limit:           time.Second,
+		LossLimit:          -1,
+	}
+	switch s {
+	case ScenarioIdle:
+		base.Conns, base.TopicsPerConn, base.Duration = 15000, 10, 3*time.Second
+	case ScenarioConnect:
+		base.Conns, base.TopicsPerConn, base.ConnectConcurrency = 15000, -1, 128
+	case ScenarioLatency:
+		base.Conns, base.TopicsPerConn, base.Topics, base.Rate, base.Duration = 10000, 1, 1, 1, 10*time.Second
+	case ScenarioFanout:
+		base.Conns, base.TopicsPerConn, base.Topics, base.Rate, base.Duration = 10000, 1, 1, 150, 10*time.Second
+	case ScenarioSteps:
+		base.Conns, base.TopicsPerConn, base.Topics, base.Rate = 5000, 1, 1, 50
+	case ScenarioTopics:
+		base.Conns, base.TopicsPerConn, base.Rate, base.Duration = 15000, 100, 200, 10*time.Second
+	case ScenarioChurn:
+		base.Conns, base.TopicsPerConn, base.Cycles = 2000, 10, 5
+	}
+	return base
+}
+
+// Normalize fills zero fields with the scenario's defaults and checks the
+// result. It returns ErrUnknownScenario, ErrBadParams or ErrNotLoopback.
+func (p Params) Normalize() (Params, error) {
+	if p.Scenario == "" {
+		p.Scenario = ScenarioLatency
+	}
+	known := false
+	for _, s := range Scenarios {
+		known = known || s == p.Scenario
+	}
+	if !known {
+		return p, fmt.Errorf("%w: %q (have %s)", ErrUnknownScenario, p.Scenario, scenarioList())
+	}
+	d := scenarioDefaults(p.Scenario)
+	setInt(&p.Conns, d.Conns)
+	setInt(&p.TopicsPerConn, d.TopicsPerConn)
+	if p.TopicsPerConn < 0 {
+		p.TopicsPerConn = -1
+	}
+	if p.Topics == 0 {
+		// Default: ten subscribers per topic, or one topic for the fan-outs.
+		p.Topics = d.Topics
+		if p.Topics == 0 && p.TopicsPerConn > 0 {
+			p.Topics = max(p.TopicsPerConn, p.Conns*p.TopicsPerConn/10)
+			if p.Scenario == ScenarioTopics {
+				p.Topics = max(p.TopicsPerConn, p.Conns)
+			}
+		}
+	}
+	setStr(&p.TopicPrefix, d.TopicPrefix)
+	setFloat(&p.Rate, d.Rate)
+	setDur(&p.Duration, d.Duration)
+	setDur(&p.StepDuration, d.StepDuration)
+	setFloat(&p.StepFactor, d.StepFactor)
+	setInt(&p.MaxSteps, d.MaxSteps)
+	setDur(&p.P99Limit, d.P99Limit)
+	if p.LossLimit == 0 {
+		p.LossLimit = d.LossLimit
+	}
+	setInt(&p.Cycles, d.Cycles)
+	setInt(&p.PayloadSize, d.PayloadSize)
+	setStr(&p.PublishVia, d.PublishVia)
+	setInt(&p.Publishers, d.Publishers)
+	setInt(&p.ConnectConcurrency, d.ConnectConcurrency)
+	setDur(&p.DialTimeout, d.DialTimeout)
+	setDur(&p.AckTimeout, d.AckTimeout)
+	setDur(&p.SettleTimeout, d.SettleTimeout)
+	setDur(&p.DrainTimeout, d.DrainTimeout)
+	if p.Name == "" {
+		p.Name = string(p.Scenario)
+	}
+	if p.Workers == 0 {
+		p.Workers = (p.Conns + MaxConnsPerWorker - 1) / MaxConnsPerWorker
+		if p.Conns > 1000 {
+			p.Workers = max(p.Workers, 2)
+		}
+	}
+	if p.Timeout == 0 {
+		p.Timeout = p.defaultTimeout()
+	}
+	return p, p.check()
+}
+
+// defaultTimeout is a generous bound on a run of these parameters.
+func (p Params) defaultTimeout() time.Duration {
+	t := 60*time.Second + p.SettleTimeout*2 + p.DrainTimeout + p.Duration
+	switch p.Scenario {
+	case ScenarioSteps:
+		t += time.Duration(p.MaxSteps) * (p.StepDuration + p.DrainTimeout)
+	case ScenarioChurn:
+		t += time.Duration(p.Cycles) * 30 * time.Second
+	}
+	return t
+}
+
+func (p Params) check() error {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: "+format, append([]any{ErrBadParams}, a...)...)
+	}
+	switch {
+	case p.Conns < 1:
+		return bad("-conns must be at least 1")
+	case p.TopicsPerConn > 0 && p.Topics < p.TopicsPerConn:
+		return bad("-topics (%d) must be at least -topics-per-conn (%d)", p.Topics, p.TopicsPerConn)
+	case p.Scenario.publishes() && p.TopicsPerConn <= 0:
+		return bad("scenario %s publishes, so connections must subscribe (-topics-per-conn > 0)", p.Scenario)
+	case p.Scenario.publishes() && (p.Rate <= 0 || math.IsInf(p.Rate, 0) || math.IsNaN(p.Rate)):
+		return bad("-rate must be a positive number")
+	case p.Scenario.publishes() && p.Scenario != ScenarioSteps && p.Duration <= 0:
+		return bad("-duration must be positive")
+	case p.Scenario == ScenarioSteps && (p.StepFactor <= 1 || p.MaxSteps < 1 || p.StepDuration <= 0):
+		return bad("steps need -step-factor > 1, -max-steps >= 1 and -step-duration > 0")
+	case p.Scenario == ScenarioChurn && p.Cycles < 1:
+		return bad("-cycles must be at least 1")
+	case p.Workers < 1 || p.Workers > maxWorkers:
+		return bad("-workers must be within 1..%d", maxWorkers)
+	case ceilDiv(p.Conns, p.Workers) > MaxConnsPerWorker:
+		return bad("%d connections over %d workers exceeds %d sockets per worker", p.Conns, p.Workers, MaxConnsPerWorker)
+	case p.PublishVia != "http" && p.PublishVia != "ws":
+		return bad("-publish-via must be http or ws, not %q", p.PublishVia)
+	case p.Publishers < 1:
+		return bad("-publishers must be at least 1")
+	case p.PayloadSize < 0 || p.PayloadSize > 60<<10:
+		return bad("-size must be within 0..61440")
+	case p.ConnectConcurrency < 1:
+		return bad("-connect-concurrency must be at least 1")
+	case len(p.Targets) == 0 && p.Spawn == "":
+		return bad("give -target or -spawn")
+	case len(p.Targets) > 0 && p.Spawn != "":
+		return bad("-target and -spawn exclude each other")
+	case p.Spawn != "" && len(p.Targets) > 1:
+		return bad("-spawn starts one node")
+	}
+	if err := checkPrefix(p.TopicPrefix); err != nil {
+		return err
+	}
+	for _, t := range p.Targets {
+		if err := checkTarget(t); err != nil {
+			return err
+		}
+	}
+	nodes := max(1, len(p.Targets))
+	if ceilDiv(p.Conns, nodes) > MaxConnsPerNode {
+		return bad("%d connections over %d node(s) exceeds %d per node", p.Conns, nodes, MaxConnsPerNode)
+	}
+	return nil
+}
+
+// checkPrefix keeps PREFIX.<n> a valid topic that needs no JSON escaping.
+func checkPrefix(prefix string) error {
+	if prefix == "" || len(prefix) > 240 {
+		return fmt.Errorf("%w: -topic-prefix must be 1..240 bytes", ErrBadParams)
+	}
+	for _, seg := range strings.Split(prefix, ".") {
+		if seg == "" || seg == "*" || seg == ">" {
+			return fmt.Errorf("%w: -topic-prefix %q has an empty or wildcard segment", ErrBadParams, prefix)
+		}
+	}
+	for i := 0; i < len(prefix); i++ {
+		if c := prefix[i]; c < 0x21 || c > 0x7e || c == '"' || c == '\\' {
+			return fmt.Errorf("%w: -topic-prefix %q: byte %q is not allowed", ErrBadParams, prefix, c)
+		}
+	}
+	return nil
+}
+
+// checkTarget accepts ws:// URLs whose host is a loopback IP or localhost.
+func checkTarget(t string) error {
+	u, err := url.Parse(t)
+	if err != nil {
+		return fmt.Errorf("%w: target %q: %v", ErrBadParams, t, err)
+	}
+	if u.Scheme != "ws" {
+		return fmt.Errorf("%w: target %q: only ws:// is supported", ErrBadParams, t)
+	}
+	host := u.Hostname()
+	if host == "localhost" {
+		return nil
+	}
+	ip := net.ParseIP(host)
+	if ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("%w: %q", ErrNotLoopback, t)
+	}
+	return nil
+}
+
+// NewFlagSet registers every parameter as a flag writing into p. Node flags
+// for -spawn follow a "--" on the command line (see ParseArgs).
+func NewFlagSet(name string, p *Params) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.Func("scenario", "workload: "+scenarioList(), func(v string) error { p.Scenario = Scenario(v); return nil })
+	fs.Func("target", "ws:// URL of a running node; repeat or comma-separate for several (clients round-robin, publishes to the first)",
+		func(v string) error { p.Targets = appendList(p.Targets, v); return nil })
+	fs.StringVar(&p.Spawn, "spawn", "", "start this node binary (flags for it after --) and measure it through its PID")
+	fs.Func("spawn-env", "KEY=VALUE environment for the spawned node, e.g. GOMEMLIMIT=2GiB; repeat or comma-separate",
+		func(v string) error { p.SpawnEnv = appendList(p.SpawnEnv, v); return nil })
+	fs.IntVar(&p.PID, "pid", 0, "PID of the running -target node, for /proc readings (default: its /metrics)")
+	fs.IntVar(&p.Conns, "conns", 0, "client connections (per cycle for churn); default per scenario")
+	fs.IntVar(&p.TopicsPerConn, "topics-per-conn", 0, "topics each connection subscribes to (K); -1: none")
+	fs.IntVar(&p.Topics, "topics", 0, "topics in play (T); connection i takes (i*K+j) mod T")
+	fs.StringVar(&p.TopicPrefix, "topic-prefix", "", "topic names are PREFIX.<n> (default bench)")
+	fs.Float64Var(&p.Rate, "rate", 0, "publishes per second (steps: the first step's rate)")
+	fs.DurationVar(&p.Duration, "duration", 0, "publish phase, or how long idle connections are held")
+	fs.DurationVar(&p.StepDuration, "step-duration", 0, "steps: length of each step (default 3s)")
+	fs.Float64Var(&p.StepFactor, "step-factor", 0, "steps: rate multiplier per step (default 1.5)")
+	fs.IntVar(&p.MaxSteps, "max-steps", 0, "steps: most steps (default 8)")
+	fs.DurationVar(&p.P99Limit, "p99-limit", 0, "steps: stop after a step whose p99 passes this (default 1s)")
+	fs.Float64Var(&p.LossLimit, "loss-limit", 0, "steps: stop after a step losing more than this fraction (default: any loss)")
+	fs.IntVar(&p.Cycles, "cycles", 0, "churn: connect/subscribe/disconnect cycles (default 5)")
+	fs.IntVar(&p.PayloadSize, "size", 0, "approximate bytes of each published JSON value (default 64)")
+	fs.StringVar(&p.PublishVia, "publish-via", "", "http (POST /publish) or ws (op pub); default http")
+	fs.IntVar(&p.Publishers, "publishers", 0, "concurrent HTTP publishers (default 4)")
+	fs.StringVar(&p.APIKey, "api-key", "", "API key for POST /publish, if the node requires one")
+	fs.IntVar(&p.Workers, "workers", 0, "client processes (default: enough for 15000 sockets each, at least 2 above 1000 conns)")
+	fs.IntVar(&p.ConnectConcurrency, "connect-concurrency", 0, "dials in flight per worker")
+	fs.Float64Var(&p.ConnectRate, "connect-rate", 0, "new connections per second over all workers (0: unlimited)")
+	fs.DurationVar(&p.DialTimeout, "dial-timeout", 0, "bound on one connect + upgrade (default 10s)")
+	fs.DurationVar(&p.AckTimeout, "ack-timeout", 0, "bound on the wait for a subscription's ack (default 10s)")
+	fs.DurationVar(&p.SettleTimeout, "settle-timeout", 0, "longest wait for the node's RSS to settle (default 15s)")
+	fs.DurationVar(&p.DrainTimeout, "drain-timeout", 0, "longest wait for in-flight deliveries after publishing (default 5s)")
+	fs.DurationVar(&p.Timeout, "timeout", 0, "bound on the whole run (default: derived from the parameters)")
+	fs.StringVar(&p.Out, "out", "", "directory for NAME.json and NAME.html (empty: none)")
+	fs.StringVar(&p.Name, "name", "", "result file name (default: the scenario)")
+	fs.BoolVar(&p.Quiet, "quiet", false, "no progress line on stderr")
+	return fs
+}
+
+// ParseArgs parses harness flags, then takes everything after a "--" as the
+// spawned node's flags, and normalizes the result.
+func ParseArgs(fs *flag.FlagSet, p *Params, args []string) error {
+	var node []string
+	for i, a := range args {
+		if a == "--" {
+			args, node = args[:i], args[i+1:]
+			break
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected argument %q (node flags go after --)", ErrBadParams, fs.Arg(0))
+	}
+	if len(node) > 0 && p.Spawn == "" {
+		return fmt.Errorf("%w: node flags after -- need -spawn", ErrBadParams)
+	}
+	p.SpawnArgs = append(p.SpawnArgs, node...)
+	n, err := p.Normalize()
+	if err != nil {
+		return err
+	}
+	*p = n
+	return nil
+}
+
+func scenarioList() string {
+	names := make([]string, len(Scenarios))
+	for i, s := range Scenarios {
+		names[i] = string(s)
+	}
+	return strings.Join(names, ", ")
+}
+
+func appendList(dst []string, v string) []string {
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			dst = append(dst, s)
+		}
+	}
+	return dst
+}
+
+func setInt(v *int, d int) {
+	if *v == 0 {
+		*v = d
+	}
+}
+
+func setFloat(v *float64, d float64) {
+	if *v == 0 {
+		*v = d
+	}
+}
+
+func setDur(v *time.Duration, d time.Duration) {
+	if *v == 0 {
+		*v = d
+	}
+}
+
+func setStr(v *string, d string) {
+	if *v == "" {
+		*v = d
+	}
+}
+
+func ceilDiv(a, b int) int { return (a + b - 1) / b }

@@ -1,0 +1,324 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	hdr "github.com/HdrHistogram/hdrhistogram-go"
+	"github.com/gobwas/ws"
+)
+
+// publisher sends one value to a topic. subscribers is the node's count of
+// local subscribers when it reports one, else -1.
+type publisher interface {
+	publish(ctx context.Context, topic string, body []byte) (subscribers int, err error)
+	close() error
+}
+
+var (
+	_ publisher = (*httpPublisher)(nil)
+	_ publisher = (*wsPublisher)(nil)
+)
+
+// httpPublisher posts to /publish over keep-alive connections.
+type httpPublisher struct {
+	client *http.Client
+	url    string
+	apiKey string
+}
+
+func newHTTPPublisher(target, apiKey string, conns int) *httpPublisher {
+	tr := &http.Transport{
+		MaxIdleConnsPerHost: conns,
+		MaxConnsPerHost:     conns,
+		IdleConnTimeout:     time.Minute,
+		DisableCompression:  true,
+	}
+	return &httpPublisher{
+		client: &http.Client{Transport: tr, Timeout: 10 * time.Second},
+		url:    httpBase(target) + "/publish?topic=",
+		apiKey: apiKey,
+	}
+}
+
+func (h *httpPublisher) publish(ctx context.Context, topic string, body []byte) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.url+url.QueryEscape(topic), bytes.NewReader(body))
+	if err != nil {
+		return -1, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if h.apiKey != "" {
+		req.Header.Set("Authorization", "Bearer "+h.apiKey)
+	}
+	resp, err := h.client.Do(req)
+	if err != nil {
+		return -1, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if err != nil {
+		return -1, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return -1, &statusError{code: resp.StatusCode, body: string(bytes.TrimSpace(b))}
+	}
+	var r struct {
+		Subscribers *int `json:"subscribers"`
+	}
+	if err := json.Unmarshal(b, &r); err != nil || r.Subscribers == nil {
+		return -1, fmt.Errorf("%w: publish response %q", ErrMalformed, b)
+	}
+	return *r.Subscribers, nil
+}
+
+func (h *httpPublisher) close() error {
+	h.client.CloseIdleConnections()
+	return nil
+}
+
+// statusError is a non-200 answer to a publish.
+type statusError struct {
+	code int
+	body string
+}
+
+func (e *statusError) Error() string {
+	return "publish: HTTP " + strconv.Itoa(e.code) + ": " + e.body
+}
+
+// wsPublisher sends {"op":"pub"} requests on one WebSocket connection; a
+// reader goroutine counts the acks and errors and answers pings.
+type wsPublisher struct {
+	nc     net.Conn
+	mu     sync.Mutex // serialises writes
+	nextID atomic.Uint64
+	acks   atomic.Int64
+	errs   atomic.Int64
+	done   chan struct{}
+}
+
+func newWSPublisher(ctx context.Context, target string, timeout time.Duration) (*wsPublisher, error) {
+	d := ws.Dialer{Timeout: timeout, Protocols: []string{Subprotocol}}
+	nc, br, _, err := d.Dial(ctx, target)
+	if err != nil {
+		return nil, err
+	}
+	p := &wsPublisher{nc: nc, done: make(chan struct{})}
+	c := &conn{nc: nc, buf: make([]byte, readBufSize)}
+	if br != nil {
+		c.reserve(br.Buffered())
+		c.n, _ = br.Read(c.buf)
+		ws.PutReader(br)
+	}
+	go p.read(c)
+	return p, nil
+}
+
+// read consumes the publisher connection's replies until it closes.
+func (p *wsPublisher) read(c *conn) {
+	defer close(p.done)
+	for {
+		for c.r < c.n {
+			h, ok, err := parseFrameHeader(c.buf[c.r:c.n])
+			if err != nil {
+				return
+			}
+			if !ok || c.n-c.r < h.size+h.length {
+				if ok {
+					c.reserve(h.size + h.length)
+				}
+				break
+			}
+			payload := c.buf[c.r+h.size : c.r+h.size+h.length]
+			c.r += h.size + h.length
+			switch h.op {
+			case ws.OpPing:
+				p.mu.Lock()
+				_ = c.write(ws.OpPong, payload, time.Now().Add(time.Second))
+				p.mu.Unlock()
+			case ws.OpClose:
+				return
+			case ws.OpText:
+				var r reply
+				if parseReply(payload, &r) != nil {
+					continue
+				}
+				switch r.kind {
+				case replyAck:
+					p.acks.Add(1)
+				case replyErr:
+					p.errs.Add(1)
+				}
+			}
+		}
+		if err := c.fill(); err != nil {
+			return
+		}
+	}
+}
+
+func (p *wsPublisher) publish(_ context.Context, topic string, body []byte) (int, error) {
+	req := make([]byte, 0, len(body)+len(topic)+48)
+	req = append(req, `{"op":"pub","id":`...)
+	req = strconv.AppendUint(req, p.nextID.Add(1), 10)
+	req = append(req, `,"topic":"`...)
+	req = append(req, topic...)
+	req = append(req, `","data":`...)
+	req = append(req, body...)
+	req = append(req, '}')
+	var key [4]byte
+	binary.LittleEndian.PutUint32(key[:], rand.Uint32())
+	frame := appendClientFrame(nil, ws.OpText, req, key)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := p.nc.SetWriteDeadline(time.Now().Add(5 * time.Second)); err != nil {
+		return -1, err
+	}
+	_, err := p.nc.Write(frame)
+	return -1, err
+}
+
+func (p *wsPublisher) close() error {
+	p.mu.Lock()
+	var key [4]byte
+	_ = p.nc.SetWriteDeadline(time.Now().Add(time.Second))
+	_, _ = p.nc.Write(appendCloseFrame(nil, 1000, key))
+	p.mu.Unlock()
+	err := p.nc.Close()
+	<-p.done
+	return err
+}
+
+// pacePlan is one publish phase.
+type pacePlan struct {
+	rate     float64
+	duration time.Duration
+	step     int
+	prefix   string
+	size     int
+	senders  int
+	// seq holds each topic's last sequence number; phases continue it.
+	seq []uint64
+}
+
+// paceResult is what a publish phase did.
+type paceResult struct {
+	start, end time.Time
+	published  int64 // accepted by the node
+	errors     int64
+	late       int64 // sent more than lateAfter behind schedule
+	// perTopic counts accepted publishes per topic.
+	perTopic []int64
+	// serverSubs sums the subscriber counts the node reported (-1 answers
+	// excluded).
+	serverSubs int64
+	rtt        *hdr.Histogram
+	errKinds   map[string]int64
+}
+
+// lateAfter is how far behind schedule a publish may start before it
+// counts as late (the harness, not the node, was the bottleneck).
+const lateAfter = 50 * time.Millisecond
+
+type pubJob struct {
+	topic int
+	seq   uint64
+	due   time.Time
+}
+
+// pace publishes round-robin over the plan's topics at a fixed rate. Each
+// payload carries its scheduled send time, so publisher delays count as
+// latency.
+func pace(ctx context.Context, pub publisher, pl pacePlan) *paceResult {
+	total := max(1, int(pl.rate*pl.duration.Seconds()+0.5))
+	res := &paceResult{perTopic: make([]int64, len(pl.seq)), rtt: newHist(), errKinds: map[string]int64{}}
+	// Each topic belongs to one sender, so its publishes reach the node in
+	// sequence order and a gap seen by a subscriber is a real one.
+	senders := max(1, min(pl.senders, len(pl.seq)))
+	queues := make([]chan pubJob, senders)
+	var mu sync.Mutex // guards res while senders run
+	var wg sync.WaitGroup
+	for i := range queues {
+		jobs := make(chan pubJob, 4096)
+		queues[i] = jobs
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var body []byte
+			for j := range jobs {
+				if time.Since(j.due) > lateAfter {
+					atomic.AddInt64(&res.late, 1)
+				}
+				body = appendPayload(body[:0], stamp{sent: j.due.UnixNano(), seq: j.seq, step: pl.step}, pl.size)
+				t0 := time.Now()
+				n, err := pub.publish(ctx, pl.prefix+"."+strconv.Itoa(j.topic), body)
+				took := time.Since(t0)
+				mu.Lock()
+				if err != nil {
+					res.errors++
+					res.errKinds[publishErrorKind(err)]++
+				} else {
+					res.published++
+					res.perTopic[j.topic]++
+					if n >= 0 {
+						res.serverSubs += int64(n)
+					}
+					recordDur(res.rtt, took)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+
+	res.start = time.Now()
+	interval := time.Duration(float64(time.Second) / pl.rate)
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	topic := 0
+loop:
+	for k := 0; k < total; k++ {
+		due := res.start.Add(time.Duration(k) * interval)
+		if wait := time.Until(due); wait > 0 {
+			timer.Reset(wait)
+			select {
+			case <-ctx.Done():
+				break loop
+			case <-timer.C:
+			}
+		}
+		pl.seq[topic]++
+		select {
+		case queues[topic%senders] <- pubJob{topic: topic, seq: pl.seq[topic], due: due}:
+		case <-ctx.Done():
+			break loop
+		}
+		topic = (topic + 1) % len(pl.seq)
+	}
+	for _, q := range queues {
+		close(q)
+	}
+	wg.Wait()
+	res.end = time.Now()
+	return res
+}
+
+func publishErrorKind(err error) string {
+	var se *statusError
+	if errors.As(err, &se) {
+		return "HTTP " + strconv.Itoa(se.code)
+	}
+	return errorKind(err)
+}

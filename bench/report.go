@@ -1,0 +1,219 @@
+package bench
+
+import (
+	"bytes"
+	_ "embed"
+	"fmt"
+	"html/template"
+	"io"
+	"sort"
+	"strings"
+)
+
+//go:embed assets/chart.umd.js
+var chartJS string
+
+//go:embed report.html.tmpl
+var reportTmpl string
+
+var reportTemplate = template.Must(template.New("report").Funcs(template.FuncMap{
+	"pct":  func(f float64) float64 { return f * 100 },
+	"inc":  func(i int) int { return i + 1 },
+	"join": strings.Join,
+}).Parse(reportTmpl))
+
+// figure is one labelled value of a report.
+type figure struct{ Label, Value string }
+
+type churnRow struct{ Label, Base, After string }
+
+// RenderHTML renders r as one self-contained page: the figures, the
+// charts, and Chart.js inlined so the file works offline.
+func RenderHTML(r *Result) ([]byte, error) {
+	data := struct {
+		R         *Result
+		Figures   []figure
+		ChurnRows []churnRow
+		ChartJS   template.JS
+	}{R: r, Figures: keyFigures(r), ChartJS: template.JS(chartJS)}
+	if r.Churn != nil {
+		for _, k := range churnKeys {
+			data.ChurnRows = append(data.ChurnRows, churnRow{k, fmt.Sprint(r.Churn.Baseline[k]), fmt.Sprint(r.Churn.After[k])})
+		}
+		data.ChurnRows = append(data.ChurnRows,
+			churnRow{"node RSS", mib(r.Churn.RSSBaseline), mib(r.Churn.RSSAfter)},
+			churnRow{"node RSS peak", "", mib(r.Churn.RSSPeak)})
+	}
+	var b bytes.Buffer
+	if err := reportTemplate.Execute(&b, data); err != nil {
+		return nil, fmt.Errorf("bench: render html: %w", err)
+	}
+	return b.Bytes(), nil
+}
+
+// keyFigures lists the headline numbers of r in reading order.
+func keyFigures(r *Result) []figure {
+	var f []figure
+	add := func(label, format string, a ...any) { f = append(f, figure{label, fmt.Sprintf(format, a...)}) }
+	c := &r.Connect
+	add("connections", "%d connected of %d attempted, %d failed", c.Connected, c.Attempted, c.Failed)
+	if c.Subscriptions > 0 {
+		add("subscriptions", "%d (%d per connection)", c.Subscriptions, r.Params.TopicsPerConn)
+	}
+	if c.PerSec > 0 {
+		add("connect rate", "%.0f upgrades/s (%.2f s)", c.PerSec, c.Seconds)
+	}
+	if c.Handshake.Count > 0 {
+		add("handshake", "p50 %.2f ms · p99 %.2f ms · max %.2f ms", c.Handshake.P50, c.Handshake.P99, c.Handshake.Max)
+	}
+	if c.SubAck.Count > 0 {
+		add("subscribe ack", "p50 %.2f ms · p99 %.2f ms · %.0f subscriptions/s", c.SubAck.P50, c.SubAck.P99, c.SubsPerSec)
+	}
+	if d := r.Delivery; d != nil {
+		add("published", "%d (%.1f/s achieved, %d errors, %d late)", d.Published, d.PublishRate, d.PublishErrors, d.Late)
+		add("deliveries", "%d received of %d expected · lost %d (%.4f%%) · gaps %d · dups %d", d.Received, d.Expected, d.Lost, d.LossRatio*100, d.Gaps, d.Dups)
+		add("delivery rate", "%.0f deliveries/s over %.2f s", d.PerSec, d.Seconds)
+	}
+	if l := r.Latency; l.Count > 0 {
+		add("latency", "p50 %.2f · p90 %.2f · p99 %.2f · p99.9 %.2f · max %.2f ms (%d samples)", l.P50, l.P90, l.P99, l.P999, l.Max, l.Count)
+	}
+	if p := r.PublishRTT; p.Count > 0 {
+		add("publish round trip", "p50 %.2f ms · p99 %.2f ms", p.P50, p.P99)
+	}
+	s := &r.Server
+	add("node RSS", "%s before → %s loaded", mib(s.RSSBaseline), mib(s.RSSLoaded))
+	if s.RSSPerConn != 0 {
+		add("node RSS per connection", "%s", kib(s.RSSPerConn))
+	}
+	if s.RSSPerSub != 0 {
+		add("node RSS per subscription", "%.0f B", s.RSSPerSub)
+	}
+	if s.HeapPerConn != 0 {
+		add("node heap in use per connection", "%s (%s → %s)", kib(s.HeapPerConn), mib(s.HeapBaseline), mib(s.HeapLoaded))
+	}
+	if s.CPUConnect.Wall > 0 {
+		add("node CPU, connect", "%.2f s over %.2f s (%.0f%% of a core)", s.CPUConnect.Seconds, s.CPUConnect.Wall, s.CPUConnect.Percent)
+	}
+	if s.CPUPublish.Wall > 0 {
+		add("node CPU, publish", "%.2f s over %.2f s (%.0f%% of a core)", s.CPUPublish.Seconds, s.CPUPublish.Wall, s.CPUPublish.Percent)
+	}
+	if s.DeliveriesPerWrite > 0 {
+		add("deliveries per writev", "%.1f", s.DeliveriesPerWrite)
+	}
+	if ch := r.Churn; ch != nil {
+		add("registry back to baseline", "%v after %.1f s", ch.Returned, ch.ReturnSeconds)
+		add("node RSS after churn", "%s (baseline %s, peak %s)", mib(ch.RSSAfter), mib(ch.RSSBaseline), mib(ch.RSSPeak))
+	}
+	if len(r.ServerCloses) > 0 {
+		add("closed by the node", "%s", sortedCounts(r.ServerCloses))
+	}
+	if len(r.Errors) > 0 {
+		add("errors", "%s", sortedCounts(r.Errors))
+	}
+	return f
+}
+
+func kib(b float64) string { return fmt.Sprintf("%.2f KiB", b/1024) }
+
+func sortedCounts(m map[string]int64) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s: %d", k, m[k])
+	}
+	return strings.Join(parts, "; ")
+}
+
+// PrintFigures writes r's key figures as aligned text.
+func PrintFigures(w io.Writer, r *Result) {
+	status := "OK"
+	if !r.OK {
+		status = "NOT OK"
+	}
+	fmt.Fprintf(w, "== %s (%s) %s, %.1f s\n", r.Name, r.Scenario, status, r.Seconds)
+	for _, f := range keyFigures(r) {
+		fmt.Fprintf(w, "  %-32s %s\n", f.Label, f.Value)
+	}
+	for _, s := range r.Steps {
+		fmt.Fprintf(w, "  step %-2d %7.0f/s  %9.0f deliveries/s  loss %.3f%%  p50 %.2f  p99 %.2f  p99.9 %.2f  max %.2f ms  cpu %.0f%%  %s\n",
+			s.Step, s.Rate, s.PerSec, s.LossRatio*100, s.Latency.P50, s.Latency.P99, s.Latency.P999, s.Latency.Max, s.CPUPercent, s.Stop)
+	}
+	for _, n := range r.Notes {
+		fmt.Fprintf(w, "  note: %s\n", n)
+	}
+}
+
+// WriteSummary writes a Markdown table with one row per result.
+func WriteSummary(w io.Writer, results []*Result) error {
+	var b strings.Builder
+	b.WriteString("| scenario | conns × topics | connect/s | handshake p50 / p99 ms | delivered / expected | loss | deliveries/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | RSS/conn | node CPU | ok |\n")
+	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|\n")
+	for _, r := range results {
+		topics := "–"
+		if r.Params.TopicsPerConn > 0 {
+			topics = fmt.Sprint(r.Params.TopicsPerConn)
+		}
+		conns := fmt.Sprintf("%d × %s", r.Params.Conns, topics)
+		if r.Churn != nil {
+			conns = fmt.Sprintf("%d × %s × %d cycles", r.Params.Conns, topics, len(r.Churn.Cycles))
+		}
+		hs := "–"
+		if r.Connect.Handshake.Count > 0 {
+			hs = fmt.Sprintf("%.2f / %.2f", r.Connect.Handshake.P50, r.Connect.Handshake.P99)
+		}
+		deliv, loss, rate := "–", "–", "–"
+		if d := r.Delivery; d != nil {
+			deliv = fmt.Sprintf("%d / %d", d.Received, d.Expected)
+			loss = fmt.Sprintf("%.3f%%", d.LossRatio*100)
+			rate = fmt.Sprintf("%.0f", d.PerSec)
+		}
+		lat := [5]string{"–", "–", "–", "–", "–"}
+		if l := r.Latency; l.Count > 0 {
+			lat = [5]string{ms(l.P50), ms(l.P90), ms(l.P99), ms(l.P999), ms(l.Max)}
+		}
+		rss := "–"
+		if r.Server.RSSPerConn != 0 {
+			rss = kib(r.Server.RSSPerConn)
+		}
+		if r.Churn != nil {
+			rss = fmt.Sprintf("%+.1f MiB after", float64(r.Churn.RSSAfter-r.Churn.RSSBaseline)/(1<<20))
+		}
+		cpu := r.Server.CPUPublish
+		if cpu.Wall == 0 {
+			cpu = r.Server.CPUConnect
+		}
+		ok := "yes"
+		if !r.OK {
+			ok = "**no**"
+		}
+		fmt.Fprintf(&b, "| [%s](%s.html) | %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %.0f%% | %s |\n",
+			r.Name, r.Name, conns, r.Connect.PerSec, hs, deliv, loss, rate, lat[0], lat[1], lat[2], lat[3], lat[4], rss, cpu.Percent, ok)
+	}
+	for _, r := range results {
+		if len(r.Steps) == 0 {
+			continue
+		}
+		fmt.Fprintf(&b, "\n**%s** (steps, %d subscribers):\n\n", r.Name, r.Connect.Subscribed)
+		b.WriteString("| step | rate/s | deliveries/s | loss | p50 ms | p99 ms | p99.9 ms | max ms | node CPU | stop |\n|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|\n")
+		for _, s := range r.Steps {
+			fmt.Fprintf(&b, "| %d | %.0f | %.0f | %.3f%% | %s | %s | %s | %s | %.0f%% | %s |\n",
+				s.Step, s.Rate, s.PerSec, s.LossRatio*100, ms(s.Latency.P50), ms(s.Latency.P99), ms(s.Latency.P999), ms(s.Latency.Max), s.CPUPercent, s.Stop)
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func ms(v float64) string {
+	switch {
+	case v >= 100:
+		return fmt.Sprintf("%.0f", v)
+	case v >= 10:
+		return fmt.Sprintf("%.1f", v)
+	}
+	return fmt.Sprintf("%.2f", v)
+}

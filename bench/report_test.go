@@ -1,0 +1,163 @@
+package bench
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// sampleResult builds a result by hand, as Run would fill it.
+func sampleResult(s Scenario) *Result {
+	h := newHist()
+	for i := 1; i <= 500; i++ {
+		recordDur(h, time.Duration(i)*10*time.Microsecond)
+	}
+	r := &Result{
+		Name: string(s), Scenario: s, Started: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), Seconds: 12.5,
+		Params:  Params{Scenario: s, Conns: 1000, TopicsPerConn: 2, Topics: 200},
+		Targets: []string{testTarget}, Workers: 1, OK: true,
+		Connect: ConnectResult{Attempted: 1000, Connected: 1000, Subscribed: 1000, Subscriptions: 2000,
+			Seconds: 0.5, PerSec: 2000, Handshake: summarize(h), SubAck: summarize(h)},
+		Delivery: &DeliveryResult{Published: 10, Expected: 100, Received: 99, Lost: 1, LossRatio: 0.01, PerSec: 50, Seconds: 2},
+		Latency:  summarize(h), LatencyCDF: cdf(h, 10),
+		Server: ServerResult{Source: "/proc/1", RSSBaseline: 10 << 20, RSSLoaded: 20 << 20, RSSPerConn: 10485.76,
+			CPUPublish: CPU{Seconds: 1, Wall: 2, Percent: 50}},
+		Samples: []Sample{{T: 0.5, RSS: 11 << 20, Open: 100}, {T: 1, RSS: 20 << 20, Open: 1000, Received: 40}},
+		Notes:   []string{"a note with <markup> & \"quotes\""},
+	}
+	switch s {
+	case ScenarioSteps:
+		r.Steps = []StepResult{
+			{Step: 1, Rate: 50, PerSec: 1000, Latency: summarize(h)},
+			{Step: 2, Rate: 75, PerSec: 1500, Latency: summarize(h), LossRatio: 0.5, Stop: "loss over the limit"},
+		}
+	case ScenarioChurn:
+		r.Delivery = nil
+		r.Churn = &ChurnResult{
+			Cycles:   []CycleResult{{Connected: 1000, Subscribed: 1000, Seconds: 0.5, PerSec: 2000}},
+			Baseline: map[string]float64{"subsock_connections": 0}, After: map[string]float64{"subsock_connections": 0},
+			Returned: true, RSSBaseline: 10 << 20, RSSAfter: 11 << 20, RSSPeak: 30 << 20,
+		}
+	}
+	return r
+}
+
+func TestRenderHTML(t *testing.T) {
+	for _, s := range []Scenario{ScenarioLatency, ScenarioSteps, ScenarioChurn, ScenarioIdle} {
+		t.Run(string(s), func(t *testing.T) {
+			r := sampleResult(s)
+			if s == ScenarioIdle {
+				r.Delivery, r.LatencyCDF, r.Latency = nil, nil, Percentiles{}
+			}
+			b, err := RenderHTML(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			page := string(b)
+			if !strings.Contains(page, "Chart.js v4.6.1") || !strings.Contains(page, "new Chart(") {
+				t.Fatal("the page must inline Chart.js and draw with it")
+			}
+			if strings.Contains(page, `src="http`) || strings.Contains(page, `href="http`) {
+				t.Fatal("the page must not load anything from the network")
+			}
+			if strings.Contains(page, "<markup>") {
+				t.Fatal("notes must be escaped")
+			}
+			canvases := map[string]bool{
+				"cdf":     r.LatencyCDF != nil,
+				"steps":   r.Steps != nil,
+				"rate":    r.Delivery != nil,
+				"rssconn": true,
+			}
+			for id, want := range canvases {
+				if got := strings.Contains(page, `<canvas id="`+id+`">`); got != want {
+					t.Errorf("canvas %s present = %v, want %v", id, got, want)
+				}
+			}
+			// The data handed to the charts is the result itself.
+			m := regexp.MustCompile(`const R = (\{.*\});\n`).FindStringSubmatch(page)
+			if m == nil {
+				t.Fatal("no result object in the page")
+			}
+			var back Result
+			if err := json.Unmarshal([]byte(m[1]), &back); err != nil {
+				t.Fatalf("embedded result is not JSON: %v", err)
+			}
+			if back.Name != r.Name || len(back.Steps) != len(r.Steps) || back.Connect.Connected != 1000 {
+				t.Fatalf("embedded result differs: %+v", back)
+			}
+		})
+	}
+}
+
+func TestWriteFilesAndReadResult(t *testing.T) {
+	dir := t.TempDir()
+	r := sampleResult(ScenarioSteps)
+	jp, hp, err := r.WriteFiles(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if jp != filepath.Join(dir, "steps.json") || hp != filepath.Join(dir, "steps.html") {
+		t.Fatalf("paths %s %s", jp, hp)
+	}
+	back, err := ReadResult(jp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.Name != r.Name || back.Latency != r.Latency || len(back.Steps) != 2 || back.Steps[1].Stop != r.Steps[1].Stop {
+		t.Fatalf("read back %+v", back)
+	}
+	if tmp, _ := filepath.Glob(filepath.Join(dir, "*.tmp")); len(tmp) != 0 {
+		t.Fatalf("temporary files left: %v", tmp)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "bad.json"), []byte("{"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadResult(filepath.Join(dir, "bad.json")); err == nil {
+		t.Fatal("a broken file must not read")
+	}
+}
+
+func TestWriteSummary(t *testing.T) {
+	results := []*Result{sampleResult(ScenarioLatency), sampleResult(ScenarioSteps), sampleResult(ScenarioChurn)}
+	results[0].OK = false
+	var b bytes.Buffer
+	if err := WriteSummary(&b, results); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	lines := strings.Split(out, "\n")
+	if !strings.HasPrefix(lines[0], "| scenario |") || !strings.HasPrefix(lines[1], "|---") {
+		t.Fatalf("no table header:\n%s", out)
+	}
+	cols := strings.Count(lines[0], "|")
+	for _, l := range lines[2:5] {
+		if strings.Count(l, "|") != cols {
+			t.Errorf("row has %d separators, header %d: %s", strings.Count(l, "|"), cols, l)
+		}
+	}
+	for _, want := range []string{
+		"| [latency](latency.html) | 1000 × 2 |", "99 / 100", "1.000%", "**no**",
+		"1000 × 2 × 1 cycles", "+1.0 MiB after", "**steps** (steps, 1000 subscribers)", "loss over the limit",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("summary lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestPrintFigures(t *testing.T) {
+	var b bytes.Buffer
+	PrintFigures(&b, sampleResult(ScenarioSteps))
+	out := b.String()
+	for _, want := range []string{"== steps (steps) OK", "connect rate", "2000 upgrades/s", "99 received of 100 expected", "step 2", "note: a note"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("figures lack %q:\n%s", want, out)
+		}
+	}
+}

@@ -1,0 +1,220 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Result is everything one run measured. Times are in milliseconds or
+// seconds as the field names say; memory in bytes.
+type Result struct {
+	Name     string    `json:"name"`
+	Scenario Scenario  `json:"scenario"`
+	Params   Params    `json:"params"`
+	Started  time.Time `json:"started"`
+	Seconds  float64   `json:"seconds"`
+	Targets  []string  `json:"targets"`
+	Node     *NodeInfo `json:"node,omitempty"`
+	Workers  int       `json:"workers"`
+	// OK is false when connections failed, deliveries were lost outside a
+	// steps search, or churn did not return to the baseline.
+	OK bool `json:"ok"`
+
+	Connect    ConnectResult   `json:"connect"`
+	Delivery   *DeliveryResult `json:"delivery,omitempty"`
+	Latency    Percentiles     `json:"latency"`
+	LatencyCDF []CDFPoint      `json:"latency_cdf,omitempty"`
+	PublishRTT Percentiles     `json:"publish_rtt"`
+	Server     ServerResult    `json:"server"`
+	Steps      []StepResult    `json:"steps,omitempty"`
+	Churn      *ChurnResult    `json:"churn,omitempty"`
+	Samples    []Sample        `json:"samples,omitempty"`
+
+	ServerCloses map[string]int64 `json:"server_closes,omitempty"`
+	Errors       map[string]int64 `json:"errors,omitempty"`
+	Notes        []string         `json:"notes,omitempty"`
+}
+
+// NodeInfo describes a node the harness spawned.
+type NodeInfo struct {
+	Binary string   `json:"binary"`
+	Args   []string `json:"args"`
+	Env    []string `json:"env,omitempty"`
+	PID    int      `json:"pid"`
+}
+
+// ConnectResult covers the connect and subscribe phase (the last cycle's
+// timing for churn, whose cycles are listed in ChurnResult).
+type ConnectResult struct {
+	Attempted  int64 `json:"attempted"`
+	Connected  int64 `json:"connected"`
+	Failed     int64 `json:"failed"`
+	Subscribed int64 `json:"subscribed"`
+	// Subscriptions is subscribed connections × topics per connection.
+	Subscriptions int64 `json:"subscriptions"`
+	// Seconds runs from the first dial to the last completed upgrade.
+	Seconds   float64     `json:"seconds"`
+	PerSec    float64     `json:"upgrades_per_sec"`
+	Handshake Percentiles `json:"handshake"`
+	// SubscribeSeconds runs from the first dial to the last sub ack.
+	SubscribeSeconds float64     `json:"subscribe_seconds"`
+	SubsPerSec       float64     `json:"subscriptions_per_sec"`
+	SubAck           Percentiles `json:"sub_ack"`
+}
+
+// DeliveryResult counts a publish phase (all steps for steps).
+type DeliveryResult struct {
+	Published     int64   `json:"published"`
+	PublishErrors int64   `json:"publish_errors"`
+	Late          int64   `json:"late_publishes"`
+	PublishRate   float64 `json:"publish_rate"`
+	// Expected is Σ over topics of accepted publishes × subscribed
+	// connections; ServerReported sums the node's own subscriber counts
+	// (the first target's, for a multi-node run).
+	Expected       int64   `json:"expected"`
+	ServerReported int64   `json:"server_reported"`
+	Received       int64   `json:"received"`
+	Lost           int64   `json:"lost"`
+	LossRatio      float64 `json:"loss_ratio"`
+	Gaps           int64   `json:"gaps"`
+	Dups           int64   `json:"dups"`
+	Unstamped      int64   `json:"unstamped"`
+	// Seconds runs from the first publish to the last delivery.
+	Seconds float64 `json:"seconds"`
+	PerSec  float64 `json:"deliveries_per_sec"`
+}
+
+// ServerResult is what the node spent.
+type ServerResult struct {
+	Source string `json:"source"` // where RSS and CPU were read
+	// RSSBaseline is read before any client connects; RSSLoaded after the
+	// connections subscribed and (idle, topics) the RSS settled.
+	RSSBaseline int64   `json:"rss_baseline"`
+	RSSLoaded   int64   `json:"rss_loaded"`
+	RSSPerConn  float64 `json:"rss_per_conn"`
+	RSSPerSub   float64 `json:"rss_per_subscription"`
+	// Heap figures are go_memstats_heap_inuse_bytes from /metrics; they
+	// include garbage not yet collected (the node cannot be made to GC).
+	HeapBaseline int64   `json:"heap_baseline"`
+	HeapLoaded   int64   `json:"heap_loaded"`
+	HeapPerConn  float64 `json:"heap_per_conn"`
+	// Settled reports whether RSS stopped moving (±1% for 2 s) before the
+	// loaded reading; SettleSeconds is how long that took.
+	Settled       bool    `json:"settled"`
+	SettleSeconds float64 `json:"settle_seconds"`
+	CPUConnect    CPU     `json:"cpu_connect"`
+	CPUPublish    CPU     `json:"cpu_publish"`
+	CPUTotal      CPU     `json:"cpu_total"`
+	// DeliveriesPerWrite is messages_out / write_syscalls over the publish
+	// phase: how much the node's writev coalescing joined.
+	DeliveriesPerWrite float64 `json:"deliveries_per_write,omitempty"`
+	// Metrics is the node's registry and counters at the end.
+	Metrics map[string]float64 `json:"metrics,omitempty"`
+}
+
+// CPU is the node's user+system time over a wall-clock span; Percent is of
+// one core.
+type CPU struct {
+	Seconds float64 `json:"seconds"`
+	Wall    float64 `json:"wall"`
+	Percent float64 `json:"percent"`
+}
+
+// StepResult is one rate of the steps scenario.
+type StepResult struct {
+	Step        int         `json:"step"`
+	Rate        float64     `json:"rate"`
+	PublishRate float64     `json:"publish_rate"`
+	Published   int64       `json:"published"`
+	Late        int64       `json:"late_publishes"`
+	Expected    int64       `json:"expected"`
+	Received    int64       `json:"received"`
+	Lost        int64       `json:"lost"`
+	LossRatio   float64     `json:"loss_ratio"`
+	PerSec      float64     `json:"deliveries_per_sec"`
+	Latency     Percentiles `json:"latency"`
+	CPUPercent  float64     `json:"cpu_percent"`
+	// Stop says why the search ended after this step, if it did.
+	Stop string `json:"stop,omitempty"`
+}
+
+// ChurnResult is the churn scenario's cycles and its return to baseline.
+type ChurnResult struct {
+	Cycles []CycleResult `json:"cycles"`
+	// Baseline and After are the node's subsock_connections,
+	// subsock_subscriptions, subsock_topics and subsock_broker_topics.
+	Baseline map[string]float64 `json:"baseline"`
+	After    map[string]float64 `json:"after"`
+	// Returned reports whether connections and subscriptions came back to
+	// the baseline, ReturnSeconds how long after the last close.
+	Returned      bool    `json:"returned"`
+	ReturnSeconds float64 `json:"return_seconds"`
+	RSSBaseline   int64   `json:"rss_baseline"`
+	RSSAfter      int64   `json:"rss_after"`
+	RSSPeak       int64   `json:"rss_peak"`
+}
+
+// CycleResult is one connect/subscribe/disconnect cycle.
+type CycleResult struct {
+	Connected  int64   `json:"connected"`
+	Subscribed int64   `json:"subscribed"`
+	Failed     int64   `json:"failed"`
+	Seconds    float64 `json:"seconds"`
+	PerSec     float64 `json:"upgrades_per_sec"`
+}
+
+// Sample is one reading of the sampler (every samplePeriod).
+type Sample struct {
+	T        float64 `json:"t"` // seconds since the start
+	RSS      int64   `json:"rss"`
+	CPU      float64 `json:"cpu"` // node CPU seconds so far
+	Open     int64   `json:"open"`
+	Received int64   `json:"received"`
+}
+
+// WriteFiles writes <dir>/<name>.json and <dir>/<name>.html.
+func (r *Result) WriteFiles(dir string) (jsonPath, htmlPath string, err error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", "", err
+	}
+	jsonPath = filepath.Join(dir, r.Name+".json")
+	htmlPath = filepath.Join(dir, r.Name+".html")
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return "", "", err
+	}
+	if err := writeAtomic(jsonPath, append(b, '\n')); err != nil {
+		return "", "", err
+	}
+	h, err := RenderHTML(r)
+	if err != nil {
+		return "", "", err
+	}
+	return jsonPath, htmlPath, writeAtomic(htmlPath, h)
+}
+
+// writeAtomic writes via a .tmp file (ignored by git) and a rename, so a
+// half-written report never replaces a whole one.
+func writeAtomic(path string, b []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// ReadResult loads a JSON result.
+func ReadResult(path string) (*Result, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	r := new(Result)
+	if err := json.Unmarshal(b, r); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrMalformed, path, err)
+	}
+	return r, nil
+}
