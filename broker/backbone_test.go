@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -27,6 +29,9 @@ type backbone struct {
 	stop, start func()
 	// keySlot asks the server for a key's cluster slot (cluster only).
 	keySlot func(t *testing.T, key string) int
+	// moveSlot hands a slot to another master and returns both masters'
+	// addresses (cluster only).
+	moveSlot func(t *testing.T, slot int) (from, to string)
 }
 
 // backboneKinds lists every implementation; each setup starts a fresh
@@ -179,6 +184,57 @@ func redisClusterBackbone(t *testing.T) *backbone {
 				t.Fatalf("CLUSTER KEYSLOT: %v", err)
 			}
 			return int(n)
+		},
+		moveSlot: func(t *testing.T, slot int) (from, to string) {
+			t.Helper()
+			ctx := queryCtx(t)
+			ids := make([]string, len(clients))
+			src := -1
+			for i, c := range clients {
+				id, err := c.Do(ctx, c.B().ClusterMyid().Build()).ToString()
+				if err != nil {
+					t.Fatalf("CLUSTER MYID: %v", err)
+				}
+				ids[i] = id
+			}
+			ranges, err := clients[0].Do(ctx, clients[0].B().ClusterSlots().Build()).ToArray()
+			if err != nil {
+				t.Fatalf("CLUSTER SLOTS: %v", err)
+			}
+			for _, r := range ranges {
+				f, _ := r.ToArray()
+				lo, _ := f[0].AsInt64()
+				hi, _ := f[1].AsInt64()
+				if int64(slot) < lo || int64(slot) > hi {
+					continue
+				}
+				m, _ := f[2].ToArray()
+				id, _ := m[2].ToString()
+				src = slices.Index(ids, id)
+			}
+			if src < 0 {
+				t.Fatalf("no owner found for slot %d", slot)
+			}
+			dst := (src + 1) % len(clients)
+			do := func(i int, args ...string) {
+				t.Helper()
+				if err := clients[i].Do(ctx, clients[i].B().Arbitrary("CLUSTER", "SETSLOT").Args(args...).Build()).Error(); err != nil {
+					t.Fatalf("CLUSTER SETSLOT %v on %s: %v", args, cl.Addrs[i], err)
+				}
+			}
+			s := strconv.Itoa(slot)
+			// The documented order for an empty slot: importing, migrating,
+			// then NODE on the destination first and on the rest after.
+			do(dst, s, "IMPORTING", ids[src])
+			do(src, s, "MIGRATING", ids[dst])
+			do(dst, s, "NODE", ids[dst])
+			do(src, s, "NODE", ids[dst])
+			for i := range clients {
+				if i != src && i != dst {
+					do(i, s, "NODE", ids[dst])
+				}
+			}
+			return cl.Addrs[src], cl.Addrs[dst]
 		},
 	}
 }

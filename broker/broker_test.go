@@ -23,6 +23,7 @@ var brokerCases = []struct {
 	{"router-batching", testRouterBatching},
 	{"router-debounce", testRouterDebounce},
 	{"cluster-keyslot", testClusterKeySlot},
+	{"cluster-slot-migration", testClusterSlotMigration},
 	{"restart", testRestart},
 }
 
@@ -264,5 +265,38 @@ func testRestart(t *testing.T, bb *backbone) {
 	}
 	if got := in.snapshot(); slices.Contains(got, message{"rs.a", "during"}) {
 		t.Fatalf("a publish that failed was delivered: %v", got)
+	}
+}
+
+// testClusterSlotMigration: when a topic's slot moves to another master, the
+// old one drops the shard subscription (sunsubscribe); the broker follows it
+// to the new owner by itself.
+func testClusterSlotMigration(t *testing.T, bb *backbone) {
+	if bb.moveSlot == nil {
+		t.Skip("only a cluster has slots")
+	}
+	in := newInbox()
+	b := bb.open(t, in.handle)
+	const topic = "mig.a"
+	mustSubscribe(t, b, topic, "mig.b")
+	mustPublish(t, b, topic, "before")
+	in.waitFor(t, "the message before the move", func(m []message) bool { return len(m) == 1 })
+
+	from, to := bb.moveSlot(t, int(keySlot(topic)))
+	t.Logf("slot %d moved from %s to %s", keySlot(topic), from, to)
+	expectUpstream(t, bb, "mig.", ones(topic, "mig.b"))
+	eventually(t, "delivery after the move", func() error {
+		for _, m := range in.snapshot() {
+			if m.payload == "after" {
+				return nil
+			}
+		}
+		if err := b.Publish(ctxFor(t), topic, []byte("after")); err != nil {
+			return err
+		}
+		return errors.New("not delivered yet")
+	})
+	if err := b.Health(); err != nil {
+		t.Fatalf("Health after the move: %v", err)
 	}
 }

@@ -281,7 +281,16 @@ func (b *redisBroker) sendLocked(ctx context.Context, n *redisNode, topics []str
 	}
 	var first error
 	for i, r := range n.conn.DoMulti(ctx, cmds...) {
-		if err := r.Error(); err != nil {
+		err := r.Error()
+		if re, isReply := rueidis.IsRedisErr(err); isReply && !sub {
+			if _, moved := re.IsMoved(); moved {
+				// The node no longer serves the slot, so it dropped our
+				// shard subscription itself (and said so with a
+				// sunsubscribe): nothing is left to unsubscribe.
+				err = nil
+			}
+		}
+		if err != nil {
 			if first == nil {
 				first = fmt.Errorf("%s: %w", n.addr, err)
 			}
