@@ -1,0 +1,157 @@
+package js_test
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/gobwas/ws"
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/subsock/subsock/auth"
+	"github.com/subsock/subsock/clients/js"
+	"github.com/subsock/subsock/demo/browsertest"
+	"github.com/subsock/subsock/gateway"
+)
+
+// result is one case of testdata/harness.js.
+type result struct {
+	Name string `json:"name"`
+	OK   bool   `json:"ok"`
+	Err  string `json:"err"`
+	MS   int    `json:"ms"`
+}
+
+// TestClientInChromium runs the in-browser suite of subsock.js (testdata/harness.js) in a real
+// headless Chromium against real nodes: an open one that serves the module and the harness
+// and refuses anonymous access outside test.>, one that requires tokens, and a WebSocket
+// server that never answers (for the heartbeat). Each case becomes a subtest.
+func TestClientInChromium(t *testing.T) {
+	secret := []byte("browser-test-secret")
+	// Tokens expire fast and the wheel visits each connection every PingInterval, so
+	// expiry (4001) is noticed within half a second.
+	jwtNode := browsertest.StartNode(t, gateway.Config{
+		PingInterval: 500 * time.Millisecond,
+		Security:     gateway.SecurityConfig{JWT: auth.Config{Secret: secret}},
+	}, nil)
+	node := browsertest.StartNode(t, gateway.Config{
+		Security: gateway.SecurityConfig{AnonymousSubs: []string{"test.>"}, AnonymousPubs: []string{"test.>"}},
+	}, map[string]http.Handler{
+		"/js/":   http.StripPrefix("/js/", http.FileServerFS(js.FS())),
+		"/t/":    http.StripPrefix("/t/", http.FileServer(http.Dir("testdata"))),
+		"/token": tokenHandler(t, secret),
+	})
+	silent := startSilentServer(t)
+
+	page := node.URL() + "/t/harness.html?jwt=" + jwtNode.Addr() + "&silent=" + silent
+	if only := os.Getenv("SUBSOCK_JS_ONLY"); only != "" {
+		// Debugging aid: run the cases whose name contains this text.
+		page += "&only=" + url.QueryEscape(only)
+	}
+	tab := browsertest.NewTab(t)
+	tab.Do("open the harness", 30*time.Second, chromedp.Navigate(page))
+	tab.Wait("the in-browser suite to finish", `window.__results !== undefined`, 3*time.Minute)
+	results := browsertest.Eval[[]result](tab, `window.__results`)
+	cases := browsertest.Eval[int](tab, `window.__cases`)
+	if os.Getenv("SUBSOCK_JS_ONLY") == "" && (len(results) != cases || cases < 10) {
+		t.Fatalf("%d results for %d cases", len(results), cases)
+	}
+	for _, r := range results {
+		t.Run(r.Name, func(t *testing.T) {
+			t.Logf("%d ms", r.MS)
+			if !r.OK {
+				t.Error(r.Err)
+			}
+		})
+	}
+	if ex := tab.Exceptions(); len(ex) > 0 {
+		t.Errorf("uncaught exceptions in the harness: %q", ex)
+	}
+}
+
+// tokenHandler issues HS256 tokens allowing test.> for ?ttl= seconds, as an application's
+// backend would.
+func tokenHandler(t *testing.T, secret []byte) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ttl, err := strconv.Atoi(r.URL.Query().Get("ttl"))
+		if err != nil || ttl <= 0 {
+			http.Error(w, "ttl: want whole seconds", http.StatusBadRequest)
+			return
+		}
+		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+			"sub":  "browser",
+			"exp":  time.Now().Add(time.Duration(ttl) * time.Second).Unix(),
+			"subs": []string{"test.>"},
+			"pubs": []string{"test.>"},
+		}).SignedString(secret)
+		if err != nil {
+			t.Errorf("signing a token: %v", err)
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = io.WriteString(w, tok)
+	})
+}
+
+// startSilentServer accepts WebSocket handshakes (any subprotocol) and then reads and
+// discards everything, answering nothing: the peer a client's heartbeat must detect.
+func startSilentServer(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		conns  = map[net.Conn]struct{}{}
+		closed bool
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return // closed by the cleanup
+			}
+			mu.Lock()
+			if closed {
+				mu.Unlock()
+				_ = c.Close()
+				return
+			}
+			conns[c] = struct{}{}
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				u := ws.Upgrader{Protocol: func([]byte) bool { return true }}
+				if _, err := u.Upgrade(c); err != nil {
+					return
+				}
+				_, _ = io.Copy(io.Discard, c)
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		_ = ln.Close()
+		mu.Lock()
+		closed = true
+		for c := range conns {
+			_ = c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return ln.Addr().String()
+}

@@ -1,0 +1,627 @@
+// subsock.js — the browser client for the subsock wire protocol v1 (docs/protocol.md).
+//
+// An ES module with no build step. MessagePack support (vendor/msgpack, @msgpack/msgpack) is
+// imported lazily, only by connections that ask for it, so JSON pages never download it.
+//
+//   import { connect } from '/js/subsock.js';
+//   const c = connect('/ws', { token: () => fetch('/token').then(r => r.text()) });
+//   c.on('state', (state, detail) => console.log(state, detail));
+//   await c.subscribe('prices.ACME', (data, topic) => console.log(topic, data));
+//   await c.publish('chat.lobby', { text: 'hi' }, { ack: true });
+//
+// One client is one WebSocket with its own token, retry and delivery policy: open several small
+// clients rather than one that does everything.
+
+/** The subprotocol names, by the `protocol` option. */
+export const Subprotocol = Object.freeze({ json: 'subsock.v1.json', msgpack: 'subsock.v1.msgpack' });
+
+/** Close codes the server sends (docs/protocol.md, "Close codes"). */
+export const CloseCode = Object.freeze({
+  NORMAL: 1000,
+  GOING_AWAY: 1001,
+  PROTOCOL_ERROR: 1002,
+  ABNORMAL: 1006,
+  INVALID_DATA: 1007,
+  POLICY_VIOLATION: 1008,
+  TOO_BIG: 1009,
+  INTERNAL: 1011,
+  TRY_AGAIN_LATER: 1013,
+  HEARTBEAT_TIMEOUT: 4000,
+  TOKEN_EXPIRED: 4001,
+});
+
+/** Connection states, reported by on('state', fn). */
+export const State = Object.freeze({
+  CONNECTING: 'connecting', // a socket is being opened
+  OPEN: 'open', // connected; subscriptions are being (re)established
+  RECONNECTING: 'reconnecting', // dropped; waiting detail.delay ms before the next attempt
+  CLOSED: 'closed', // close() was called; final
+});
+
+/** Option defaults; every field can be overridden per connection. */
+export const defaults = Object.freeze({
+  protocol: 'json',
+  backoff: Object.freeze({ min: 500, max: 30000 }),
+  pingInterval: 20000, // ms between app-level pings when the server is quiet; 0 disables them
+  pingTimeout: 10000, // ms a ping may go unanswered before the connection is deemed dead
+  maxBuffered: 256, // publishes held while disconnected
+  maxTopicsPerRequest: 256, // the server's -max-topics-per-request default
+});
+
+// A connection that lasted this long resets the backoff: its drop is a new incident, not a retry.
+const STABLE_MS = 5000;
+
+// Rejections of these codes will not change by retrying the same request.
+const PERMANENT = new Set(['bad_request', 'unknown_op', 'invalid_topic', 'too_many_subscriptions', 'too_large', 'forbidden']);
+
+/**
+ * validTopic returns null for a valid concrete topic, or the reason it is not valid:
+ * 1-256 bytes of printable ASCII without spaces, '.'-separated non-empty segments, no segment
+ * that is exactly '*' or '>'.
+ * @param {string} topic
+ * @returns {string|null}
+ */
+export function validTopic(topic) {
+  if (typeof topic !== 'string' || topic.length === 0) return 'topic is empty';
+  if (topic.length > 256) return 'topic is longer than 256 bytes';
+  for (let i = 0; i < topic.length; i++) {
+    const c = topic.charCodeAt(i);
+    if (c < 0x21 || c > 0x7e) return `topic ${JSON.stringify(topic)} has a character outside printable ASCII at offset ${i}`;
+  }
+  for (const seg of topic.split('.')) {
+    if (seg === '') return `topic ${JSON.stringify(topic)} has an empty segment`;
+    if (seg === '*' || seg === '>') return `topic ${JSON.stringify(topic)} has the wildcard segment "${seg}"`;
+  }
+  return null;
+}
+
+/**
+ * reconnectDelay is the reconnect policy: exponential backoff with full jitter, a delay drawn
+ * uniformly from [0, min(max, min * 2^attempt)]. Close codes 1001 (going away) and 1013 (try
+ * again later) raise the attempt count first, so the herd of clients a server just closed never
+ * comes straight back and spreads over a wider window; 4001 (token expired) retries at once the
+ * first time, since the fresh token fetched for it is the fix. It returns the delay in ms and the
+ * attempt count to use next time.
+ * @param {{attempt:number, code:number, min:number, max:number}} p
+ * @param {() => number} [random] a source in [0, 1)
+ * @returns {{delay:number, attempt:number}}
+ */
+export function reconnectDelay({ attempt, code, min, max }, random = Math.random) {
+  if (code === CloseCode.GOING_AWAY) attempt = Math.max(attempt, 1);
+  if (code === CloseCode.TRY_AGAIN_LATER) attempt = Math.max(attempt, 3);
+  const cap = Math.min(max, min * 2 ** Math.min(attempt, 30));
+  const delay = code === CloseCode.TOKEN_EXPIRED && attempt === 0 ? 0 : Math.round(random() * cap);
+  return { delay, attempt: attempt + 1 };
+}
+
+/**
+ * SubsockError is how every promise of this module rejects: code is one of the protocol's error
+ * codes (bad_request, forbidden, ...) or a client-side one: unavailable (not connected, or the
+ * connection dropped before the ack), closed (close() was called), canceled (unsubscribed before
+ * the subscription was confirmed), token (the token function failed), encoding.
+ */
+export class SubsockError extends Error {
+  constructor(code, msg) {
+    super(`${code}: ${msg}`);
+    this.name = 'SubsockError';
+    this.code = code;
+    this.msg = msg;
+  }
+}
+
+let msgpackModule = null; // Promise of the vendored module, shared by every msgpack client
+
+function loadCodec(protocol, custom) {
+  if (protocol === 'json') return Promise.resolve(jsonCodec);
+  if (protocol !== 'msgpack') return Promise.reject(new SubsockError('bad_request', `unknown protocol ${JSON.stringify(protocol)}: use json or msgpack`));
+  const mod = custom
+    ? Promise.resolve(custom)
+    : (msgpackModule ??= import('./vendor/msgpack/index.mjs').catch((e) => {
+        msgpackModule = null; // let a later attempt try again
+        throw e;
+      }));
+  return mod.then((mp) => ({ name: Subprotocol.msgpack, encode: (m) => mp.encode(m), decode: (b) => mp.decode(new Uint8Array(b)) }));
+}
+
+const jsonCodec = Object.freeze({
+  name: Subprotocol.json,
+  encode: (m) => JSON.stringify(m),
+  decode: (s) => JSON.parse(s),
+});
+
+function report(e) {
+  // A throwing handler must not break the client; surface it the way an uncaught error would be.
+  if (typeof globalThis.reportError === 'function') globalThis.reportError(e);
+  else setTimeout(() => { throw e; });
+}
+
+function socketURL(url, token) {
+  const u = new URL(url, globalThis.location?.href);
+  if (u.protocol === 'http:') u.protocol = 'ws:';
+  else if (u.protocol === 'https:') u.protocol = 'wss:';
+  // Browsers cannot set headers on a WebSocket handshake, so the token travels in the query.
+  if (token) u.searchParams.set('token', token);
+  return u.href;
+}
+
+/**
+ * connect opens a client and keeps it connected until close().
+ * @param {string} url ws://, wss://, http(s):// or a path such as '/ws' (resolved against the page)
+ * @param {object} [opts]
+ * @param {'json'|'msgpack'} [opts.protocol]
+ * @param {string|(() => string|Promise<string>)} [opts.token] sent as ?token=; a function is called
+ *   again for a fresh token after close code 4001 and after a failed handshake
+ * @param {{min:number,max:number}} [opts.backoff] reconnect delay bounds in ms (exponential, full jitter)
+ * @param {number} [opts.pingInterval]
+ * @param {number} [opts.pingTimeout]
+ * @param {number} [opts.maxBuffered]
+ * @param {number} [opts.maxTopicsPerRequest]
+ * @param {{encode:Function, decode:Function}} [opts.msgpack] a MessagePack module to use instead of the vendored one
+ * @returns {Client}
+ */
+export function connect(url, opts = {}) {
+  return new Client(url, opts);
+}
+
+export class Client {
+  #url;
+  #opts;
+  #ws = null;
+  #codec = null;
+  #state = null;
+  #closed = false;
+  #listeners = new Map(); // event -> Set<fn>
+  #topics = new Map(); // topic -> {handlers:Set, subscribed:boolean, waiters:[], retries, retryTimer}
+  #pending = new Map(); // request id -> {kind, resolve, reject, topics}, for the current socket only
+  #outbox = []; // publishes waiting for a connection
+  #nextId = 1;
+  #attempt = 0;
+  #token; // undefined: fetch before the next attempt
+  #reconnectTimer = null;
+  #pingTimer = null;
+  #deadTimer = null;
+  #lastRecv = 0;
+  #openedAt = 0;
+
+  constructor(url, opts = {}) {
+    this.#url = url;
+    this.#opts = {
+      ...defaults,
+      ...opts,
+      backoff: { ...defaults.backoff, ...(opts.backoff || {}) },
+    };
+    if (typeof opts.token === 'string') this.#token = opts.token;
+    // Dial on a microtask so listeners added right after connect() see the first 'connecting'.
+    queueMicrotask(() => this.#dial());
+  }
+
+  /** The current state: connecting, open, reconnecting or closed. */
+  get state() {
+    return this.#state;
+  }
+
+  /** The subprotocol the server accepted on the current socket ('' before the first open). */
+  get protocol() {
+    return this.#ws && this.#state === State.OPEN ? this.#ws.protocol : '';
+  }
+
+  /** The topics this client holds (subscribed or waiting to be). */
+  topics() {
+    return [...this.#topics.keys()];
+  }
+
+  /**
+   * on registers fn for an event and returns a function that removes it.
+   * 'state': fn(state, detail) — detail has {attempt, delay, code, reason} when reconnecting.
+   * 'subscribed': fn(topics) — the server confirmed these topics, after subscribe() and after
+   *   every resubscription on reconnect: from then on their messages flow.
+   * 'error': fn(SubsockError & {topics?}) — server errors with no request to reject, failed
+   *   subscriptions, token and codec failures.
+   */
+  on(event, fn) {
+    if (typeof fn !== 'function') throw new TypeError('subsock: on() needs a function');
+    let set = this.#listeners.get(event);
+    if (!set) this.#listeners.set(event, (set = new Set()));
+    set.add(fn);
+    return () => this.off(event, fn);
+  }
+
+  off(event, fn) {
+    this.#listeners.get(event)?.delete(fn);
+  }
+
+  /**
+   * subscribe adds handler(data, topic) for topic. The promise resolves when the server has
+   * confirmed the subscription (at once if it already had) and rejects with a SubsockError.
+   * Subscriptions survive reconnects: the client resubscribes everything it holds.
+   */
+  subscribe(topic, handler) {
+    if (typeof handler !== 'function') throw new TypeError('subsock: subscribe() needs a handler function');
+    const why = validTopic(topic);
+    if (why) return Promise.reject(new SubsockError('invalid_topic', why));
+    if (this.#closed) return Promise.reject(new SubsockError('closed', 'the client is closed'));
+    let t = this.#topics.get(topic);
+    if (t) {
+      t.handlers.add(handler);
+      return t.subscribed ? Promise.resolve() : this.#waitFor(t);
+    }
+    t = { handlers: new Set([handler]), subscribed: false, waiters: [], retries: 0, retryTimer: null };
+    this.#topics.set(topic, t);
+    const p = this.#waitFor(t);
+    if (this.#state === State.OPEN) this.#sendSub([topic]);
+    return p;
+  }
+
+  /**
+   * unsubscribe removes handler from topic, or every handler when none is given; the server is
+   * told once no handler is left. The promise resolves on the server's ack (at once when offline).
+   */
+  unsubscribe(topic, handler) {
+    const t = this.#topics.get(topic);
+    if (!t) return Promise.resolve();
+    if (handler) {
+      t.handlers.delete(handler);
+      if (t.handlers.size > 0) return Promise.resolve();
+    }
+    this.#topics.delete(topic);
+    clearTimeout(t.retryTimer);
+    this.#settle(t, new SubsockError('canceled', `unsubscribed from ${topic}`));
+    if (this.#state !== State.OPEN) return Promise.resolve();
+    return this.#request({ op: 'unsub', topics: [topic] }, 'unsub');
+  }
+
+  /**
+   * publish sends data (any value the codec can carry) to topic. With {ack: true} the promise
+   * resolves on the server's ack and rejects with the server's {code, msg}; without, it resolves
+   * once the message is handed to the socket. While disconnected, up to maxBuffered publishes wait
+   * for the next connection. An ack-ed publish whose connection drops before the ack rejects with
+   * code 'unavailable': the server may or may not have taken it.
+   */
+  publish(topic, data, { ack = false } = {}) {
+    const why = validTopic(topic);
+    if (why) return Promise.reject(new SubsockError('invalid_topic', why));
+    if (this.#closed) return Promise.reject(new SubsockError('closed', 'the client is closed'));
+    return new Promise((resolve, reject) => {
+      const item = { topic, data: data === undefined ? null : data, ack, resolve, reject };
+      if (this.#state === State.OPEN) this.#sendPub(item);
+      else if (this.#outbox.length < this.#opts.maxBuffered) this.#outbox.push(item);
+      else reject(new SubsockError('unavailable', `not connected, and ${this.#outbox.length} publishes already wait`));
+    });
+  }
+
+  /**
+   * refreshToken fetches a fresh token from the token function and, when connected, hands it to
+   * the server in band ({op:"auth"}); the promise resolves on the server's ack.
+   */
+  async refreshToken() {
+    if (typeof this.#opts.token !== 'function') throw new SubsockError('bad_request', 'refreshToken needs a token function');
+    this.#token = await this.#opts.token();
+    if (this.#state !== State.OPEN) return;
+    return this.#request({ op: 'auth', token: this.#token }, 'auth');
+  }
+
+  /** close ends the client: no reconnect, pending promises reject with code 'closed'. */
+  close() {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearTimeout(this.#reconnectTimer);
+    this.#stopHeartbeat();
+    const ws = this.#ws;
+    this.#ws = null;
+    if (ws) {
+      this.#detach(ws);
+      try {
+        ws.close(CloseCode.NORMAL);
+      } catch {
+        // already closing
+      }
+    }
+    const err = new SubsockError('closed', 'the client is closed');
+    this.#failPending(err);
+    for (const item of this.#outbox.splice(0)) item.reject(err);
+    for (const t of this.#topics.values()) {
+      clearTimeout(t.retryTimer);
+      this.#settle(t, err);
+    }
+    this.#setState(State.CLOSED, {});
+  }
+
+  // --- connection lifecycle ---------------------------------------------------------------
+
+  async #dial() {
+    if (this.#closed) return;
+    this.#setState(State.CONNECTING, { attempt: this.#attempt });
+    let codec, token;
+    try {
+      codec = await loadCodec(this.#opts.protocol, this.#opts.msgpack);
+    } catch (e) {
+      this.#emit('error', e instanceof SubsockError ? e : new SubsockError('encoding', `loading the ${this.#opts.protocol} codec: ${e.message}`));
+      return this.#retry(CloseCode.ABNORMAL, 'codec unavailable', false);
+    }
+    try {
+      if (this.#token === undefined && typeof this.#opts.token === 'function') this.#token = await this.#opts.token();
+      token = this.#token;
+    } catch (e) {
+      this.#token = undefined;
+      this.#emit('error', new SubsockError('token', `token function failed: ${e?.message ?? e}`));
+      return this.#retry(CloseCode.ABNORMAL, 'no token', false);
+    }
+    if (this.#closed) return;
+    let ws;
+    try {
+      ws = new WebSocket(socketURL(this.#url, token), codec.name);
+    } catch (e) {
+      // A malformed URL will not get better: report it and stay down.
+      this.#emit('error', new SubsockError('bad_request', e.message));
+      this.close();
+      return;
+    }
+    ws.binaryType = 'arraybuffer';
+    this.#ws = ws;
+    let opened = false;
+    ws.onopen = () => {
+      opened = true;
+      this.#onOpen(ws, codec);
+    };
+    ws.onmessage = (ev) => this.#onMessage(ev);
+    ws.onclose = (ev) => {
+      if (this.#ws !== ws) return;
+      this.#ws = null;
+      this.#lost(ev.code, ev.reason, opened);
+    };
+    ws.onerror = () => {}; // onclose follows with the code
+  }
+
+  #onOpen(ws, codec) {
+    // A server that declined our subprotocol speaks JSON (the protocol's default).
+    this.#codec = ws.protocol === Subprotocol.msgpack ? codec : jsonCodec;
+    this.#openedAt = Date.now();
+    this.#setState(State.OPEN, { protocol: ws.protocol });
+    this.#startHeartbeat();
+    const all = [...this.#topics.keys()];
+    const n = this.#opts.maxTopicsPerRequest;
+    for (let i = 0; i < all.length; i += n) this.#sendSub(all.slice(i, i + n));
+    for (const item of this.#outbox.splice(0)) this.#sendPub(item);
+  }
+
+  // #lost handles a socket that closed (or was declared dead) while the client wants to be up.
+  #lost(code, reason, opened) {
+    this.#stopHeartbeat();
+    this.#failPending(new SubsockError('unavailable', `connection lost (${code}${reason ? ' ' + reason : ''}) before the reply`));
+    for (const t of this.#topics.values()) {
+      t.subscribed = false;
+      clearTimeout(t.retryTimer);
+    }
+    if (!opened) this.#token = undefined; // the handshake may have been refused for the token
+    if (code === CloseCode.TOKEN_EXPIRED) this.#token = undefined;
+    this.#retry(code, reason, opened);
+  }
+
+  #retry(code, reason, opened) {
+    if (this.#closed) return;
+    if (opened && Date.now() - this.#openedAt >= STABLE_MS) this.#attempt = 0;
+    const next = reconnectDelay({ attempt: this.#attempt, code, ...this.#opts.backoff });
+    this.#attempt = next.attempt;
+    this.#setState(State.RECONNECTING, { attempt: this.#attempt, delay: next.delay, code, reason });
+    this.#reconnectTimer = setTimeout(() => this.#dial(), next.delay);
+  }
+
+  #detach(ws) {
+    ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+  }
+
+  // --- heartbeat: browsers cannot send WebSocket pings, so a silent server is found with op ping
+
+  #startHeartbeat() {
+    this.#lastRecv = Date.now();
+    const every = this.#opts.pingInterval;
+    if (!(every > 0)) return;
+    this.#pingTimer = setInterval(() => {
+      if (this.#deadTimer !== null || Date.now() - this.#lastRecv < every / 2) return;
+      this.#send({ op: 'ping' });
+      this.#deadTimer = setTimeout(() => this.#dead(), this.#opts.pingTimeout);
+    }, every);
+  }
+
+  #stopHeartbeat() {
+    clearInterval(this.#pingTimer);
+    clearTimeout(this.#deadTimer);
+    this.#pingTimer = this.#deadTimer = null;
+  }
+
+  #dead() {
+    const ws = this.#ws;
+    if (!ws) return;
+    // A silent peer would never finish a close handshake: give up on it now.
+    this.#ws = null;
+    this.#detach(ws);
+    try {
+      ws.close(CloseCode.HEARTBEAT_TIMEOUT, 'heartbeat timeout');
+    } catch {
+      // already closing
+    }
+    this.#lost(CloseCode.HEARTBEAT_TIMEOUT, 'no reply to ping', true);
+  }
+
+  // --- frames -------------------------------------------------------------------------------
+
+  #onMessage(ev) {
+    this.#lastRecv = Date.now();
+    clearTimeout(this.#deadTimer);
+    this.#deadTimer = null;
+    let m;
+    try {
+      m = typeof ev.data === 'string' ? jsonCodec.decode(ev.data) : this.#codec.decode(ev.data);
+    } catch (e) {
+      this.#emit('error', new SubsockError('bad_request', `undecodable frame from the server: ${e.message}`));
+      return;
+    }
+    if (m === null || typeof m !== 'object') return;
+    switch (m.op) {
+      case 'msg': {
+        const t = this.#topics.get(m.topic);
+        if (!t) return;
+        for (const h of [...t.handlers]) {
+          try {
+            h(m.data, m.topic);
+          } catch (e) {
+            report(e);
+          }
+        }
+        return;
+      }
+      case 'ack':
+        return this.#reply(m.id, null);
+      case 'err': {
+        const err = new SubsockError(m.code ?? 'internal', m.msg ?? '');
+        if (m.id === undefined || !this.#pending.has(m.id)) this.#emit('error', err);
+        else this.#reply(m.id, err);
+        return;
+      }
+      default: // pong: its arrival already counted as life
+    }
+  }
+
+  #reply(id, err) {
+    const p = this.#pending.get(id);
+    if (!p) return;
+    this.#pending.delete(id);
+    if (p.kind === 'sub') return this.#subReply(p.topics, err);
+    if (err) p.reject(err);
+    else p.resolve();
+  }
+
+  #subReply(topics, err) {
+    if (!err) {
+      const confirmed = [];
+      for (const name of topics) {
+        const t = this.#topics.get(name);
+        if (!t || t.subscribed) continue;
+        t.subscribed = true;
+        t.retries = 0;
+        confirmed.push(name);
+        this.#settle(t, null);
+      }
+      if (confirmed.length > 0) this.#emit('subscribed', confirmed);
+      return;
+    }
+    const permanent = PERMANENT.has(err.code);
+    if (permanent && topics.length > 1) {
+      // One bad topic fails the whole request: find it by asking one topic at a time.
+      for (const name of topics) if (this.#topics.has(name)) this.#sendSub([name]);
+      return;
+    }
+    err.topics = topics;
+    this.#emit('error', err);
+    for (const name of topics) {
+      const t = this.#topics.get(name);
+      if (!t) continue;
+      if (permanent) {
+        this.#topics.delete(name);
+        this.#settle(t, err);
+        continue;
+      }
+      // Transient (broker unavailable, rate limited): keep the topic and ask again later.
+      const { min, max } = this.#opts.backoff;
+      const delay = Math.round(Math.random() * Math.min(max, min * 2 ** ++t.retries));
+      clearTimeout(t.retryTimer);
+      t.retryTimer = setTimeout(() => {
+        if (this.#state === State.OPEN && this.#topics.get(name) === t && !t.subscribed) this.#sendSub([name]);
+      }, delay);
+    }
+  }
+
+  #sendSub(topics) {
+    const id = this.#nextId++;
+    this.#pending.set(id, { kind: 'sub', topics });
+    this.#send({ op: 'sub', id, topics });
+  }
+
+  #sendPub(item) {
+    const m = { op: 'pub', topic: item.topic, data: item.data };
+    if (item.ack) {
+      m.id = this.#nextId++;
+      this.#pending.set(m.id, { kind: 'pub', resolve: item.resolve, reject: item.reject });
+    }
+    const err = this.#send(m);
+    if (err) {
+      if (item.ack) this.#pending.delete(m.id);
+      item.reject(err);
+    } else if (!item.ack) item.resolve();
+  }
+
+  #request(m, kind) {
+    return new Promise((resolve, reject) => {
+      m.id = this.#nextId++;
+      this.#pending.set(m.id, { kind, resolve, reject });
+      const err = this.#send(m);
+      if (err) {
+        this.#pending.delete(m.id);
+        reject(err);
+      }
+    });
+  }
+
+  // #send encodes and writes m; it returns a SubsockError instead of throwing.
+  #send(m) {
+    const ws = this.#ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN) return new SubsockError('unavailable', 'not connected');
+    let frame;
+    try {
+      frame = this.#codec.encode(m);
+    } catch (e) {
+      return new SubsockError('encoding', `cannot encode ${m.op}: ${e.message}`);
+    }
+    ws.send(frame);
+    return null;
+  }
+
+  // --- helpers ------------------------------------------------------------------------------
+
+  #waitFor(t) {
+    const w = {};
+    w.promise = new Promise((resolve, reject) => Object.assign(w, { resolve, reject }));
+    t.waiters.push(w);
+    return w.promise;
+  }
+
+  #settle(t, err) {
+    for (const w of t.waiters.splice(0)) {
+      if (!err) {
+        w.resolve();
+        continue;
+      }
+      // The caller ended the wait itself (unsubscribe, close): an ignored promise must not
+      // surface as an unhandled rejection. Awaiting it still sees the error.
+      if (err.code === 'canceled' || err.code === 'closed') w.promise.catch(() => {});
+      w.reject(err);
+    }
+  }
+
+  #failPending(err) {
+    const pending = [...this.#pending.values()];
+    this.#pending.clear();
+    for (const p of pending) {
+      if (p.kind === 'sub' || p.kind === 'ping') continue; // the topic stays held; resubscribed on reconnect
+      if (p.kind === 'unsub') p.resolve(); // a new connection has no subscription to drop
+      else p.reject(err);
+    }
+  }
+
+  #setState(state, detail) {
+    this.#state = state;
+    this.#emit('state', state, detail);
+  }
+
+  #emit(event, ...args) {
+    const set = this.#listeners.get(event);
+    if (!set) return;
+    for (const fn of [...set]) {
+      try {
+        fn(...args);
+      } catch (e) {
+        report(e);
+      }
+    }
+  }
+}

@@ -1,0 +1,436 @@
+// In-browser tests of subsock.js against real subsock nodes, run by client_test.go in headless
+// Chromium. Each case runs in turn; window.__results holds {name, ok, err, ms} for each.
+//
+// Query parameters (set by the Go test):
+//   jwt=host:port     a node that requires HS256 tokens; this page's origin serves /token?ttl=s
+//   silent=host:port  a WebSocket server that completes the handshake and then never answers
+import { connect, validTopic, reconnectDelay, SubsockError, CloseCode } from '/js/subsock.js';
+
+const q = new URLSearchParams(location.search);
+const WS = `ws://${location.host}/ws`;
+const FAST = { min: 50, max: 500 };
+
+const cases = [];
+const test = (name, fn) => cases.push({ name, fn });
+let cleanups = [];
+
+// --- helpers ------------------------------------------------------------------------------
+
+class Failure extends Error {}
+function assert(cond, msg) {
+  if (!cond) throw new Failure(msg);
+}
+
+function same(a, b) {
+  if (a instanceof Uint8Array || b instanceof Uint8Array) {
+    return a instanceof Uint8Array && b instanceof Uint8Array && a.length === b.length && a.every((v, i) => v === b[i]);
+  }
+  if (Array.isArray(a) || Array.isArray(b)) {
+    return Array.isArray(a) && Array.isArray(b) && a.length === b.length && a.every((v, i) => same(v, b[i]));
+  }
+  if (a && b && typeof a === 'object' && typeof b === 'object') {
+    const ka = Object.keys(a).sort();
+    const kb = Object.keys(b).sort();
+    return same(ka, kb) && ka.every((k) => same(a[k], b[k]));
+  }
+  return Object.is(a, b);
+}
+
+function show(v) {
+  return JSON.stringify(v, (_, x) => (x instanceof Uint8Array ? `Uint8Array[${[...x]}]` : x));
+}
+
+function eq(got, want, what) {
+  assert(same(got, want), `${what}: got ${show(got)}, want ${show(want)}`);
+}
+
+function within(promise, ms, what) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Failure(`timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+// when resolves with the arguments of the first `event` of client for which pred holds.
+function when(client, event, pred = () => true, ms = 5000) {
+  let off;
+  const p = new Promise((resolve) => {
+    off = client.on(event, (...args) => {
+      if (pred(...args)) resolve(args);
+    });
+  });
+  return within(p, ms, `${event} event`).finally(() => off());
+}
+
+// open connects and waits for the first open.
+async function open(opts = {}, url = WS) {
+  const c = connect(url, { backoff: FAST, ...opts });
+  cleanups.push(() => c.close());
+  await when(c, 'state', (s) => s === 'open', 5000);
+  return c;
+}
+
+// inbox collects what a topic's handler receives; probes (see flowing) are counted apart.
+function inbox() {
+  const items = [];
+  let wake = null;
+  const box = {
+    items,
+    probes: 0,
+    onProbe: null,
+    handler: (data, topic) => {
+      if (data && typeof data === 'object' && Object.keys(data).length === 1 && '__probe' in data) {
+        box.probes++;
+        if (box.onProbe) box.onProbe();
+        return;
+      }
+      items.push({ data, topic });
+      if (wake) wake();
+    },
+    read: 0, // items handed out by next
+    // next returns the oldest message not yet returned, waiting for it if need be.
+    async next(ms = 5000) {
+      if (box.read >= items.length) {
+        await within(new Promise((resolve) => {
+          wake = () => { if (box.read < items.length) resolve(); };
+        }), ms, 'a message');
+        wake = null;
+      }
+      return items[box.read++];
+    },
+  };
+  return box;
+}
+
+// flowing publishes probes to topic t through pub until one reaches every box. A node acks a
+// sub before its upstream interest is in place (broker.Router batches Acquire for up to
+// BatchDelay), so a publish made right after the ack can miss the new subscriber; the cases
+// test the client, so they wait out that window instead of racing it.
+async function flowing(pub, t, ...boxes) {
+  for (let i = 0; i < 50; i++) {
+    const seen = boxes.map((b) => b.probes);
+    const arrived = Promise.all(boxes.map((b, j) => new Promise((resolve) => {
+      if (b.probes > seen[j]) return resolve();
+      b.onProbe = () => { if (b.probes > seen[j]) resolve(); };
+    })));
+    await pub.publish(t, { __probe: i }, { ack: true });
+    try {
+      await within(arrived, 100, 'a probe');
+      for (const b of boxes) b.onProbe = null;
+      return i;
+    } catch {
+      // not yet: publish another
+    }
+  }
+  throw new Failure(`no probe published to ${t} reached every subscriber in 50 tries`);
+}
+
+async function rejects(promise, code, what) {
+  try {
+    await promise;
+  } catch (e) {
+    assert(e instanceof SubsockError, `${what}: rejected with ${e}, want a SubsockError`);
+    assert(e.code === code, `${what}: rejected with code ${e.code} (${e.msg}), want ${code}`);
+    assert(typeof e.msg === 'string', `${what}: no msg`);
+    return e;
+  }
+  throw new Failure(`${what}: resolved, want a rejection with ${code}`);
+}
+
+let seq = 0;
+const topic = (name) => `test.${name}.${Date.now()}.${seq++}`;
+
+// --- cases --------------------------------------------------------------------------------
+
+test('validTopic follows the protocol topic rules', () => {
+  const valid = ['a', 'prices.AAPL', 'a.b.c', 'x'.repeat(256), 'a*b.c>d', '~!@#$%^&()'];
+  const invalid = ['', '.a', 'a.', 'a..b', 'a b', 'a.*', '>', 'a.>.b', 'x'.repeat(257), 'caf\u00e9', 'tab\t'];
+  for (const t of valid) assert(validTopic(t) === null, `${show(t)} should be valid: ${validTopic(t)}`);
+  for (const t of invalid) assert(typeof validTopic(t) === 'string', `${show(t)} should be invalid`);
+});
+
+test('reconnectDelay: full jitter, capped, 1001/1013 back off, 4001 retries at once', () => {
+  const top = () => 1; // the top of the jitter window
+  const b = { min: 100, max: 1000 };
+  const table = [
+    // [attempt, code, random, delay, next attempt]
+    [0, CloseCode.ABNORMAL, top, 100, 1],
+    [1, CloseCode.ABNORMAL, top, 200, 2],
+    [3, CloseCode.ABNORMAL, top, 800, 4],
+    [4, CloseCode.ABNORMAL, top, 1000, 5], // capped at max
+    [60, CloseCode.ABNORMAL, top, 1000, 61],
+    [0, CloseCode.ABNORMAL, () => 0, 0, 1],
+    [0, CloseCode.ABNORMAL, () => 0.5, 50, 1],
+    [0, CloseCode.GOING_AWAY, top, 200, 2],
+    [0, CloseCode.TRY_AGAIN_LATER, top, 800, 4],
+    [5, CloseCode.TRY_AGAIN_LATER, top, 1000, 6],
+    [0, CloseCode.TOKEN_EXPIRED, top, 0, 1],
+    [1, CloseCode.TOKEN_EXPIRED, top, 200, 2],
+    [0, CloseCode.HEARTBEAT_TIMEOUT, top, 100, 1],
+  ];
+  for (const [attempt, code, random, delay, next] of table) {
+    const got = reconnectDelay({ attempt, code, ...b }, random);
+    eq(got, { delay, attempt: next }, `reconnectDelay(attempt ${attempt}, code ${code})`);
+  }
+});
+
+test('json: subscribe, publish with ack, receive the same value', async () => {
+  const sub = await open();
+  const pub = await open();
+  assert(sub.protocol === 'subsock.v1.json', `protocol ${sub.protocol}`);
+  const t = topic('json');
+  const box = inbox();
+  await sub.subscribe(t, box.handler);
+  await flowing(pub, t, box);
+  const value = { s: 'h\u00e9llo "q" \\ \n', n: 42, f: 1.5, neg: -7, big: 2 ** 40, b: true, z: null, arr: [1, 'x', null, [false]], o: { k: { deep: [] } } };
+  await pub.publish(t, value, { ack: true });
+  const m = await box.next();
+  eq(m.topic, t, 'topic');
+  eq(m.data, value, 'data');
+});
+
+test('msgpack: negotiated, and a value with binary, ints and floats round trips', async () => {
+  const sub = await open({ protocol: 'msgpack' });
+  const pub = await open({ protocol: 'msgpack' });
+  eq(sub.protocol, 'subsock.v1.msgpack', 'negotiated subprotocol');
+  const t = topic('mp');
+  const box = inbox();
+  await sub.subscribe(t, box.handler);
+  await flowing(pub, t, box);
+  const value = { bin: new Uint8Array([0, 1, 2, 255]), n: 42, neg: -300000, big: 2 ** 40, f: 0.1, s: 'caf\u00e9', arr: [null, true, false, [1.25]], o: { k: 'v' }, empty: {} };
+  await pub.publish(t, value, { ack: true });
+  eq((await box.next()).data, value, 'data');
+});
+
+test('cross-codec: the server converts between JSON and MessagePack subscribers', async () => {
+  const jsonSub = await open();
+  const mpSub = await open({ protocol: 'msgpack' });
+  const jsonPub = await open();
+  const mpPub = await open({ protocol: 'msgpack' });
+  const t = topic('cross');
+  const jbox = inbox();
+  const mbox = inbox();
+  await jsonSub.subscribe(t, jbox.handler);
+  await mpSub.subscribe(t, mbox.handler);
+  await flowing(jsonPub, t, jbox, mbox);
+
+  const v1 = { x: 1.5, n: 3, s: 'ok', l: [1, 2] };
+  await jsonPub.publish(t, v1, { ack: true });
+  eq((await jbox.next()).data, v1, 'json -> json');
+  eq((await mbox.next()).data, v1, 'json -> msgpack');
+
+  await mpPub.publish(t, { bin: new Uint8Array([1, 2, 3]), f: 2.5 }, { ack: true });
+  eq((await mbox.next()).data, { bin: new Uint8Array([1, 2, 3]), f: 2.5 }, 'msgpack -> msgpack');
+  eq((await jbox.next()).data, { bin: 'AQID', f: 2.5 }, 'msgpack -> json (binary as base64)');
+});
+
+test('ack and err: a publish with ack resolves, a refused one rejects with {code, msg}', async () => {
+  for (const protocol of ['json', 'msgpack']) {
+    const c = await open({ protocol });
+    await c.publish(topic('ok'), { fine: true }, { ack: true });
+    const e = await rejects(c.publish('secret.x', 1, { ack: true }), 'forbidden', `${protocol}: publish to secret.x`);
+    assert(e.msg.includes('secret.x'), `${protocol}: msg ${show(e.msg)} does not name the topic`);
+    await rejects(c.publish('a..b', 1, { ack: true }), 'invalid_topic', `${protocol}: publish to a..b`);
+    // The connection is still good after the refusals.
+    await c.publish(topic('after'), [], { ack: true });
+  }
+});
+
+test('an err without an id reaches on("error")', async () => {
+  const c = await open();
+  const got = when(c, 'error', (e) => e.code === 'forbidden');
+  await c.publish('secret.noack', 'x'); // no ack asked: the server's err carries no id
+  const [e] = await got;
+  assert(e instanceof SubsockError && e.msg.includes('secret.noack'), `error ${e}`);
+  eq(c.state, 'open', 'state after the err');
+});
+
+test('a refused subscription rejects and is dropped, the others stay', async () => {
+  const c = await open();
+  const ok = topic('kept');
+  await c.subscribe(ok, () => {});
+  await rejects(c.subscribe('secret.sub', () => {}), 'forbidden', 'subscribe secret.sub');
+  eq(c.topics(), [ok], 'topics held');
+  await rejects(c.subscribe('a.>', () => {}), 'invalid_topic', 'subscribe to a wildcard');
+});
+
+test('unsubscribe stops delivery; subscribing again resumes it', async () => {
+  const sub = await open();
+  const pub = await open();
+  const t = topic('unsub');
+  const box = inbox();
+  await sub.subscribe(t, box.handler);
+  await flowing(pub, t, box);
+  await pub.publish(t, 'one', { ack: true });
+  await box.next();
+  await sub.unsubscribe(t);
+  eq(sub.topics(), [], 'topics after unsubscribe');
+  await pub.publish(t, 'two', { ack: true });
+  await sub.subscribe(t, box.handler);
+  await flowing(pub, t, box);
+  await pub.publish(t, 'three', { ack: true });
+  await box.next();
+  eq(box.items.map((m) => m.data), ['one', 'three'], 'received');
+});
+
+test('several handlers per topic; removing one keeps the other', async () => {
+  const sub = await open();
+  const t = topic('handlers');
+  const a = inbox();
+  const b = inbox();
+  await sub.subscribe(t, a.handler);
+  await sub.subscribe(t, b.handler); // already confirmed: resolves at once
+  await flowing(sub, t, a, b);
+  await sub.publish(t, 1, { ack: true });
+  await a.next();
+  await b.next();
+  await sub.unsubscribe(t, a.handler);
+  eq(sub.topics(), [t], 'topic still held');
+  await sub.publish(t, 2, { ack: true });
+  await b.next();
+  eq(a.items.length, 1, 'messages to the removed handler');
+});
+
+test('a throwing handler does not stop delivery to the others', async () => {
+  const sub = await open();
+  const t = topic('throw');
+  const reported = [];
+  const onError = (ev) => {
+    reported.push(ev.error);
+    ev.preventDefault(); // expected: keep it out of the console
+  };
+  window.addEventListener('error', onError);
+  try {
+    const box = inbox();
+    await sub.subscribe(t, (d) => { if (typeof d === 'string') throw new Error('handler bug'); });
+    await sub.subscribe(t, box.handler);
+    await flowing(sub, t, box);
+    await sub.publish(t, 'a', { ack: true });
+    await box.next();
+    await sub.publish(t, 'b', { ack: true });
+    await box.next();
+    eq(reported.map((e) => e?.message), ['handler bug', 'handler bug'], 'reported errors');
+  } finally {
+    window.removeEventListener('error', onError);
+  }
+});
+
+test('publishes made before the connection opens are sent once it does', async () => {
+  const sub = await open();
+  const t = topic('early');
+  const box = inbox();
+  await sub.subscribe(t, box.handler);
+  await flowing(sub, t, box);
+  const c = connect(WS, { backoff: FAST });
+  cleanups.push(() => c.close());
+  eq(c.state, null, 'state before the first dial');
+  const acked = c.publish(t, 'early', { ack: true });
+  const fire = c.publish(t, 'early-noack');
+  await within(Promise.all([acked, fire]), 5000, 'the buffered publishes');
+  await box.next();
+  await box.next();
+  eq(box.items.map((m) => m.data), ['early', 'early-noack'], 'received in order');
+});
+
+test('app-level pings keep a quiet connection open', async () => {
+  const c = await open({ pingInterval: 100, pingTimeout: 400 });
+  const states = [];
+  c.on('state', (s) => states.push(s));
+  await new Promise((resolve) => setTimeout(resolve, 1000)); // quiet on purpose: ~10 ping rounds
+  eq(states, [], 'state changes while quiet');
+  eq(c.state, 'open', 'state');
+});
+
+test('a silent server is detected (4000) and the client reconnects', async () => {
+  assert(q.get('silent'), 'no silent server given');
+  const c = connect(`ws://${q.get('silent')}/ws`, { backoff: FAST, pingInterval: 100, pingTimeout: 200 });
+  cleanups.push(() => c.close());
+  await when(c, 'state', (s) => s === 'open');
+  const [, d] = await when(c, 'state', (s) => s === 'reconnecting', 3000);
+  eq(d.code, CloseCode.HEARTBEAT_TIMEOUT, 'close code');
+  await when(c, 'state', (s) => s === 'open', 3000); // it dials again
+});
+
+test('token expiry (4001): a fresh token, an immediate reconnect, subscriptions restored', async () => {
+  assert(q.get('jwt'), 'no token node given');
+  const calls = [];
+  const token = async () => {
+    // The first token lives two seconds, later ones a minute.
+    const ttl = calls.length === 0 ? 2 : 60;
+    calls.push(ttl);
+    const r = await fetch(`/token?ttl=${ttl}`);
+    if (!r.ok) throw new Error(`GET /token: ${r.status}`);
+    return r.text();
+  };
+  const c = await open({ token }, `ws://${q.get('jwt')}/ws`);
+  const t = topic('jwt');
+  const box = inbox();
+  await c.subscribe(t, box.handler);
+  const [, d] = await when(c, 'state', (s) => s === 'reconnecting', 6000);
+  eq(d.code, CloseCode.TOKEN_EXPIRED, 'close code');
+  eq(d.delay, 0, 'delay before the first retry');
+  await when(c, 'subscribed', (topics) => topics.includes(t), 5000);
+  eq(calls, [2, 60], 'token fetches');
+  await flowing(c, t, box);
+  await c.publish(t, 'after refresh', { ack: true });
+  eq((await box.next()).data, 'after refresh', 'message after the reconnect');
+  await rejects(c.publish('secret.jwt', 1, { ack: true }), 'forbidden', 'publish outside the token claims');
+});
+
+test('no token: the node refuses the handshake and the client keeps retrying', async () => {
+  assert(q.get('jwt'), 'no token node given');
+  const c = connect(`ws://${q.get('jwt')}/ws`, { backoff: FAST });
+  cleanups.push(() => c.close());
+  const [, d1] = await when(c, 'state', (s) => s === 'reconnecting', 3000);
+  const [, d2] = await when(c, 'state', (s) => s === 'reconnecting', 3000);
+  eq(d1.code, CloseCode.ABNORMAL, 'close code of a refused handshake');
+  assert(d2.attempt > d1.attempt, `attempts ${d1.attempt} then ${d2.attempt}`);
+});
+
+test('close(): final state, pending work rejected with closed, no reconnect', async () => {
+  const c = await open();
+  const t = topic('close');
+  await c.subscribe(t, () => {});
+  const states = [];
+  c.on('state', (s) => states.push(s));
+  c.close();
+  eq(states, ['closed'], 'states after close');
+  eq(c.state, 'closed', 'state');
+  await rejects(c.publish(t, 1), 'closed', 'publish after close');
+  await rejects(c.subscribe(topic('x'), () => {}), 'closed', 'subscribe after close');
+  const pending = connect(WS, { backoff: FAST });
+  const p = pending.publish(t, 'never', { ack: true });
+  const s = pending.subscribe(topic('never'), () => {});
+  pending.close();
+  await rejects(p, 'closed', 'buffered publish at close');
+  await rejects(s, 'closed', 'unconfirmed subscription at close');
+});
+
+// --- runner -------------------------------------------------------------------------------
+
+async function run() {
+  window.__cases = cases.length;
+  const results = [];
+  const list = document.getElementById('results');
+  const only = q.get('only');
+  for (const c of cases) {
+    if (only && !c.name.includes(only)) continue;
+    const start = performance.now();
+    let err = null;
+    try {
+      await within(Promise.resolve().then(c.fn), 20000, 'the case to finish');
+    } catch (e) {
+      err = e instanceof Failure ? e.message : String(e?.stack ?? e);
+    }
+    for (const f of cleanups.splice(0)) f();
+    const r = { name: c.name, ok: err === null, err: err ?? '', ms: Math.round(performance.now() - start) };
+    results.push(r);
+    const li = document.createElement('li');
+    li.textContent = `${r.ok ? 'ok' : 'FAIL'} ${r.name} (${r.ms} ms) ${r.err}`;
+    list.append(li);
+  }
+  window.__results = results;
+}
+
+run();

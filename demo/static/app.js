@@ -1,0 +1,392 @@
+// The demo page: a ticker and a chat on the browser client (two single-purpose connections,
+// each with its own policy), and the node's own figures from GET /stats, sampled every second.
+import { connect } from './js/subsock.js';
+
+const params = new URLSearchParams(location.search);
+const protocol = params.get('protocol') === 'msgpack' ? 'msgpack' : 'json';
+// A demo wants to come back quickly after a node restart; production pages keep the defaults.
+const backoff = { min: 250, max: 5000 };
+const WINDOW = 300; // chart samples kept: 5 minutes at 1 per second
+const FIRST_WINDOW = 60; // a fresh page shows the last minute and widens to WINDOW as samples come
+const $ = (id) => document.getElementById(id);
+
+const clock = (t = new Date()) => t.toLocaleTimeString([], { hour12: false });
+const fmt = new Intl.NumberFormat();
+
+function el(tag, props = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(props)) {
+    if (k === 'class') e.className = v;
+    else if (k === 'dataset') Object.assign(e.dataset, v);
+    else e.setAttribute(k, v);
+  }
+  for (const c of children) e.append(c);
+  return e;
+}
+
+function prepend(list, item, max) {
+  list.prepend(item);
+  while (list.children.length > max) list.lastElementChild.remove();
+}
+
+// --- events: what this page's connections went through -----------------------------------
+
+function logEvent(text, kind = '') {
+  prepend($('events'), el('li', { class: kind }, el('time', {}, clock()), el('span', {}, text)), 100);
+}
+
+// watch mirrors a client's state in its header pill and the events list.
+function watch(name, client) {
+  const pill = $('status-' + name);
+  const state = pill.querySelector('.state');
+  const detail = pill.querySelector('.detail');
+  let opens = 0;
+  let countdown = null;
+  // live: the server confirmed the subscription, so messages flow (set again after each reconnect).
+  client.on('subscribed', () => { pill.dataset.live = 'true'; });
+  client.on('state', (s, d) => {
+    pill.dataset.state = s;
+    pill.dataset.live = 'false';
+    state.textContent = s;
+    clearInterval(countdown);
+    detail.textContent = '';
+    if (s === 'open') {
+      opens++;
+      pill.dataset.opens = String(opens);
+      detail.textContent = client.protocol.replace('subsock.v1.', '') + (opens > 1 ? ` · ${opens - 1} reconnect${opens > 2 ? 's' : ''}` : '');
+      logEvent(`${name}: open (${client.protocol})`, 'good');
+    } else if (s === 'reconnecting') {
+      const until = Date.now() + d.delay;
+      const why = `${d.code}${d.reason ? ' ' + d.reason : ''}`;
+      const tick = () => { detail.textContent = `retry in ${(Math.max(0, until - Date.now()) / 1000).toFixed(1)}s`; };
+      tick();
+      countdown = setInterval(tick, 100);
+      logEvent(`${name}: dropped (${why}); attempt ${d.attempt} in ${d.delay} ms`, 'bad');
+    }
+  });
+  client.on('error', (e) => logEvent(`${name}: ${e.code} ${e.msg}`, 'bad'));
+}
+
+// --- ticker: whatever is published to demo.ticker -----------------------------------------
+
+const ticker = connect('/ws', { protocol, backoff });
+watch('ticker', ticker);
+
+const tiles = new Map(); // symbol -> {root, price, chg, time, line, history, last}
+const MAX_TILES = 12;
+let ticks = 0;
+
+function tile(symbol) {
+  let t = tiles.get(symbol);
+  if (t) return t;
+  if (tiles.size >= MAX_TILES) {
+    // Keep the screen to the symbols that move: drop the one updated longest ago.
+    let oldest = null;
+    for (const [s, v] of tiles) if (!oldest || v.at < oldest[1].at) oldest = [s, v];
+    oldest[1].root.remove();
+    tiles.delete(oldest[0]);
+  }
+  const svg = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
+  svg.setAttribute('viewBox', '0 0 100 28');
+  svg.setAttribute('preserveAspectRatio', 'none');
+  const line = document.createElementNS('http://www.w3.org/2000/svg', 'polyline');
+  svg.append(line);
+  t = {
+    price: el('div', { class: 'price' }),
+    chg: el('div', { class: 'chg' }, '—'),
+    time: el('time'),
+    line,
+    history: [],
+    last: null,
+    at: 0,
+  };
+  t.root = el('div', { class: 'tile', dataset: { symbol } }, el('div', { class: 'sym' }, symbol, t.time), t.price, t.chg, svg);
+  $('ticker-empty')?.remove();
+  $('ticker').append(t.root);
+  tiles.set(symbol, t);
+  return t;
+}
+
+function showPrice(symbol, price) {
+  const t = tile(symbol);
+  const prev = t.last;
+  t.last = price;
+  t.at = performance.now();
+  t.price.textContent = price.toFixed(2);
+  t.time.textContent = clock();
+  if (prev !== null && prev !== 0) {
+    const d = price - prev;
+    t.chg.className = 'chg ' + (d > 0 ? 'up' : d < 0 ? 'down' : '');
+    t.chg.textContent = `${d >= 0 ? '▲ +' : '▼ '}${d.toFixed(2)} (${((d / prev) * 100).toFixed(2)}%)`;
+    t.root.classList.remove('flash-up', 'flash-down');
+    void t.root.offsetWidth; // restart the flash
+    if (d !== 0) t.root.classList.add(d > 0 ? 'flash-up' : 'flash-down');
+    setTimeout(() => t.root.classList.remove('flash-up', 'flash-down'), 150);
+  }
+  t.history.push(price);
+  if (t.history.length > 60) t.history.shift();
+  const lo = Math.min(...t.history);
+  const hi = Math.max(...t.history);
+  const span = hi - lo || 1;
+  const n = Math.max(t.history.length - 1, 1);
+  t.line.setAttribute('points', t.history.map((p, i) => `${((i / n) * 100).toFixed(1)},${(26 - ((p - lo) / span) * 24).toFixed(1)}`).join(' '));
+}
+
+function show(value) {
+  if (value instanceof Uint8Array) return `<${value.length} bytes>`;
+  try {
+    return JSON.stringify(value);
+  } catch {
+    return String(value);
+  }
+}
+
+ticker.subscribe('demo.ticker', (data) => {
+  ticks++;
+  $('tick-count').textContent = fmt.format(ticks);
+  prepend($('tape'), el('li', {}, el('time', {}, clock()), el('span', { class: 'json' }, show(data))), 20);
+  if (data && typeof data === 'object' && typeof data.symbol === 'string' && data.symbol !== '') {
+    const price = Number(data.price);
+    if (Number.isFinite(price)) showPrice(data.symbol, price);
+  }
+}).catch((e) => logEvent(`ticker: subscribe failed: ${e.code} ${e.msg}`, 'bad'));
+
+$('curl-hint').textContent =
+  `curl -X POST '${location.origin}/publish?topic=demo.ticker' \\\n  -H 'Content-Type: application/json' -d '{"symbol":"ACME","price":12.5}'`;
+
+// The demo feed publishes a random walk from this page, over the ticker's own connection.
+let feed = null;
+const walk = { ACME: 12.5, GLOBEX: 48.2, INITECH: 7.9, UMBRELLA: 131.4, HOOLI: 222.0 };
+$('feed').addEventListener('click', (ev) => {
+  const btn = ev.currentTarget;
+  if (feed) {
+    clearInterval(feed);
+    feed = null;
+    btn.setAttribute('aria-pressed', 'false');
+    btn.textContent = 'Start demo feed';
+    return;
+  }
+  btn.setAttribute('aria-pressed', 'true');
+  btn.textContent = 'Stop demo feed';
+  feed = setInterval(() => {
+    const syms = Object.keys(walk);
+    const s = syms[Math.floor(Math.random() * syms.length)];
+    walk[s] = Math.max(0.01, Math.round(walk[s] * (1 + (Math.random() - 0.5) * 0.01) * 100) / 100);
+    ticker.publish('demo.ticker', { symbol: s, price: walk[s] }).catch((e) => {
+      logEvent(`feed: ${e.code} ${e.msg}`, 'bad');
+      if (feed) btn.click();
+    });
+  }, 250);
+});
+
+// --- chat: publish with ack on its own connection -----------------------------------------
+
+const chat = connect('/ws', { protocol, backoff });
+watch('chat', chat);
+
+const nameInput = $('chat-name');
+nameInput.value = localStorage.getItem('subsock.demo.name') || `guest-${Math.floor(1000 + Math.random() * 9000)}`;
+nameInput.addEventListener('change', () => localStorage.setItem('subsock.demo.name', nameInput.value.trim()));
+const me = Math.random().toString(36).slice(2); // tells this tab's own messages apart
+
+function hue(s) {
+  let h = 0;
+  for (const c of s) h = (h * 31 + c.codePointAt(0)) % 360;
+  return h;
+}
+
+chat.subscribe('demo.chat', (m) => {
+  if (!m || typeof m !== 'object') return;
+  const name = String(m.name ?? 'anon').slice(0, 24);
+  const who = el('span', { class: 'who' }, name);
+  who.style.color = `hsl(${hue(name)} 70% 68%)`;
+  const at = typeof m.ts === 'number' ? new Date(m.ts) : new Date();
+  const log = $('chat-log');
+  const stick = log.scrollTop + log.clientHeight >= log.scrollHeight - 8;
+  log.append(el('li', { class: m.from === me ? 'mine' : '' }, el('time', {}, clock(at)), who, el('span', { class: 'text' }, String(m.text ?? ''))));
+  while (log.children.length > 200) log.firstElementChild.remove();
+  if (stick) log.scrollTop = log.scrollHeight;
+}).catch((e) => logEvent(`chat: subscribe failed: ${e.code} ${e.msg}`, 'bad'));
+
+$('chat-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const input = $('chat-text');
+  const text = input.value.trim();
+  if (!text) return;
+  const name = nameInput.value.trim() || 'anon';
+  input.value = '';
+  $('chat-error').textContent = '';
+  try {
+    await chat.publish('demo.chat', { name, text, ts: Date.now(), from: me }, { ack: true });
+  } catch (e) {
+    $('chat-error').textContent = `not sent (${e.code}): ${e.msg}`;
+    input.value = text;
+  }
+});
+
+// --- node figures: GET /stats every second, rates from deltas -----------------------------
+
+$('node-addr').textContent = location.host;
+
+const series = {
+  labels: [],
+  conns: [],
+  subs: [],
+  inRate: [],
+  outRate: [],
+};
+{
+  const now = Date.now();
+  for (let i = FIRST_WINDOW - 1; i >= 0; i--) {
+    series.labels.push(clock(new Date(now - i * 1000)));
+    for (const k of ['conns', 'subs', 'inRate', 'outRate']) series[k].push(null);
+  }
+}
+
+let leadIn = FIRST_WINDOW; // empty samples in front, each replaced by a real one
+
+function push(label, conns, subs, inRate, outRate) {
+  const v = { labels: label, conns, subs, inRate, outRate };
+  let drop = series.labels.length >= WINDOW;
+  if (leadIn > 0) {
+    leadIn--;
+    drop = true;
+  }
+  for (const k of Object.keys(v)) {
+    if (drop) series[k].shift();
+    series[k].push(v[k]);
+  }
+}
+
+const charts = [];
+function makeCharts() {
+  const Chart = window.Chart;
+  if (!Chart) {
+    logEvent('charts unavailable: vendor/chart.umd.min.js did not load', 'bad');
+    return;
+  }
+  Chart.defaults.color = '#8593ad';
+  Chart.defaults.borderColor = '#1b2640';
+  Chart.defaults.font.family = getComputedStyle(document.body).fontFamily;
+  const common = {
+    animation: false,
+    responsive: true,
+    maintainAspectRatio: false,
+    interaction: { mode: 'index', intersect: false },
+    elements: { point: { radius: 0, hitRadius: 6 }, line: { borderWidth: 2, tension: 0.25 } },
+    plugins: { legend: { position: 'top', align: 'end', labels: { boxWidth: 10, boxHeight: 10 } } },
+    scales: {
+      x: { ticks: { maxTicksLimit: 6, maxRotation: 0, autoSkip: true }, grid: { display: false } },
+      y: { beginAtZero: true, ticks: { precision: 0, maxTicksLimit: 6 } },
+    },
+  };
+  const line = (label, data, color, fill, yAxisID = 'y') => ({
+    label, data, borderColor: color, backgroundColor: color + '22', fill, spanGaps: false, yAxisID,
+  });
+  // Subscriptions usually outnumber connections many times over: they get their own axis.
+  charts.push(new Chart($('chart-conns'), {
+    type: 'line',
+    data: {
+      labels: series.labels,
+      datasets: [line('connections', series.conns, '#22c55e', true), line('subscriptions (right axis)', series.subs, '#f59e0b', false, 'y1')],
+    },
+    options: {
+      ...common,
+      scales: {
+        ...common.scales,
+        y1: { position: 'right', beginAtZero: true, grid: { display: false }, ticks: { precision: 0, maxTicksLimit: 6, color: '#f59e0b' } },
+      },
+    },
+  }));
+  charts.push(new Chart($('chart-rates'), {
+    type: 'line',
+    data: {
+      labels: series.labels,
+      datasets: [line('in / s', series.inRate, '#a78bfa', false), line('out / s', series.outRate, '#38bdf8', true)],
+    },
+    options: common,
+  }));
+}
+
+let prev = null; // {t, MessagesIn, MessagesOut}
+let peakOut = 0;
+
+function setKPI(key, value) {
+  const node = $('kpi-' + key);
+  if (!node) return;
+  node.textContent = value === null || value === undefined ? '–' : fmt.format(value);
+  if (typeof value === 'number' && value > 0) node.dataset.nonzero = '';
+}
+
+async function sample() {
+  const label = clock();
+  let s;
+  try {
+    const r = await fetch('/stats', { cache: 'no-store' });
+    if (!r.ok) throw new Error(`HTTP ${r.status}`);
+    s = await r.json();
+  } catch {
+    // A gap in the charts shows the node was unreachable; the next sample restarts the rates.
+    prev = null;
+    setHealth('unreachable', 'GET /stats failed');
+    push(label, null, null, null, null);
+    return;
+  }
+  const t = performance.now();
+  let inRate = null;
+  let outRate = null;
+  // A counter that went down means the node restarted: that second has no rate.
+  if (prev && s.MessagesIn >= prev.MessagesIn && s.MessagesOut >= prev.MessagesOut) {
+    const dt = (t - prev.t) / 1000;
+    inRate = Math.round((s.MessagesIn - prev.MessagesIn) / dt);
+    outRate = Math.round((s.MessagesOut - prev.MessagesOut) / dt);
+  }
+  prev = { t, MessagesIn: s.MessagesIn, MessagesOut: s.MessagesOut };
+  for (const k of ['Connections', 'TCPConns', 'Subscriptions', 'Topics', 'BrokerTopics', 'MessagesIn', 'MessagesOut', 'SlowCloses', 'Heartbeat']) setKPI(k, s[k]);
+  setKPI('in', inRate);
+  setKPI('out', outRate);
+  // Fan-out: messages delivered per message published, over the node's life.
+  $('fanout').textContent = s.MessagesIn > 0 ? `×${(s.MessagesOut / s.MessagesIn).toFixed(1)}` : '–';
+  if (outRate !== null && outRate > peakOut) {
+    peakOut = outRate;
+    $('peak-out').textContent = fmt.format(peakOut);
+  }
+  push(label, s.Connections, s.Subscriptions, inRate, outRate);
+}
+
+function setHealth(state, title) {
+  const b = $('health');
+  b.dataset.health = state;
+  b.textContent = state === 'ok' ? 'healthy' : state;
+  b.title = title;
+}
+
+async function health() {
+  try {
+    const r = await fetch('/healthz', { cache: 'no-store' });
+    const h = await r.json();
+    setHealth(h.status === 'ok' ? 'ok' : h.status, h.broker ? `broker: ${h.broker}` : `GET /healthz: ${h.status}`);
+  } catch {
+    setHealth('unreachable', 'GET /healthz failed');
+  }
+}
+
+makeCharts();
+let busy = false;
+async function tick() {
+  if (busy) return; // a slow node must not pile up requests
+  busy = true;
+  try {
+    await sample();
+    for (const c of charts) c.update('none');
+  } finally {
+    busy = false;
+  }
+}
+tick();
+setInterval(tick, 1000);
+health();
+setInterval(health, 5000);
+
+// For debugging from the console: the two clients.
+window.subsockDemo = { ticker, chat };
