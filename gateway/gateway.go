@@ -34,7 +34,6 @@ type Gateway struct {
 	counters
 	wsConns    atomic.Int64
 	codecConns [len(codecs)]atomic.Int64
-	clock      atomic.Int64 // ms, advanced by the wheel
 	draining   atomic.Bool
 
 	mu   sync.Mutex
@@ -47,7 +46,6 @@ type Gateway struct {
 func New(cfg Config) (*Gateway, error) {
 	cfg = cfg.withDefaults()
 	g := &Gateway{cfg: cfg, log: cfg.Logger, stop: make(chan struct{}), fanout: newFanoutHistogram()}
-	g.clock.Store(time.Now().UnixMilli())
 	if err := g.sec.init(cfg.Security); err != nil {
 		return nil, err
 	}

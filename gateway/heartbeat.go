@@ -64,8 +64,7 @@ func (w *wheel) each(fn func(*session)) {
 	}
 }
 
-// run ticks until stop is closed. The gateway clock it keeps (milliseconds)
-// is what sessions stamp on input, so reads never call time.Now.
+// run ticks until stop is closed.
 func (w *wheel) run(stop <-chan struct{}) {
 	g := w.g
 	step := g.cfg.PingInterval / wheelSlots
@@ -80,7 +79,6 @@ func (w *wheel) run(stop <-chan struct{}) {
 		case <-stop:
 			return
 		case now := <-t.C:
-			g.clock.Store(now.UnixMilli())
 			w.visit(slot, now.UnixMilli())
 			slot = (slot + 1) % wheelSlots
 		}

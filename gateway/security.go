@@ -32,6 +32,7 @@ type SecurityConfig struct {
 	// APIKey, when set, is required by POST /publish.
 	APIKey string
 	// AllowedOrigins is a comma-separated allow-list of Origin hosts, or *.
+	// Empty: only same-host origins (and clients that send no Origin).
 	AllowedOrigins string
 	// MaxConns caps open WebSocket connections; 0 is unlimited.
 	MaxConns int
@@ -52,7 +53,6 @@ type security struct {
 	jwt        *auth.JWT
 	anon       *grants // nil: anonymous clients are refused
 	origins    auth.Origins
-	checkOrig  bool
 	admission  *limit.Admission
 	burst      int
 	everything *grants
@@ -100,14 +100,14 @@ func (sec *security) init(cfg SecurityConfig) error {
 	case sec.jwt == nil || cfg.AllowAnonymous:
 		sec.anon = &grants{subs: anonSubs, pubs: anonPubs}
 	}
-	if cfg.AllowedOrigins != "" {
-		o, err := auth.ParseOrigins(cfg.AllowedOrigins)
-		if err != nil {
-			sec.close()
-			return fmt.Errorf("gateway: allowed origins: %w", err)
-		}
-		sec.origins, sec.checkOrig = o, true
+	// An empty list still checks: same-host origins only, as browsers
+	// expect of a WebSocket server (cross-site WebSocket hijacking).
+	o, err := auth.ParseOrigins(cfg.AllowedOrigins)
+	if err != nil {
+		sec.close()
+		return fmt.Errorf("gateway: allowed origins: %w", err)
 	}
+	sec.origins = o
 	sec.admission = limit.NewAdmission(limit.AdmissionConfig{MaxConns: cfg.MaxConns, Rate: cfg.AcceptRate})
 	sec.burst = cfg.PublishBurst
 	if sec.burst <= 0 {
@@ -138,11 +138,10 @@ func (g *Gateway) beforeUpgrade(s *session, hc *handshakeChecks) (ws.HandshakeHe
 	if g.draining.Load() {
 		return nil, reject(http.StatusServiceUnavailable, "server shutting down", "Retry-After: 5\r\n")
 	}
-	if sec.checkOrig && hc.origin != "" && !sec.origins.Allowed(hc.origin, hc.host) {
-		return nil, reject(http.StatusForbidden, "origin not allowed", "")
-	}
-	if sec.checkOrig && hc.origin == "" && !sec.origins.Allowed("", hc.host) {
-		return nil, reject(http.StatusForbidden, "origin required", "")
+	// Browsers always send Origin; a request without one is not a browser
+	// and cannot be a cross-site hijack.
+	if !sec.origins.Allowed(hc.origin, hc.host) {
+		return nil, reject(http.StatusForbidden, "origin "+hc.origin+" not allowed (see -allowed-origins)", "")
 	}
 	gr, exp, err := g.authenticate(hc)
 	if err != nil {
@@ -157,9 +156,7 @@ func (g *Gateway) beforeUpgrade(s *session, hc *handshakeChecks) (ws.HandshakeHe
 		return nil, reject(http.StatusServiceUnavailable, reason, "Retry-After: "+strconv.Itoa(secs)+"\r\n")
 	}
 	st := &authState{grants: gr, admitted: true}
-	if sec.cfg.PublishRate > 0 {
-		st.limiter = rate.NewLimiter(rate.Limit(sec.cfg.PublishRate), sec.burst)
-	}
+	st.limiter = limit.NewPublishLimiter(sec.cfg.PublishRate, sec.burst)
 	if gr != sec.everything || st.limiter != nil {
 		s.auth = st
 	} else {
@@ -223,7 +220,7 @@ func (g *Gateway) authorize(s *session, topic string, pub bool) *proto.Error {
 }
 
 func (g *Gateway) allowPublish(s *session) *proto.Error {
-	if s.auth == nil || s.auth.limiter == nil || s.auth.limiter.Allow() {
+	if s.auth == nil || limit.Allow(s.auth.limiter) {
 		return nil
 	}
 	return &proto.Error{Code: proto.CodeRateLimited, Msg: fmt.Sprintf("over %g publishes per second", g.sec.cfg.PublishRate)}

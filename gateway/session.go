@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"sync/atomic"
+	"time"
 
 	"github.com/cloudwego/netpoll"
 
@@ -19,7 +20,7 @@ const (
 // seen are touched only from OnData and OnClose, which netpoll serialises.
 type session struct {
 	c     *poller.Conn
-	seen  atomic.Int64 // gateway clock (ms) at the last inbound bytes
+	seen  atomic.Int64 // unix ms of the last inbound bytes
 	exp   atomic.Int64 // token expiry (unix ms), 0 when none
 	in    []byte       // partial input kept between reads (nil when none)
 	asm   frame.Assembler
@@ -34,7 +35,7 @@ type session struct {
 // OnOpen implements poller.Handler.
 func (g *Gateway) OnOpen(c *poller.Conn) {
 	s := &session{c: c}
-	s.seen.Store(g.clock.Load())
+	s.seen.Store(time.Now().UnixMilli())
 	c.Value = s
 	g.wheel.add(s)
 }
@@ -47,7 +48,7 @@ func (g *Gateway) OnData(c *poller.Conn, r netpoll.Reader) {
 	if n == 0 {
 		return
 	}
-	s.seen.Store(g.clock.Load())
+	s.seen.Store(time.Now().UnixMilli())
 	if s.done {
 		_ = r.Skip(n)
 		_ = r.Release()
