@@ -76,6 +76,8 @@ type Router struct {
 
 	subscribes, unsubscribes, errors atomic.Uint64
 
+	called chan struct{} // closed and replaced after each batch of upstream calls (Ready waits on it)
+
 	kick   chan struct{} // cap 1: pending or lingering became non-empty, or pending is full
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -85,6 +87,7 @@ type Router struct {
 type route struct {
 	refs   int    // Acquires minus Releases; negative while a Release overtook its Acquire
 	up     bool   // subscribed upstream, or about to be by the call under way
+	live   bool   // the subscribe call for this route has returned
 	queued bool   // in Router.pending
 	gen    uint32 // bumped by each first Acquire and last Release; stale lingers do not match
 }
@@ -103,6 +106,7 @@ func NewRouter(b Broker, cfg RouterConfig) *Router {
 		cfg:    cfg.withDefaults(),
 		routes: make(map[string]route),
 		kick:   make(chan struct{}, 1),
+		called: make(chan struct{}),
 		ctx:    ctx,
 		cancel: cancel,
 	}
@@ -174,6 +178,29 @@ func (r *Router) Release(topic string) {
 	r.putLocked(topic, rt)
 }
 
+// Ready waits until the upstream subscription for topic has been made
+// (the call returned, successfully or not: a broker that failed keeps the
+// interest and restores it when it reconnects), so a node can acknowledge a
+// subscription only once messages published upstream will reach it. It
+// returns at once for a topic that is live or no longer held.
+func (r *Router) Ready(ctx context.Context, topic string) error {
+	for {
+		r.mu.Lock()
+		rt, ok := r.routes[topic]
+		if !ok || rt.live || rt.refs <= 0 || r.closed {
+			r.mu.Unlock()
+			return nil
+		}
+		ch := r.called
+		r.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
 // Held is the number of topics subscribed upstream, pending subscription,
 // or lingering before their unsubscription.
 func (r *Router) Held() int {
@@ -201,6 +228,8 @@ func (r *Router) Close() error {
 		return nil
 	}
 	r.closed = true
+	close(r.called) // wake Ready
+	r.called = make(chan struct{})
 	r.mu.Unlock()
 	r.cancel()
 	r.wg.Wait()
@@ -219,6 +248,7 @@ func (r *Router) run() {
 		r.call(subs, true)
 		r.call(unsubs, false)
 		if len(subs) > 0 || len(unsubs) > 0 {
+			r.markCalled(subs)
 			continue // more may have become due during the calls
 		}
 		if wait > 0 {
@@ -270,7 +300,7 @@ func (r *Router) due(now time.Time) (subs, unsubs []string, wait time.Duration) 
 			if !ok || rt.gen != l.gen || rt.refs > 0 || !rt.up {
 				continue // acquired again since
 			}
-			rt.up = false
+			rt.up, rt.live = false, false
 			r.held--
 			r.putLocked(l.topic, rt)
 			unsubs = append(unsubs, l.topic)
@@ -294,6 +324,20 @@ func (r *Router) due(now time.Time) (subs, unsubs []string, wait time.Duration) 
 		wait = max(next.Sub(now), time.Nanosecond)
 	}
 	return subs, unsubs, wait
+}
+
+// markCalled flags the topics just subscribed as live and wakes Ready.
+func (r *Router) markCalled(subs []string) {
+	r.mu.Lock()
+	for _, t := range subs {
+		if rt, ok := r.routes[t]; ok && rt.up {
+			rt.live = true
+			r.routes[t] = rt
+		}
+	}
+	close(r.called)
+	r.called = make(chan struct{})
+	r.mu.Unlock()
 }
 
 // putLocked stores rt, or forgets it when it holds nothing.

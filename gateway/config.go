@@ -33,6 +33,9 @@ type Config struct {
 	DrainTimeout time.Duration
 	// Broker is the backbone URL (see broker.Open). Default: "memory".
 	Broker string
+	// OpenBroker, when set, builds the broker instead of Broker: for
+	// embedding a node beside a broker its host already runs.
+	OpenBroker func(broker.Handler) (broker.Broker, error)
 	// BrokerOptions are passed to broker.Open.
 	BrokerOptions broker.Options
 	// Router tunes interest routing (linger, batching).

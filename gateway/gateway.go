@@ -59,7 +59,12 @@ func New(cfg Config) (*Gateway, error) {
 		return nil, fmt.Errorf("gateway: poller: %w", err)
 	}
 	g.poller = p
-	b, err := broker.Open(cfg.Broker, g.deliver, cfg.BrokerOptions)
+	var b broker.Broker
+	if cfg.OpenBroker != nil {
+		b, err = cfg.OpenBroker(g.deliver)
+	} else {
+		b, err = broker.Open(cfg.Broker, g.deliver, cfg.BrokerOptions)
+	}
 	if err != nil {
 		_ = p.Close()
 		g.sec.close()

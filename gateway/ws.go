@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/gobwas/ws"
 	"go.uber.org/zap"
@@ -163,6 +164,17 @@ func (g *Gateway) subscribe(s *session, topics []string) *proto.Error {
 		// bytes are held once however many connections subscribe.
 		if _, first := g.reg.Join(t, s, &s.subs); first {
 			g.router.Acquire(t)
+		}
+	}
+	// Acknowledge only once upstream interest is in place, so a publish
+	// made after the ack reaches this subscriber. Live topics return at
+	// once; a new one waits for the Router's next batch (-interest-batch-delay).
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, t := range topics {
+		if err := g.router.Ready(ctx, t); err != nil {
+			return &proto.Error{Code: proto.CodeUnavailable,
+				Msg: "subscribed here, but the broker has not confirmed " + t + " yet; messages resume when it does"}
 		}
 	}
 	return nil
