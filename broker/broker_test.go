@@ -25,6 +25,7 @@ var brokerCases = []struct {
 	{"cluster-keyslot", testClusterKeySlot},
 	{"cluster-slot-migration", testClusterSlotMigration},
 	{"restart", testRestart},
+	{"close-while-down", testCloseWhileDown},
 }
 
 func TestBroker(t *testing.T) {
@@ -298,5 +299,26 @@ func testClusterSlotMigration(t *testing.T, bb *backbone) {
 	})
 	if err := b.Health(); err != nil {
 		t.Fatalf("Health after the move: %v", err)
+	}
+}
+
+// testCloseWhileDown: Close returns (and stops the reconnect loop) while
+// the backbone is unreachable.
+func testCloseWhileDown(t *testing.T, bb *backbone) {
+	b := bb.open(t, newInbox().handle)
+	mustSubscribe(t, b, "cd.a")
+	bb.stop()
+	t.Cleanup(bb.start)
+	eventually(t, "Health to report the outage", func() error {
+		if b.Health() == nil {
+			return errors.New("Health is nil")
+		}
+		return nil
+	})
+	if err := b.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := b.Health(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Health after Close = %v, want ErrClosed", err)
 	}
 }

@@ -1,0 +1,100 @@
+package broker
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+
+	"github.com/subsock/subsock/internal/testserver"
+)
+
+// benchRoundTrip publishes one message at a time and waits for it to come
+// back through the backbone to the same node's Handler.
+func benchRoundTrip(b *testing.B, open func(h Handler) Broker, size int) {
+	back := make(chan struct{}, 1)
+	br := open(func(string, []byte) { back <- struct{}{} })
+	defer br.Close()
+	ctx := context.Background()
+	if err := br.Subscribe(ctx, "bench"); err != nil {
+		b.Fatal(err)
+	}
+	payload := make([]byte, size)
+	b.SetBytes(int64(size))
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := br.Publish(ctx, "bench", payload); err != nil {
+			b.Fatal(err)
+		}
+		<-back
+	}
+}
+
+func openBench(b *testing.B, url string) func(Handler) Broker {
+	return func(h Handler) Broker {
+		br, err := Open(url, h, Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return br
+	}
+}
+
+func BenchmarkRoundTrip_Memory_64B(b *testing.B) {
+	benchRoundTrip(b, func(h Handler) Broker { return NewMemory(h) }, 64)
+}
+
+func BenchmarkRoundTrip_Redis_64B(b *testing.B) {
+	benchRoundTrip(b, openBench(b, testserver.Redis(b).URL), 64)
+}
+
+func BenchmarkRoundTrip_Redis_4KiB(b *testing.B) {
+	benchRoundTrip(b, openBench(b, testserver.Redis(b).URL), 4096)
+}
+
+func BenchmarkRoundTrip_NATS_64B(b *testing.B) {
+	benchRoundTrip(b, openBench(b, testserver.NATS(b).URL), 64)
+}
+
+// BenchmarkMemoryPublish_100Nodes is one publish fanned out to 100 nodes
+// on one bus.
+func BenchmarkMemoryPublish_100Nodes(b *testing.B) {
+	bus := NewMemoryBus()
+	var got atomic.Int64
+	for range 100 {
+		n := bus.Attach(func(string, []byte) { got.Add(1) })
+		if err := n.Subscribe(context.Background(), "t"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	pub := bus.Attach(func(string, []byte) {})
+	payload := make([]byte, 64)
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := pub.Publish(context.Background(), "t", payload); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkRouterAcquireRelease is the contended path: many sessions'
+// first-subscriber and last-subscriber transitions on distinct topics.
+func BenchmarkRouterAcquireRelease(b *testing.B) {
+	r := NewRouter(NewMemory(func(string, []byte) {}), RouterConfig{})
+	defer r.Close()
+	topics := make([]string, 4096)
+	for i := range topics {
+		topics[i] = fmt.Sprintf("topic.%d", i)
+	}
+	var next atomic.Uint64
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		i := next.Add(1) * 7919
+		for pb.Next() {
+			t := topics[i%uint64(len(topics))]
+			r.Acquire(t)
+			r.Release(t)
+			i++
+		}
+	})
+}
