@@ -3,8 +3,10 @@ package demo_test
 import (
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -62,7 +64,13 @@ func tickerPrice(t *testing.T, symbol string) string {
 // are charted, and after the node restarts on the same address the page reconnects,
 // resubscribes and shows new publishes.
 func TestDemoPageInChromium(t *testing.T) {
-	node := browsertest.StartNode(t, gateway.Config{}, map[string]http.Handler{"/": demo.Handler()})
+	// examples/browser is served from another origin, as an application's own site would be:
+	// the node must allow that origin for WebSockets and serves /js/ with CORS.
+	example := httptest.NewServer(http.FileServer(http.Dir(filepath.Join("..", "examples", "browser"))))
+	t.Cleanup(example.Close)
+	node := browsertest.StartNode(t, gateway.Config{
+		Security: gateway.SecurityConfig{AllowedOrigins: strings.TrimPrefix(example.URL, "http://")},
+	}, map[string]http.Handler{"/": demo.Handler()})
 	tab := browsertest.NewTab(t)
 	tab.Do("open the page", 30*time.Second,
 		chromedp.EmulateViewport(1440, 1000),
@@ -122,13 +130,9 @@ func TestDemoPageInChromium(t *testing.T) {
 	tab.Wait("msgpack negotiated", `document.querySelector("#status-ticker .detail").textContent.startsWith("msgpack")`, 5*time.Second)
 	publishUntil(t, tab, node, "demo.ticker", `{"symbol":"GLOBEX","price":48.25}`, "GLOBEX at 48.25 over msgpack", tickerPrice(t, "GLOBEX")+` === "48.25"`)
 
-	// examples/browser/index.html, opened from disk, imports the client from the node's /js/
-	// across origins and talks to its /ws.
-	example, err := filepath.Abs(filepath.Join("..", "examples", "browser", "index.html"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tab.Do("open examples/browser/index.html from disk", 30*time.Second, chromedp.Navigate("file://"+example+"?node="+node.Addr()))
+	// examples/browser/index.html on its own origin imports the client from the node's /js/
+	// and talks to its /ws.
+	tab.Do("open examples/browser/index.html", 30*time.Second, chromedp.Navigate(example.URL+"/?node="+node.Addr()))
 	tab.Wait("the example to connect", `document.getElementById("status")?.dataset.state === "open"`, 15*time.Second)
 	tab.Do("publish from the example's form", 10*time.Second, chromedp.Click(chromedp.CSS("#send button")))
 	tab.Wait("the example's publish acked", `document.getElementById("result").textContent === "acked"`, 10*time.Second)

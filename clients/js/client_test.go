@@ -1,12 +1,14 @@
 package js_test
 
 import (
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -19,6 +21,7 @@ import (
 	"github.com/subsock/subsock/clients/js"
 	"github.com/subsock/subsock/demo/browsertest"
 	"github.com/subsock/subsock/gateway"
+	"github.com/subsock/subsock/proto"
 )
 
 // result is one case of testdata/harness.js.
@@ -35,12 +38,6 @@ type result struct {
 // server that never answers (for the heartbeat). Each case becomes a subtest.
 func TestClientInChromium(t *testing.T) {
 	secret := []byte("browser-test-secret")
-	// Tokens expire fast and the wheel visits each connection every PingInterval, so
-	// expiry (4001) is noticed within half a second.
-	jwtNode := browsertest.StartNode(t, gateway.Config{
-		PingInterval: 500 * time.Millisecond,
-		Security:     gateway.SecurityConfig{JWT: auth.Config{Secret: secret}},
-	}, nil)
 	node := browsertest.StartNode(t, gateway.Config{
 		Security: gateway.SecurityConfig{AnonymousSubs: []string{"test.>"}, AnonymousPubs: []string{"test.>"}},
 	}, map[string]http.Handler{
@@ -48,6 +45,16 @@ func TestClientInChromium(t *testing.T) {
 		"/t/":    http.StripPrefix("/t/", http.FileServer(http.Dir("testdata"))),
 		"/token": tokenHandler(t, secret),
 	})
+	// Tokens expire fast and the wheel visits each connection every PingInterval, so
+	// expiry (4001) is noticed within half a second. The harness page is served by the
+	// other node, so that origin must be allowed.
+	jwtNode := browsertest.StartNode(t, gateway.Config{
+		PingInterval: 500 * time.Millisecond,
+		Security: gateway.SecurityConfig{
+			JWT:            auth.Config{Secret: secret},
+			AllowedOrigins: node.Addr(),
+		},
+	}, nil)
 	silent := startSilentServer(t)
 
 	page := node.URL() + "/t/harness.html?jwt=" + jwtNode.Addr() + "&silent=" + silent
@@ -71,6 +78,23 @@ func TestClientInChromium(t *testing.T) {
 			}
 		})
 	}
+	t.Run("validTopic agrees with proto.ValidTopic", func(t *testing.T) {
+		topics := []string{
+			"a", "a.b", "prices.AAPL", "a*b", "a>b", "*a", "a.*b.c", "~!@#$%^&()_+{}|:<>?", strings.Repeat("x", 256),
+			"", ".", "a.", ".a", "a..b", "a b", "a\tb", "*", ">", "a.*", "a.>", "*.a", "a.>.b", strings.Repeat("x", 257),
+			"caf\u00e9", "a\x7fb", "a\x00", strings.Repeat("a.", 128)[:255],
+		}
+		in, err := json.Marshal(topics)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := browsertest.Eval[[]bool](tab, `import("/js/subsock.js").then(m => `+string(in)+`.map(t => m.validTopic(t) === null))`)
+		for i, topic := range topics {
+			if want := proto.ValidTopic(topic) == nil; got[i] != want {
+				t.Errorf("topic %q: valid in JS %v, in Go %v", topic, got[i], want)
+			}
+		}
+	})
 	if ex := tab.Exceptions(); len(ex) > 0 {
 		t.Errorf("uncaught exceptions in the harness: %q", ex)
 	}

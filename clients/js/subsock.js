@@ -342,7 +342,6 @@ export class Client {
       if (this.#token === undefined && typeof this.#opts.token === 'function') this.#token = await this.#opts.token();
       token = this.#token;
     } catch (e) {
-      this.#token = undefined;
       this.#emit('error', new SubsockError('token', `token function failed: ${e?.message ?? e}`));
       return this.#retry(CloseCode.ABNORMAL, 'no token', false);
     }
@@ -392,8 +391,9 @@ export class Client {
       t.subscribed = false;
       clearTimeout(t.retryTimer);
     }
-    if (!opened) this.#token = undefined; // the handshake may have been refused for the token
-    if (code === CloseCode.TOKEN_EXPIRED) this.#token = undefined;
+    // A refused handshake may have been refused for the token, and 4001 certainly was: ask the
+    // token function for a fresh one (a fixed string token is all there is, so it stays).
+    if ((!opened || code === CloseCode.TOKEN_EXPIRED) && typeof this.#opts.token === 'function') this.#token = undefined;
     this.#retry(code, reason, opened);
   }
 

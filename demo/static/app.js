@@ -6,6 +6,8 @@ const params = new URLSearchParams(location.search);
 const protocol = params.get('protocol') === 'msgpack' ? 'msgpack' : 'json';
 // A demo wants to come back quickly after a node restart; production pages keep the defaults.
 const backoff = { min: 250, max: 5000 };
+// A node that requires tokens: open the page with ?token=<jwt> (it must allow demo.*).
+const token = params.get('token') || undefined;
 const WINDOW = 300; // chart samples kept: 5 minutes at 1 per second
 const FIRST_WINDOW = 60; // a fresh page shows the last minute and widens to WINDOW as samples come
 const $ = (id) => document.getElementById(id);
@@ -69,7 +71,7 @@ function watch(name, client) {
 
 // --- ticker: whatever is published to demo.ticker -----------------------------------------
 
-const ticker = connect('/ws', { protocol, backoff });
+const ticker = connect('/ws', { protocol, backoff, token });
 watch('ticker', ticker);
 
 const tiles = new Map(); // symbol -> {root, price, chg, time, line, history, last}
@@ -181,7 +183,7 @@ $('feed').addEventListener('click', (ev) => {
 
 // --- chat: publish with ack on its own connection -----------------------------------------
 
-const chat = connect('/ws', { protocol, backoff });
+const chat = connect('/ws', { protocol, backoff, token });
 watch('chat', chat);
 
 const nameInput = $('chat-name');

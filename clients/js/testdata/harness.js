@@ -352,16 +352,56 @@ test('a silent server is detected (4000) and the client reconnects', async () =>
   await when(c, 'state', (s) => s === 'open', 3000); // it dials again
 });
 
+async function fetchToken(ttl) {
+  const r = await fetch(`/token?ttl=${ttl}`);
+  if (!r.ok) throw new Error(`GET /token: ${r.status}`);
+  return r.text();
+}
+
+test('a fixed string token is sent as ?token=', async () => {
+  assert(q.get('jwt'), 'no token node given');
+  const c = await open({ token: await fetchToken(60) }, `ws://${q.get('jwt')}/ws`);
+  await c.publish(topic('static'), 1, { ack: true });
+});
+
+test('a failing token function is reported and retried', async () => {
+  assert(q.get('jwt'), 'no token node given');
+  let calls = 0;
+  const token = () => {
+    if (++calls === 1) throw new Error('token backend down');
+    return fetchToken(60);
+  };
+  const c = connect(`ws://${q.get('jwt')}/ws`, { backoff: FAST, token });
+  cleanups.push(() => c.close());
+  const errored = when(c, 'error', (e) => e.code === 'token' && e.msg.includes('token backend down'));
+  const opened = when(c, 'state', (s) => s === 'open');
+  await errored;
+  await opened;
+  eq(calls, 2, 'token calls');
+});
+
+test('refreshToken() hands a fresh token over in band: no 4001 at the old expiry', async () => {
+  assert(q.get('jwt'), 'no token node given');
+  const ttls = [2, 60];
+  const c = await open({ token: () => fetchToken(ttls.shift() ?? 60) }, `ws://${q.get('jwt')}/ws`);
+  await c.refreshToken(); // resolves on the server's ack
+  eq(ttls, [], 'tokens fetched');
+  const states = [];
+  c.on('state', (s) => states.push(s));
+  // Past the first token's expiry, with the node checking every 500 ms.
+  await new Promise((resolve) => setTimeout(resolve, 3000));
+  eq(states, [], 'state changes after the refresh');
+  await c.publish(topic('refreshed'), 1, { ack: true });
+});
+
 test('token expiry (4001): a fresh token, an immediate reconnect, subscriptions restored', async () => {
   assert(q.get('jwt'), 'no token node given');
   const calls = [];
-  const token = async () => {
+  const token = () => {
     // The first token lives two seconds, later ones a minute.
     const ttl = calls.length === 0 ? 2 : 60;
     calls.push(ttl);
-    const r = await fetch(`/token?ttl=${ttl}`);
-    if (!r.ok) throw new Error(`GET /token: ${r.status}`);
-    return r.text();
+    return fetchToken(ttl);
   };
   const c = await open({ token }, `ws://${q.get('jwt')}/ws`);
   const t = topic('jwt');
