@@ -365,7 +365,7 @@ func (r *Router) call(topics []string, sub bool) {
 			err = r.b.Unsubscribe(ctx, batch...)
 		}
 		cancel()
-		if err != nil {
+		if err != nil && r.ctx.Err() == nil { // a call cut short by Close is no failure
 			r.errors.Add(1)
 			if r.cfg.OnError != nil {
 				r.cfg.OnError(err)
