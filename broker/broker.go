@@ -37,7 +37,7 @@ type Broker interface {
 
 // Stats are cumulative counters.
 type Stats struct {
-	Errors     uint64 // failed publishes, (un)subscribes and connection losses
+	Errors     uint64 // failed calls, lost connections and failed reconnect attempts
 	Reconnects uint64 // recoveries after a lost backbone connection
 	Published  uint64 // messages accepted by the backbone
 	Received   uint64 // messages handed to the Handler
