@@ -25,10 +25,13 @@ type conn struct {
 	buf []byte
 	r   int // next unread byte
 	n   int // end of valid bytes
-	// topics (sorted ids) and last (the highest sequence seen per topic)
-	// detect gaps and duplicates per topic.
+	// topics (sorted ids), last (the highest sequence seen per topic) and
+	// count (deliveries per topic) give the gaps when the connection ends:
+	// publishes may overtake each other between concurrent publishers, so
+	// only the final tally tells a missing sequence from a late one.
 	topics []uint32
 	last   []uint32
+	count  []uint32
 	// pendingAcks counts sub requests not yet acknowledged.
 	pendingAcks int
 	subFailed   bool
@@ -250,7 +253,7 @@ func (c *conn) message(p []byte, now time.Time, nowNs int64) error {
 	return nil
 }
 
-// track checks seq against the last sequence seen on topic.
+// track counts a delivery of seq on topic.
 func (c *conn) track(topic []byte, seq uint64) {
 	id, ok := topicID(topic)
 	if !ok {
@@ -260,16 +263,22 @@ func (c *conn) track(topic []byte, seq uint64) {
 	if !found {
 		return
 	}
-	last := uint64(c.last[slot])
-	switch {
-	case seq <= last:
-		c.b.dups++
-	case seq > last+1:
-		c.b.gaps += int64(seq - last - 1)
+	c.count[slot]++
+	c.last[slot] = max(c.last[slot], uint32(min(seq, 1<<32-1)))
+}
+
+// tally returns the sequence numbers missing below each topic's highest
+// (gaps) and the deliveries beyond one per sequence (dups).
+func (c *conn) tally() (gaps, dups int64) {
+	for i, last := range c.last {
+		switch n := c.count[i]; {
+		case n < last:
+			gaps += int64(last - n)
+		case n > last:
+			dups += int64(n - last)
+		}
 	}
-	if seq > last {
-		c.last[slot] = uint32(min(seq, 1<<32-1))
-	}
+	return gaps, dups
 }
 
 // topicID parses the number after the last dot of PREFIX.<n>.

@@ -67,7 +67,8 @@ func readClientFrame(t *testing.T, c net.Conn) ws.Frame {
 }
 
 func newTestConn(w *worker, nc net.Conn, topics ...uint32) *conn {
-	return &conn{w: w, idx: 3, nc: nc, buf: make([]byte, readBufSize), topics: topics, last: make([]uint32, len(topics))}
+	return &conn{w: w, idx: 3, nc: nc, buf: make([]byte, readBufSize), topics: topics,
+		last: make([]uint32, len(topics)), count: make([]uint32, len(topics))}
 }
 
 // TestConnReader drives one client reader with frames as a server writes
@@ -84,11 +85,11 @@ func TestConnReader(t *testing.T) {
 	go func() { defer close(done); c.loop() }()
 
 	var stream []byte
-	stream = append(stream, msgFrame(t, "bench.5", 1, 0, 40)...)
-	stream = append(stream, msgFrame(t, "bench.5", 3, 0, 40)...)    // skips 2: a gap
-	stream = append(stream, msgFrame(t, "bench.5", 2, 0, 40)...)    // late: a duplicate
+	stream = append(stream, msgFrame(t, "bench.5", 3, 0, 40)...)    // overtook 2: not a gap…
+	stream = append(stream, msgFrame(t, "bench.5", 2, 0, 40)...)    // …once 2 arrives
+	stream = append(stream, msgFrame(t, "bench.5", 5, 0, 40)...)    // 1 and 4 never come: two gaps
 	stream = append(stream, msgFrame(t, "bench.0", 1, 1, 40)...)    // another topic, step 1
-	stream = append(stream, msgFrame(t, "bench.0", 2, 1, 10000)...) // larger than the buffer
+	stream = append(stream, msgFrame(t, "bench.0", 1, 1, 10000)...) // a duplicate, larger than the buffer
 	stream = append(stream, msgFrame(t, "bench.99", 1, 1, 40)...)   // not ours: counted, not tracked
 	stream = append(stream, serverFrame(t, ws.OpText, []byte(`{"op":"msg","topic":"x","data":{"k":1}}`))...)
 	stream = append(stream, serverFrame(t, ws.OpText, []byte(`{"op":"err","code":"rate_limited","msg":"slow down"}`))...)
@@ -117,7 +118,7 @@ func TestConnReader(t *testing.T) {
 	<-done
 
 	st := w.stats()
-	if st.Received != 6 || st.Gaps != 1 || st.Dups != 1 || st.Unstamped != 1 || st.ErrReplies != 1 || st.Pings != 1 {
+	if st.Received != 6 || st.Gaps != 2 || st.Dups != 1 || st.Unstamped != 1 || st.ErrReplies != 1 || st.Pings != 1 {
 		t.Fatalf("stats %+v", st)
 	}
 	if st.ReceivedByStep[0] != 3 || st.ReceivedByStep[1] != 3 {

@@ -58,11 +58,14 @@ type workerStats struct {
 	ReceivedByStep []int64 `json:"received_by_step,omitempty"`
 	// LastRecvByStep[s] is the latest receive time (unix ns) of step s.
 	LastRecvByStep []int64 `json:"last_recv_by_step,omitempty"`
-	Gaps           int64   `json:"gaps"`        // deliveries skipped within a topic's sequence
-	Dups           int64   `json:"dups"`        // deliveries at or below a sequence already seen
-	Unstamped      int64   `json:"unstamped"`   // msg frames without a bench payload
-	ErrReplies     int64   `json:"err_replies"` // {"op":"err"} frames
-	Pings          int64   `json:"pings"`
+	// Gaps counts sequence numbers never delivered below the highest one a
+	// connection saw on a topic, Dups deliveries beyond one per sequence;
+	// both are settled when a connection ends.
+	Gaps       int64 `json:"gaps"`
+	Dups       int64 `json:"dups"`
+	Unstamped  int64 `json:"unstamped"`   // msg frames without a bench payload
+	ErrReplies int64 `json:"err_replies"` // {"op":"err"} frames
+	Pings      int64 `json:"pings"`
 	// ServerCloses counts connections the server closed, by close code.
 	ServerCloses map[int]int64 `json:"server_closes,omitempty"`
 	// Errors keeps a count per distinct failure message (a few kinds).

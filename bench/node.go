@@ -193,18 +193,23 @@ const clockTicks = 100
 // cpu returns the node's user+system CPU seconds so far.
 func (p *probe) cpu(ctx context.Context) (float64, error) {
 	if p.pid > 0 {
-		b, err := os.ReadFile(fmt.Sprintf("%s/%d/stat", p.procDir, p.pid))
-		if err != nil {
-			return 0, err
-		}
-		ticks, err := parseStatCPU(b)
-		return float64(ticks) / clockTicks, err
+		return p.procCPU(p.pid)
 	}
 	m, err := p.metrics(ctx)
 	if err != nil {
 		return 0, err
 	}
 	return m["process_cpu_seconds_total"], nil
+}
+
+// procCPU returns the user+system CPU seconds of any process.
+func (p *probe) procCPU(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("%s/%d/stat", p.procDir, pid))
+	if err != nil {
+		return 0, err
+	}
+	ticks, err := parseStatCPU(b)
+	return float64(ticks) / clockTicks, err
 }
 
 // metrics scrapes every target's /metrics and sums the unlabelled series.

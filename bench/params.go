@@ -108,7 +108,9 @@ type Params struct {
 	PayloadSize int `json:"payload_size"`
 	// PublishVia is "http" (POST /publish, keep-alive) or "ws" (op pub).
 	PublishVia string `json:"publish_via"`
-	// Publishers is the number of concurrent HTTP publishers.
+	// Publishers is the number of HTTP publishes in flight at once; the node
+	// answers a publish after queueing its fan-out, so one sender alone would
+	// cap the rate at 1/round-trip.
 	Publishers int    `json:"publishers"`
 	APIKey     string `json:"-"`
 
@@ -124,7 +126,8 @@ type Params struct {
 	DialTimeout time.Duration `json:"dial_timeout_ns"`
 	AckTimeout  time.Duration `json:"ack_timeout_ns"`
 	// SettleTimeout bounds the wait for the node's RSS to settle before a
-	// memory reading; DrainTimeout the wait for in-flight deliveries.
+	// memory reading; DrainTimeout the wait for in-flight deliveries (which
+	// also ends after drainQuiet without a delivery).
 	SettleTimeout time.Duration `json:"settle_timeout_ns"`
 	DrainTimeout  time.Duration `json:"drain_timeout_ns"`
 	// Timeout bounds the whole run.
@@ -144,12 +147,12 @@ func scenarioDefaults(s Scenario) Params {
 		TopicPrefix:        "bench",
 		PayloadSize:        64,
 		PublishVia:         "http",
-		Publishers:         4,
+		Publishers:         128,
 		ConnectConcurrency: 64,
 		DialTimeout:        10 * time.Second,
 		AckTimeout:         10 * time.Second,
 		SettleTimeout:      15 * time.Second,
-		DrainTimeout:       5 * time.Second,
+		DrainTimeout:       30 * time.Second,
 		StepDuration:       3 * time.Second,
 		StepFactor:         1.5,
 		MaxSteps:           8,
@@ -366,7 +369,7 @@ func NewFlagSet(name string, p *Params) *flag.FlagSet {
 	fs.IntVar(&p.Cycles, "cycles", 0, "churn: connect/subscribe/disconnect cycles (default 5)")
 	fs.IntVar(&p.PayloadSize, "size", 0, "approximate bytes of each published JSON value (default 64)")
 	fs.StringVar(&p.PublishVia, "publish-via", "", "http (POST /publish) or ws (op pub); default http")
-	fs.IntVar(&p.Publishers, "publishers", 0, "concurrent HTTP publishers (default 4)")
+	fs.IntVar(&p.Publishers, "publishers", 0, "concurrent HTTP publishers, each with its own keep-alive connection (default 128)")
 	fs.StringVar(&p.APIKey, "api-key", "", "API key for POST /publish, if the node requires one")
 	fs.IntVar(&p.Workers, "workers", 0, "client processes (default: enough for 15000 sockets each, at least 2 above 1000 conns)")
 	fs.IntVar(&p.ConnectConcurrency, "connect-concurrency", 0, "dials in flight per worker")
@@ -374,7 +377,7 @@ func NewFlagSet(name string, p *Params) *flag.FlagSet {
 	fs.DurationVar(&p.DialTimeout, "dial-timeout", 0, "bound on one connect + upgrade (default 10s)")
 	fs.DurationVar(&p.AckTimeout, "ack-timeout", 0, "bound on the wait for a subscription's ack (default 10s)")
 	fs.DurationVar(&p.SettleTimeout, "settle-timeout", 0, "longest wait for the node's RSS to settle (default 15s)")
-	fs.DurationVar(&p.DrainTimeout, "drain-timeout", 0, "longest wait for in-flight deliveries after publishing (default 5s)")
+	fs.DurationVar(&p.DrainTimeout, "drain-timeout", 0, "longest wait for in-flight deliveries after publishing; it also ends after 2s without one (default 30s)")
 	fs.DurationVar(&p.Timeout, "timeout", 0, "bound on the whole run (default: derived from the parameters)")
 	fs.StringVar(&p.Out, "out", "", "directory for NAME.json and NAME.html (empty: none)")
 	fs.StringVar(&p.Name, "name", "", "result file name (default: the scenario)")

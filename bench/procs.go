@@ -177,6 +177,17 @@ func (f fleet) progress() *workerStats {
 	return st
 }
 
+// cpu sums the workers' CPU seconds (those still running).
+func (f fleet) cpu(pr *probe) float64 {
+	var s float64
+	for _, p := range f {
+		if v, err := pr.procCPU(p.cmd.Process.Pid); err == nil {
+			s += v
+		}
+	}
+	return s
+}
+
 func (f fleet) stop(grace time.Duration) {
 	var wg sync.WaitGroup
 	for _, p := range f {

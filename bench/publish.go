@@ -245,15 +245,12 @@ type pubJob struct {
 func pace(ctx context.Context, pub publisher, pl pacePlan) *paceResult {
 	total := max(1, int(pl.rate*pl.duration.Seconds()+0.5))
 	res := &paceResult{perTopic: make([]int64, len(pl.seq)), rtt: newHist(), errKinds: map[string]int64{}}
-	// Each topic belongs to one sender, so its publishes reach the node in
-	// sequence order and a gap seen by a subscriber is a real one.
-	senders := max(1, min(pl.senders, len(pl.seq)))
-	queues := make([]chan pubJob, senders)
+	// Senders share one queue: a publish that waits for its fan-out must not
+	// hold back the next one, so several are in flight, even to one topic.
+	jobs := make(chan pubJob, 4096)
 	var mu sync.Mutex // guards res while senders run
 	var wg sync.WaitGroup
-	for i := range queues {
-		jobs := make(chan pubJob, 4096)
-		queues[i] = jobs
+	for range max(1, pl.senders) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -301,15 +298,13 @@ loop:
 		}
 		pl.seq[topic]++
 		select {
-		case queues[topic%senders] <- pubJob{topic: topic, seq: pl.seq[topic], due: due}:
+		case jobs <- pubJob{topic: topic, seq: pl.seq[topic], due: due}:
 		case <-ctx.Done():
 			break loop
 		}
 		topic = (topic + 1) % len(pl.seq)
 	}
-	for _, q := range queues {
-		close(q)
-	}
+	close(jobs)
 	wg.Wait()
 	res.end = time.Now()
 	return res

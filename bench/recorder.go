@@ -20,8 +20,6 @@ type recorder struct {
 type recShard struct {
 	mu        sync.Mutex
 	steps     []stepRec
-	gaps      int64
-	dups      int64
 	unstamped int64
 	_         [64]byte // keep neighbouring shards' locks off one cache line
 }
@@ -42,14 +40,12 @@ type sample struct {
 type batch struct {
 	n         int
 	samples   [32]sample
-	gaps      int64
-	dups      int64
 	unstamped int64
 }
 
 func (b *batch) full() bool { return b.n == len(b.samples) }
 
-func (b *batch) empty() bool { return b.n == 0 && b.gaps == 0 && b.dups == 0 && b.unstamped == 0 }
+func (b *batch) empty() bool { return b.n == 0 && b.unstamped == 0 }
 
 // flush moves b into shard s, stamping the receive time now, and resets b.
 func (r *recorder) flush(s int, now int64, b *batch) {
@@ -70,8 +66,6 @@ func (r *recorder) flush(s int, now int64, b *batch) {
 		st.received++
 		st.lastRecv = max(st.lastRecv, now)
 	}
-	sh.gaps += b.gaps
-	sh.dups += b.dups
 	sh.unstamped += b.unstamped
 	sh.mu.Unlock()
 	*b = batch{}
@@ -91,8 +85,6 @@ func (r *recorder) fill(st *workerStats) {
 			st.LastRecvByStep[s] = max(st.LastRecvByStep[s], rec.lastRecv)
 			st.Received += rec.received
 		}
-		st.Gaps += sh.gaps
-		st.Dups += sh.dups
 		st.Unstamped += sh.unstamped
 		sh.mu.Unlock()
 	}

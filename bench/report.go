@@ -86,7 +86,7 @@ func keyFigures(r *Result) []figure {
 		add("node RSS per connection", "%s", kib(s.RSSPerConn))
 	}
 	if s.RSSPerSub != 0 {
-		add("node RSS per subscription", "%.0f B", s.RSSPerSub)
+		add("node RSS per subscription", "%.0f B (growth / subscriptions, connections included)", s.RSSPerSub)
 	}
 	if s.HeapPerConn != 0 {
 		add("node heap in use per connection", "%s (%s → %s)", kib(s.HeapPerConn), mib(s.HeapBaseline), mib(s.HeapLoaded))
@@ -96,6 +96,9 @@ func keyFigures(r *Result) []figure {
 	}
 	if s.CPUPublish.Wall > 0 {
 		add("node CPU, publish", "%.2f s over %.2f s (%.0f%% of a core)", s.CPUPublish.Seconds, s.CPUPublish.Wall, s.CPUPublish.Percent)
+	}
+	if c := s.ClientCPUPublish; c.Wall > 0 {
+		add("client CPU, publish", "%.2f s over %.2f s (%.0f%% of a core, all workers)", c.Seconds, c.Wall, c.Percent)
 	}
 	if s.DeliveriesPerWrite > 0 {
 		add("deliveries per writev", "%.1f", s.DeliveriesPerWrite)

@@ -108,6 +108,9 @@ type ServerResult struct {
 	CPUConnect    CPU     `json:"cpu_connect"`
 	CPUPublish    CPU     `json:"cpu_publish"`
 	CPUTotal      CPU     `json:"cpu_total"`
+	// ClientCPUPublish is the worker processes' CPU over the publish phase:
+	// they share the box's cores with the node.
+	ClientCPUPublish CPU `json:"client_cpu_publish"`
 	// DeliveriesPerWrite is messages_out / write_syscalls over the publish
 	// phase: how much the node's writev coalescing joined.
 	DeliveriesPerWrite float64 `json:"deliveries_per_write,omitempty"`
@@ -170,7 +173,8 @@ type CycleResult struct {
 type Sample struct {
 	T        float64 `json:"t"` // seconds since the start
 	RSS      int64   `json:"rss"`
-	CPU      float64 `json:"cpu"` // node CPU seconds so far
+	CPU      float64 `json:"cpu"`        // node CPU seconds so far
+	Clients  float64 `json:"client_cpu"` // worker processes' CPU seconds so far
 	Open     int64   `json:"open"`
 	Received int64   `json:"received"`
 }

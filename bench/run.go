@@ -70,6 +70,9 @@ type runner struct {
 	// subscribed connections per topic.
 	seq  []uint64
 	subs []int64
+	// pubStart is the first publish; finish settles Result.Delivery from
+	// the workers' final counts.
+	pubStart time.Time
 	// phase names what the progress line shows.
 	mu      sync.Mutex
 	phase   string
@@ -230,6 +233,7 @@ func (r *runner) sample() Sample {
 	s := Sample{T: time.Since(r.start).Seconds(), Open: st.Open, Received: st.Received}
 	s.RSS, _ = r.probe.rss(ctx)
 	s.CPU, _ = r.probe.cpu(ctx)
+	s.Clients = r.workers.cpu(r.probe)
 	r.mu.Lock()
 	r.samples = append(r.samples, s)
 	r.mu.Unlock()
@@ -411,7 +415,12 @@ func (r *runner) cpu(ctx context.Context) float64 {
 }
 
 func (r *runner) cpuSpan(ctx context.Context, cpu0 float64, t0 time.Time) CPU {
-	c := CPU{Seconds: r.cpu(ctx) - cpu0, Wall: time.Since(t0).Seconds()}
+	return span(r.cpu(ctx)-cpu0, t0)
+}
+
+// span is secs of CPU spent since t0.
+func span(secs float64, t0 time.Time) CPU {
+	c := CPU{Seconds: secs, Wall: time.Since(t0).Seconds()}
 	if c.Wall > 0 {
 		c.Percent = c.Seconds / c.Wall * 100
 	}
@@ -473,21 +482,20 @@ func (r *runner) publishFixed(ctx context.Context) error {
 	}
 	m0, _ := r.probe.metrics(ctx)
 	r.setPhase("publish")
-	cpu0, t0 := r.cpu(ctx), time.Now()
+	cpu0, ccpu0, t0 := r.cpu(ctx), r.workers.cpu(r.probe), time.Now()
 	pr := r.pace(ctx, 0, r.p.Rate, r.p.Duration)
 	exp := r.expected(pr)
 	r.setPhase("drain")
-	st, err := r.drain(ctx, 0, exp)
-	if err != nil {
+	if _, err := r.drain(ctx, 0, exp); err != nil {
 		return err
 	}
 	r.res.Server.CPUPublish = r.cpuSpan(ctx, cpu0, t0)
+	r.res.Server.ClientCPUPublish = span(r.workers.cpu(r.probe)-ccpu0, t0)
 	m1, _ := r.probe.metrics(ctx)
 	r.coalescing(m0, m1)
 	d := &DeliveryResult{}
 	addDelivery(d, pr, exp)
-	finishDelivery(d, st, pr.start, stepCount(st.LastRecvByStep, 0))
-	r.res.Delivery = d
+	r.res.Delivery, r.pubStart = d, pr.start
 	r.res.PublishRTT = summarize(pr.rtt)
 	return nil
 }
@@ -512,10 +520,12 @@ func (r *runner) expected(pr *paceResult) int64 {
 	return n
 }
 
+// drainQuiet ends a drain when no delivery arrived for this long.
+const drainQuiet = 2 * time.Second
+
 // drain polls the workers until step's deliveries reach expected, stop
 // arriving for drainQuiet, or DrainTimeout passes.
 func (r *runner) drain(ctx context.Context, step int, expected int64) (*workerStats, error) {
-	const drainQuiet = 2 * time.Second
 	deadline := time.Now().Add(r.p.DrainTimeout)
 	last, lastChange := int64(-1), time.Now()
 	for {
@@ -546,9 +556,13 @@ func addDelivery(d *DeliveryResult, pr *paceResult, expected int64) {
 	d.ServerReported += pr.serverSubs
 }
 
-// finishDelivery fills the received side from cumulative stats; from is
-// the first publish and lastRecv the last delivery (unix ns).
-func finishDelivery(d *DeliveryResult, st *workerStats, from time.Time, lastRecv int64) {
+// finishDelivery fills the received side from the final, cumulative
+// stats; from is the first publish.
+func finishDelivery(d *DeliveryResult, st *workerStats, from time.Time) {
+	var lastRecv int64
+	for _, v := range st.LastRecvByStep {
+		lastRecv = max(lastRecv, v)
+	}
 	d.Received = st.Received
 	d.Gaps, d.Dups, d.Unstamped = st.Gaps, st.Dups, st.Unstamped
 	d.Lost = max(0, d.Expected-d.Received)
@@ -582,9 +596,9 @@ func (r *runner) steps(ctx context.Context) error {
 	}
 	m0, _ := r.probe.metrics(ctx)
 	d := &DeliveryResult{}
-	all := newHist()
+	rtt := newHist()
 	first := time.Now()
-	cpuAll0 := r.cpu(ctx)
+	cpuAll0, ccpu0 := r.cpu(ctx), r.workers.cpu(r.probe)
 	rate := r.p.Rate
 	var st *workerStats
 	for s := 0; s < r.p.MaxSteps; s++ {
@@ -601,7 +615,7 @@ func (r *runner) steps(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		all.Merge(h)
+		rtt.Merge(pr.rtt)
 		addDelivery(d, pr, exp)
 		got := stepCount(st.ReceivedByStep, s)
 		sr := StepResult{
@@ -633,14 +647,11 @@ func (r *runner) steps(ctx context.Context) error {
 		rate *= r.p.StepFactor
 	}
 	r.res.Server.CPUPublish = r.cpuSpan(ctx, cpuAll0, first)
+	r.res.Server.ClientCPUPublish = span(r.workers.cpu(r.probe)-ccpu0, first)
+	r.res.PublishRTT = summarize(rtt)
 	m1, _ := r.probe.metrics(ctx)
 	r.coalescing(m0, m1)
-	var lastRecv int64
-	for _, v := range st.LastRecvByStep {
-		lastRecv = max(lastRecv, v)
-	}
-	finishDelivery(d, st, first, lastRecv)
-	r.res.Delivery = d
+	r.res.Delivery, r.pubStart = d, first
 	return nil
 }
 
@@ -775,6 +786,9 @@ func (r *runner) finish(ctx context.Context) error {
 			}
 		}
 	}
+	if r.res.Delivery != nil {
+		finishDelivery(r.res.Delivery, st, r.pubStart)
+	}
 	r.res.Connect.Handshake = summarize(hs)
 	r.res.Connect.SubAck = summarize(sa)
 	r.res.Latency = summarize(lat)
@@ -837,7 +851,7 @@ func (r *runner) judge() {
 			r.note(fmt.Sprintf("%d publishes failed", d.PublishErrors))
 		}
 		if d.Late > 0 {
-			r.note(fmt.Sprintf("%d publishes left more than %s behind schedule: the publisher, not only the node, set the pace; their delay counts as latency", d.Late, lateAfter))
+			r.note(fmt.Sprintf("%d of %d publishes started more than %s behind schedule (every publisher was waiting for the node's answer, or the socket was full); the delay counts as latency", d.Late, d.Published+d.PublishErrors, lateAfter))
 		}
 		if d.ServerReported > 0 && d.ServerReported != d.Expected && len(res.Targets) == 1 {
 			r.note(fmt.Sprintf("the node reported %d subscriber-deliveries, the harness expected %d", d.ServerReported, d.Expected))

@@ -41,7 +41,7 @@ type worker struct {
 	failedConns []int
 
 	attempted, connected, subscribedN, failed, open atomic.Int64
-	errReplies, pings                               atomic.Int64
+	errReplies, pings, gaps, dups                   atomic.Int64
 	connectStart, connectEnd, subscribeEnd          atomic.Int64
 }
 
@@ -229,6 +229,7 @@ func (w *worker) dial(i int) {
 		names := make([]string, k)
 		c.topics = make([]uint32, k)
 		c.last = make([]uint32, k)
+		c.count = make([]uint32, k)
 		for j := range k {
 			id := (i*k + j) % sp.Topics
 			c.topics[j] = uint32(id)
@@ -266,8 +267,11 @@ func (w *worker) fail(i int, err error) {
 	w.mu.Unlock()
 }
 
-// connDone runs when a reader ends.
+// connDone runs when a reader ends; it settles the connection's gaps.
 func (w *worker) connDone(c *conn) {
+	gaps, dups := c.tally()
+	w.gaps.Add(gaps)
+	w.dups.Add(dups)
 	w.mu.Lock()
 	delete(w.conns, c)
 	w.mu.Unlock()
@@ -343,6 +347,8 @@ func (w *worker) stats() *workerStats {
 		Open:         w.open.Load(),
 		ErrReplies:   w.errReplies.Load(),
 		Pings:        w.pings.Load(),
+		Gaps:         w.gaps.Load(),
+		Dups:         w.dups.Load(),
 		ConnectStart: w.connectStart.Load(),
 		ConnectEnd:   w.connectEnd.Load(),
 		SubscribeEnd: w.subscribeEnd.Load(),

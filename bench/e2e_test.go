@@ -1,0 +1,185 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestMain lets the test binary serve as a worker process: Run re-executes
+// it with SUBSOCK_BENCH_WORKER=1 (see e2eConfig).
+func TestMain(m *testing.M) {
+	WorkerMain()
+	code := m.Run()
+	if nodeBin != "" {
+		_ = os.RemoveAll(filepath.Dir(nodeBin))
+	}
+	os.Exit(code)
+}
+
+var (
+	nodeOnce sync.Once
+	nodeBin  string
+	nodeErr  error
+	nodeOut  []byte
+)
+
+// buildNode builds ./cmd/subsock once per test binary.
+func buildNode(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end runs build and start a real node")
+	}
+	nodeOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "subsock-bench-node")
+		if err != nil {
+			nodeErr = err
+			return
+		}
+		nodeBin = filepath.Join(dir, "subsock")
+		cmd := exec.Command("go", "build", "-o", nodeBin, "github.com/subsock/subsock/cmd/subsock")
+		nodeOut, nodeErr = cmd.CombinedOutput()
+	})
+	if nodeErr != nil {
+		t.Fatalf("building the node: %v\n%s", nodeErr, nodeOut)
+	}
+	return nodeBin
+}
+
+// lockedBuffer collects the node's output, written from exec's goroutine.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func e2eConfig(nodeLog *lockedBuffer) Config {
+	exe, _ := os.Executable()
+	return Config{
+		WorkerArgv: []string{exe},
+		WorkerEnv:  []string{workerEnv + "=1"},
+		Progress:   &bytes.Buffer{},
+		NodeLog:    nodeLog,
+	}
+}
+
+// runE2E runs p against a freshly spawned node and fails the test with the
+// node's log if the run errs.
+func runE2E(t *testing.T, p Params) *Result {
+	t.Helper()
+	p.Spawn = buildNode(t)
+	p.SpawnArgs = append(p.SpawnArgs, "-loops", "2", "-log-level", "warn")
+	p.Quiet = true
+	p.Timeout = 90 * time.Second
+	var log lockedBuffer
+	res, err := Run(context.Background(), e2eConfig(&log), p)
+	if err != nil {
+		t.Fatalf("Run: %v\nnode log:\n%s", err, log.String())
+	}
+	if res.Node == nil || res.Node.PID == 0 || res.Server.RSSBaseline <= 0 {
+		t.Fatalf("no node readings: %+v", res.Server)
+	}
+	if len(res.Samples) == 0 {
+		t.Fatal("the sampler took no samples")
+	}
+	return res
+}
+
+// TestE2ELatency: a few hundred connections on two workers, a few seconds
+// of publishing; every delivery must arrive, be timed and be reported.
+func TestE2ELatency(t *testing.T) {
+	res := runE2E(t, Params{
+		Scenario: ScenarioLatency, Conns: 300, Workers: 2, Rate: 20, Duration: 2 * time.Second,
+	})
+	c, d := res.Connect, res.Delivery
+	if c.Connected != 300 || c.Failed != 0 || c.Subscribed != 300 || c.Handshake.Count != 300 || c.PerSec <= 0 {
+		t.Fatalf("connect %+v", c)
+	}
+	if d == nil || d.Published != 40 || d.Expected != 40*300 || d.Received != d.Expected || d.Lost != 0 {
+		t.Fatalf("delivery %+v", d)
+	}
+	if d.ServerReported != d.Expected {
+		t.Fatalf("the node reported %d subscriber-deliveries, expected %d", d.ServerReported, d.Expected)
+	}
+	if d.Gaps != 0 || d.Dups != 0 || d.Unstamped != 0 {
+		t.Fatalf("sequence errors %+v", d)
+	}
+	if res.Latency.Count != d.Received || res.Latency.P50 <= 0 || res.Latency.Max < res.Latency.P99 || len(res.LatencyCDF) == 0 {
+		t.Fatalf("latency %+v", res.Latency)
+	}
+	if !res.OK {
+		t.Fatalf("judged not OK: %v", res.Notes)
+	}
+	dir := t.TempDir()
+	if _, _, err := res.WriteFiles(dir); err != nil {
+		t.Fatal(err)
+	}
+	back, err := ReadResult(filepath.Join(dir, "latency.json"))
+	if err != nil || back.Delivery.Received != d.Received {
+		t.Fatalf("read back: %v", err)
+	}
+}
+
+// TestE2EStepsOverWebSocket: two steps over several topics, publishing with
+// op pub on a WebSocket; each step is accounted separately.
+func TestE2EStepsOverWebSocket(t *testing.T) {
+	res := runE2E(t, Params{
+		Scenario: ScenarioSteps, Conns: 200, Workers: 1, TopicsPerConn: 2, Topics: 4,
+		Rate: 20, StepFactor: 2, MaxSteps: 2, StepDuration: time.Second, PublishVia: "ws",
+	})
+	if len(res.Steps) != 2 {
+		t.Fatalf("%d steps: %+v", len(res.Steps), res.Steps)
+	}
+	for i, s := range res.Steps {
+		// Each topic has 100 subscribers (200 connections × 2 topics / 4).
+		if s.Published == 0 || s.Expected != s.Published*100 || s.Received != s.Expected || s.Latency.Count != s.Received {
+			t.Errorf("step %d: %+v", i+1, s)
+		}
+	}
+	if res.Steps[1].Rate != 40 || res.Steps[1].Stop != "last step" {
+		t.Errorf("second step %+v", res.Steps[1])
+	}
+	if d := res.Delivery; d.Received != res.Steps[0].Received+res.Steps[1].Received || d.Gaps != 0 {
+		t.Errorf("totals %+v", d)
+	}
+}
+
+// TestE2EChurn: connect, subscribe and disconnect three times; the node's
+// registry must come back to where it started.
+func TestE2EChurn(t *testing.T) {
+	res := runE2E(t, Params{
+		Scenario: ScenarioChurn, Conns: 200, Workers: 2, TopicsPerConn: 5, Topics: 50, Cycles: 3,
+		SettleTimeout: 6 * time.Second, SpawnArgs: []string{"-interest-linger", "100ms"},
+	})
+	ch := res.Churn
+	if ch == nil || len(ch.Cycles) != 3 {
+		t.Fatalf("churn %+v", ch)
+	}
+	for i, cy := range ch.Cycles {
+		if cy.Connected != 200 || cy.Subscribed != 200 || cy.Failed != 0 {
+			t.Errorf("cycle %d: %+v", i+1, cy)
+		}
+	}
+	if !ch.Returned || ch.After["subsock_connections"] != 0 || ch.After["subsock_subscriptions"] != 0 {
+		t.Fatalf("registry did not return: after %v baseline %v", ch.After, ch.Baseline)
+	}
+	if res.Connect.Connected != 600 || !res.OK {
+		t.Fatalf("connect %+v ok %v notes %v", res.Connect, res.OK, res.Notes)
+	}
+}

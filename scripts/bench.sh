@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# The standard benchmark set (make bench), under five minutes on a 2-core box.
+#
+# Builds the node and the harness, runs each scenario against a fresh node
+# (so one run's memory never colours the next), writes JSON + HTML per
+# scenario and summary.md under bench/results/, and prints the figures.
+#
+#   OUT=dir     where results go (default bench/results)
+#   ONLY="a b"  run only these result names (e.g. ONLY="idle churn")
+#   NODE_FLAGS  extra flags for every node (default: -loops 2)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+GO=${GO:-go}
+OUT=${OUT:-bench/results}
+ONLY=${ONLY:-}
+read -r -a node_flags <<<"${NODE_FLAGS:--loops 2}"
+
+mkdir -p bin "$OUT"
+"$GO" build -o bin/subsock ./cmd/subsock
+"$GO" build -o bin/subsock-bench ./cmd/subsock-bench
+
+failed=()
+notok=()
+start=$SECONDS
+
+# run NAME [harness flags...]: one scenario on its own node.
+run() {
+	local name=$1
+	shift
+	if [[ -n $ONLY && " $ONLY " != *" $name "* ]]; then
+		return
+	fi
+	echo
+	echo "### $name: subsock-bench $*"
+	local rc=0
+	bin/subsock-bench -name "$name" -out "$OUT" -spawn bin/subsock "$@" -- "${node_flags[@]}" -log-level warn || rc=$?
+	case $rc in
+	0) ;;
+	3) notok+=("$name") ;;
+	*) failed+=("$name") ;;
+	esac
+}
+
+# Memory: 15,000 idle connections × 10 topics.
+run idle -scenario idle -conns 15000 -topics-per-conn 10
+# Upgrades per second: 15,000 connections, no subscriptions.
+run connect -scenario connect -conns 15000
+# Latency at a low rate: 10,000 subscribers of one topic, 1 msg/s for 10 s.
+run latency -scenario latency -conns 10000 -rate 1 -duration 10s
+# Sustained fan-out: 10,000 subscribers of one topic, 150 msg/s for 10 s.
+run fanout -scenario fanout -conns 10000 -rate 150 -duration 10s
+# Rising rate to 5,000 subscribers until loss or p99 > 1 s.
+run steps -scenario steps -conns 5000 -rate 50 -step-factor 1.5 -max-steps 8 -step-duration 3s
+# Many topics: 15,000 connections × 100 subscriptions over 15,000 topics.
+run topics -scenario topics -conns 15000 -topics-per-conn 100 -topics 15000 -rate 200 -duration 10s
+# Churn: 5 cycles of 3,000 connections × 10 topics; the registry must return.
+run churn -scenario churn -conns 3000 -topics-per-conn 10 -topics 3000 -cycles 5
+
+echo
+bin/subsock-bench -summarize "$OUT"
+echo "total $((SECONDS - start)) s"
+
+if ((${#notok[@]})); then
+	echo "judged NOT OK (see the notes in each report): ${notok[*]}"
+fi
+if ((${#failed[@]})); then
+	echo "FAILED: ${failed[*]}" >&2
+	exit 1
+fi
