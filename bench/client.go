@@ -37,6 +37,7 @@ type conn struct {
 	subFailed   bool
 	subSent     time.Time
 	closing     atomic.Bool
+	closeSent   bool // our close frame is out; the next close is the echo
 	b           batch
 }
 
@@ -112,18 +113,25 @@ func (c *conn) loop() {
 		if err == nil {
 			continue
 		}
-		switch {
-		case errors.Is(err, errServerClose):
-		case c.closing.Load():
-			// Our own close: say goodbye properly so the node sees 1000.
-			_ = c.write(ws.OpClose, closePayload(1000), time.Now().Add(time.Second))
-		default:
+		if c.closing.Load() && !c.closeSent && !errors.Is(err, errServerClose) {
+			// Our own close (RFC 6455 §7.1.2): send 1000, then keep reading
+			// until the node echoes it, so neither side is left with a reset.
+			c.closeSent = true
+			if c.write(ws.OpClose, closePayload(1000), time.Now().Add(time.Second)) == nil &&
+				c.nc.SetReadDeadline(time.Now().Add(closeWait)) == nil {
+				continue
+			}
+		}
+		if !errors.Is(err, errServerClose) && !c.closing.Load() {
 			c.w.noteError(err)
 		}
 		_ = c.nc.Close()
 		return
 	}
 }
+
+// closeWait bounds the wait for the node's answer to our close frame.
+const closeWait = 3 * time.Second
 
 func closePayload(code uint16) []byte {
 	return binary.BigEndian.AppendUint16(nil, code)
@@ -190,8 +198,11 @@ func (c *conn) process(now time.Time) error {
 			if len(payload) >= 2 {
 				code = int(binary.BigEndian.Uint16(payload))
 			}
-			c.w.noteServerClose(code)
-			_ = c.write(ws.OpClose, payload[:min(2, len(payload))], now.Add(time.Second))
+			if !c.closeSent {
+				// The node started the close: count it and echo it.
+				c.w.noteServerClose(code)
+				_ = c.write(ws.OpClose, payload[:min(2, len(payload))], now.Add(time.Second))
+			}
 			return errServerClose
 		case ws.OpPong:
 		default:

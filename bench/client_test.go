@@ -132,25 +132,35 @@ func TestConnReader(t *testing.T) {
 	}
 }
 
-// TestConnStop checks our own close: a 1000 close frame, then the socket
-// closes.
+// TestConnStop checks our own close: a 1000 close frame, a wait for the
+// node's echo (deliveries still count meanwhile), then the socket closes.
 func TestConnStop(t *testing.T) {
 	client, server := pair(t)
 	w := newWorker()
-	c := newTestConn(w, client)
+	c := newTestConn(w, client, 1)
 	w.conns[c] = struct{}{}
 	w.open.Add(1)
 	w.wg.Add(1)
 	go c.loop()
-	w.closeAll()
+	closed := make(chan struct{})
+	go func() { defer close(closed); w.closeAll() }()
 	f := readClientFrame(t, server)
 	if code, _ := ws.ParseCloseFrameData(f.Payload); f.Header.OpCode != ws.OpClose || code != ws.StatusNormalClosure {
 		t.Fatalf("got %v code %d", f.Header.OpCode, code)
 	}
-	if _, err := server.Read(make([]byte, 1)); err == nil {
-		t.Fatal("the client must close the socket after its close frame")
+	var tail []byte
+	tail = append(tail, msgFrame(t, "bench.1", 1, 0, 20)...)
+	tail = append(tail, serverFrame(t, ws.OpClose, ws.NewCloseFrameBody(ws.StatusNormalClosure, ""))...)
+	if _, err := server.Write(tail); err != nil {
+		t.Fatal(err)
 	}
-	if st := w.stats(); st.Open != 0 || len(st.Errors) != 0 {
+	<-closed
+	_ = server.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := server.Read(make([]byte, 16)); err == nil {
+		t.Fatalf("the client must only close the socket after the echo, it sent %d more bytes", n)
+	}
+	st := w.stats()
+	if st.Open != 0 || len(st.Errors) != 0 || len(st.ServerCloses) != 0 || st.Received != 1 {
 		t.Fatalf("stats after stop %+v", st)
 	}
 }

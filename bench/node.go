@@ -243,6 +243,20 @@ func (p *probe) metrics(ctx context.Context) (map[string]float64, error) {
 	return sum, nil
 }
 
+// loadAvg returns the 1-minute load average, or 0.
+func loadAvg() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(f[0], 64)
+	return v
+}
+
 // parseStatusRSS reads VmRSS (kB) from /proc/<pid>/status.
 func parseStatusRSS(b []byte) (int64, error) {
 	for _, line := range bytes.Split(b, []byte("\n")) {

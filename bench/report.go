@@ -42,7 +42,8 @@ func RenderHTML(r *Result) ([]byte, error) {
 		}
 		data.ChurnRows = append(data.ChurnRows,
 			churnRow{"node RSS", mib(r.Churn.RSSBaseline), mib(r.Churn.RSSAfter)},
-			churnRow{"node RSS peak", "", mib(r.Churn.RSSPeak)})
+			churnRow{"node RSS peak", "", mib(r.Churn.RSSPeak)},
+			churnRow{"node heap in use", mib(r.Churn.HeapBaseline), mib(r.Churn.HeapAfter)})
 	}
 	var b bytes.Buffer
 	if err := reportTemplate.Execute(&b, data); err != nil {
@@ -106,7 +107,9 @@ func keyFigures(r *Result) []figure {
 	if ch := r.Churn; ch != nil {
 		add("registry back to baseline", "%v after %.1f s", ch.Returned, ch.ReturnSeconds)
 		add("node RSS after churn", "%s (baseline %s, peak %s)", mib(ch.RSSAfter), mib(ch.RSSBaseline), mib(ch.RSSPeak))
+		add("node heap in use after churn", "%s (baseline %s)", mib(ch.HeapAfter), mib(ch.HeapBaseline))
 	}
+	add("box load average", "%.1f at the start, %.1f at the end", r.LoadAvg[0], r.LoadAvg[1])
 	if len(r.ServerCloses) > 0 {
 		add("closed by the node", "%s", sortedCounts(r.ServerCloses))
 	}
@@ -153,8 +156,8 @@ func PrintFigures(w io.Writer, r *Result) {
 // WriteSummary writes a Markdown table with one row per result.
 func WriteSummary(w io.Writer, results []*Result) error {
 	var b strings.Builder
-	b.WriteString("| scenario | conns × topics | connect/s | handshake p50 / p99 ms | delivered / expected | loss | deliveries/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | RSS/conn | node CPU | ok |\n")
-	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|\n")
+	b.WriteString("| scenario | conns × topics | connect/s | handshake p50 / p99 ms | msgs/s (asked) | delivered / expected | loss | deliveries/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | RSS/conn | node CPU | load | ok |\n")
+	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|\n")
 	for _, r := range results {
 		topics := "–"
 		if r.Params.TopicsPerConn > 0 {
@@ -168,8 +171,12 @@ func WriteSummary(w io.Writer, results []*Result) error {
 		if r.Connect.Handshake.Count > 0 {
 			hs = fmt.Sprintf("%.2f / %.2f", r.Connect.Handshake.P50, r.Connect.Handshake.P99)
 		}
-		deliv, loss, rate := "–", "–", "–"
+		deliv, loss, rate, pubs := "–", "–", "–", "–"
 		if d := r.Delivery; d != nil {
+			pubs = fmt.Sprintf("%.1f (%g)", d.PublishRate, r.Params.Rate)
+			if r.Scenario == ScenarioSteps {
+				pubs = fmt.Sprintf("%.1f (steps)", d.PublishRate)
+			}
 			deliv = fmt.Sprintf("%d / %d", d.Received, d.Expected)
 			loss = fmt.Sprintf("%.3f%%", d.LossRatio*100)
 			rate = fmt.Sprintf("%.0f", d.PerSec)
@@ -193,8 +200,8 @@ func WriteSummary(w io.Writer, results []*Result) error {
 		if !r.OK {
 			ok = "**no**"
 		}
-		fmt.Fprintf(&b, "| [%s](%s.html) | %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %.0f%% | %s |\n",
-			r.Name, r.Name, conns, r.Connect.PerSec, hs, deliv, loss, rate, lat[0], lat[1], lat[2], lat[3], lat[4], rss, cpu.Percent, ok)
+		fmt.Fprintf(&b, "| [%s](%s.html) | %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %.0f%% | %.1f | %s |\n",
+			r.Name, r.Name, conns, r.Connect.PerSec, hs, pubs, deliv, loss, rate, lat[0], lat[1], lat[2], lat[3], lat[4], rss, cpu.Percent, max(r.LoadAvg[0], r.LoadAvg[1]), ok)
 	}
 	for _, r := range results {
 		if len(r.Steps) == 0 {

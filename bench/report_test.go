@@ -72,7 +72,7 @@ func TestRenderHTML(t *testing.T) {
 				"cdf":     r.LatencyCDF != nil,
 				"steps":   r.Steps != nil,
 				"rate":    r.Delivery != nil,
-				"rssconn": true,
+				"rssconn": r.Churn == nil,
 			}
 			for id, want := range canvases {
 				if got := strings.Contains(page, `<canvas id="`+id+`">`); got != want {

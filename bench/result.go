@@ -19,6 +19,9 @@ type Result struct {
 	Targets  []string  `json:"targets"`
 	Node     *NodeInfo `json:"node,omitempty"`
 	Workers  int       `json:"workers"`
+	// LoadAvg is the box's 1-minute load average at the start and the end:
+	// other work on the same cores skews every figure here.
+	LoadAvg [2]float64 `json:"load_avg"`
 	// OK is false when connections failed, deliveries were lost outside a
 	// steps search, or churn did not return to the baseline.
 	OK bool `json:"ok"`
@@ -158,6 +161,10 @@ type ChurnResult struct {
 	RSSBaseline   int64   `json:"rss_baseline"`
 	RSSAfter      int64   `json:"rss_after"`
 	RSSPeak       int64   `json:"rss_peak"`
+	// HeapBaseline and HeapAfter are go_memstats_heap_inuse_bytes; like RSS
+	// they hold whatever garbage no GC has collected yet.
+	HeapBaseline int64 `json:"heap_baseline"`
+	HeapAfter    int64 `json:"heap_after"`
 }
 
 // CycleResult is one connect/subscribe/disconnect cycle.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync"
@@ -95,6 +96,7 @@ func Run(ctx context.Context, cfg Config, p Params) (*Result, error) {
 
 	r := &runner{cfg: cfg, p: p, start: time.Now()}
 	r.res = &Result{Name: p.Name, Scenario: p.Scenario, Params: p, Started: r.start, Targets: p.Targets}
+	r.res.LoadAvg[0] = loadAvg()
 	defer r.stopAll()
 
 	if p.Spawn != "" {
@@ -129,6 +131,7 @@ func Run(ctx context.Context, cfg Config, p Params) (*Result, error) {
 		err = ferr
 	}
 	r.res.Seconds = time.Since(r.start).Seconds()
+	r.res.LoadAvg[1] = loadAvg()
 	r.mu.Lock()
 	r.res.Samples = r.samples
 	r.mu.Unlock()
@@ -685,6 +688,7 @@ func (r *runner) churn(ctx context.Context) error {
 	for _, k := range churnKeys {
 		ch.Baseline[k] = m0[k]
 	}
+	ch.HeapBaseline = int64(m0["go_memstats_heap_inuse_bytes"])
 	var prev workerStats
 	cpu0, t0 := r.cpu(ctx), time.Now()
 	for c := range r.p.Cycles {
@@ -720,6 +724,7 @@ func (r *runner) churn(ctx context.Context) error {
 	}
 	if c.Seconds > 0 {
 		c.PerSec = float64(c.Connected) / c.Seconds
+		c.SubsPerSec = float64(c.Subscriptions) / c.Seconds
 	}
 
 	// The registry must drain: the node processes the closes asynchronously
@@ -751,6 +756,9 @@ func (r *runner) churn(ctx context.Context) error {
 	}
 	r.setPhase("settle")
 	ch.RSSAfter, r.res.Server.Settled, r.res.Server.SettleSeconds = r.settle(ctx)
+	if m, err := r.probe.metrics(ctx); err == nil {
+		ch.HeapAfter = int64(m["go_memstats_heap_inuse_bytes"])
+	}
 	r.res.Server.RSSLoaded = ch.RSSPeak
 	return nil
 }
@@ -850,6 +858,9 @@ func (r *runner) judge() {
 			ok = false
 			r.note(fmt.Sprintf("%d publishes failed", d.PublishErrors))
 		}
+		if target := r.p.Rate; r.p.Scenario != ScenarioSteps && d.PublishRate > 0 && d.PublishRate < 0.9*target {
+			r.note(fmt.Sprintf("the rate was not sustained: %.1f publishes/s achieved of %.0f/s asked", d.PublishRate, target))
+		}
 		if d.Late > 0 {
 			r.note(fmt.Sprintf("%d of %d publishes started more than %s behind schedule (every publisher was waiting for the node's answer, or the socket was full); the delay counts as latency", d.Late, d.Published+d.PublishErrors, lateAfter))
 		}
@@ -872,6 +883,9 @@ func (r *runner) judge() {
 		r.note(fmt.Sprintf("RSS did not settle within %s; the memory figure is an upper bound", r.p.SettleTimeout))
 	default:
 		r.note("memory read right after connecting, without waiting to settle; use the idle scenario for memory per connection")
+	}
+	if la := res.LoadAvg; la[0] > 2 || la[1] > 2 {
+		r.note(fmt.Sprintf("the box was busy with other work (1-minute load average %.1f at the start, %.1f at the end, on %d cores): figures are noisy", la[0], la[1], runtime.NumCPU()))
 	}
 	res.OK = ok
 }

@@ -54,8 +54,8 @@ run fanout -scenario fanout -conns 10000 -rate 150 -duration 10s
 run steps -scenario steps -conns 5000 -rate 50 -step-factor 1.5 -max-steps 8 -step-duration 3s
 # Many topics: 15,000 connections × 100 subscriptions over 15,000 topics.
 run topics -scenario topics -conns 15000 -topics-per-conn 100 -topics 15000 -rate 200 -duration 10s
-# Churn: 5 cycles of 3,000 connections × 10 topics; the registry must return.
-run churn -scenario churn -conns 3000 -topics-per-conn 10 -topics 3000 -cycles 5
+# Churn: 10 cycles of 3,000 connections × 10 topics; the registry must return.
+run churn -scenario churn -conns 3000 -topics-per-conn 10 -topics 3000 -cycles 10
 
 echo
 bin/subsock-bench -summarize "$OUT"
