@@ -96,3 +96,18 @@ func (e *CloseError) Error() string {
 
 // ErrNilHandler is returned by Subscribe without a handler.
 var ErrNilHandler = errors.New("client: nil handler")
+
+// RetryError is what OnError (a failed attempt) and OnDisconnect (a
+// dropped connection) receive when the Conn is about to wait before its
+// next connection attempt. errors.Is and errors.As see through it to Err.
+type RetryError struct {
+	Err      error
+	Wait     time.Duration // until the next attempt
+	Failures int           // consecutive failures so far (0 after a connection drops)
+}
+
+func (e *RetryError) Error() string {
+	return e.Err.Error() + " (next attempt in " + e.Wait.Round(time.Millisecond).String() + ")"
+}
+
+func (e *RetryError) Unwrap() error { return e.Err }

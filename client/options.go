@@ -81,7 +81,8 @@ type Options struct {
 	// MaxMessage caps one inbound message. Default: 1 MiB.
 	MaxMessage int64
 	// OnError receives what no call can return: dropped messages
-	// (ErrBufferFull), failed connection attempts, server errors without a
+	// (ErrBufferFull), failed connection attempts (a *RetryError wrapping
+	// the failure, e.g. a *HandshakeError), server errors without a
 	// request id, resubscriptions the server refused.
 	OnError func(error)
 	// OnConnect is called each time a connection is ready: the handshake
@@ -89,8 +90,9 @@ type Options struct {
 	// reported to OnError).
 	OnConnect func()
 	// OnDisconnect is called with the reason each time a connection that
-	// completed its handshake ends (a *CloseError when the server closed
-	// it, ErrServerSilent, ErrClosed after Close).
+	// completed its handshake ends: a *RetryError wrapping the cause (a
+	// *CloseError when the server closed it, ErrServerSilent, ...) with
+	// the wait before the next attempt, or ErrClosed after Close.
 	OnDisconnect func(err error)
 	// Logger receives connection events. Default: none.
 	Logger *zap.Logger

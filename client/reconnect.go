@@ -41,8 +41,8 @@ func (c *Conn) supervise(first chan<- error) {
 				first <- err
 				return
 			}
-			c.opts.OnError(err)
 			d := c.opts.Backoff.delay(failures, err)
+			c.opts.OnError(&RetryError{Err: err, Wait: d, Failures: failures + 1})
 			c.log.Debug("connection attempt failed", zap.String("url", c.url), zap.Error(err), zap.Duration("retry_in", d))
 			failures++
 			if !c.sleep(d) {
@@ -68,7 +68,6 @@ func (c *Conn) supervise(first chan<- error) {
 			c.opts.OnDisconnect(ErrClosed)
 			return
 		}
-		c.opts.OnDisconnect(cause)
 		// A connection that outlived the longest wait was a success; one
 		// that did not keeps the failure count growing, so a server that
 		// accepts and drops at once is not hammered.
@@ -76,6 +75,7 @@ func (c *Conn) supervise(first chan<- error) {
 			failures = 0
 		}
 		d := c.opts.Backoff.delay(failures, cause)
+		c.opts.OnDisconnect(&RetryError{Err: cause, Wait: d, Failures: failures})
 		c.log.Info("disconnected", zap.String("url", c.url), zap.Error(cause), zap.Duration("retry_in", d))
 		failures++
 		if !c.sleep(d) {
