@@ -155,7 +155,7 @@ func (c *Conn) rollback(topic string, sub, prev *subscription) {
 	// The request may have reached the server before ctx ended; take it
 	// back without waiting (no id: an unsub of a topic not held is a no-op).
 	if s := c.current(); s != nil {
-		_ = c.send(s, &proto.Request{Op: proto.OpUnsub, Topics: []string{topic}})
+		_ = c.send(s, &proto.Request{Op: proto.OpUnsub, Topics: []string{topic}}, false)
 	}
 }
 
@@ -173,7 +173,7 @@ func (c *Conn) Unsubscribe(ctx context.Context, topic string) error {
 	if s == nil {
 		return nil // the next connection will not resubscribe it
 	}
-	err := c.callOn(ctx, s, &proto.Request{Op: proto.OpUnsub, Topics: []string{topic}})
+	err := c.callOn(ctx, s, &proto.Request{Op: proto.OpUnsub, Topics: []string{topic}}, false)
 	if errors.Is(err, ErrConnectionLost) {
 		return nil
 	}
@@ -198,7 +198,7 @@ func (c *Conn) Publish(ctx context.Context, topic string, v any) error {
 	if err != nil {
 		return err
 	}
-	if err := c.send(s, req); err != nil {
+	if err := c.send(s, req, false); err != nil {
 		s.kill(err)
 		return fmt.Errorf("%w: %w", ErrConnectionLost, err)
 	}
@@ -311,17 +311,19 @@ func (c *Conn) call(ctx context.Context, req *proto.Request) error {
 	if err != nil {
 		return err
 	}
-	return c.callOn(ctx, s, req)
+	return c.callOn(ctx, s, req, false)
 }
 
-func (c *Conn) callOn(ctx context.Context, s *session, req *proto.Request) error {
+// callOn is call on a given session; bounded is for the supervisor's own
+// requests (see send).
+func (c *Conn) callOn(ctx context.Context, s *session, req *proto.Request, bounded bool) error {
 	id := c.nextID.Add(1)
 	req.ID, req.HasID = id, true
 	ch := make(chan error, 1)
 	if !s.register(id, ch) {
 		return ErrConnectionLost
 	}
-	if err := c.send(s, req); err != nil {
+	if err := c.send(s, req, bounded); err != nil {
 		s.unregister(id)
 		s.kill(err)
 		return fmt.Errorf("%w: %w", ErrConnectionLost, err)
@@ -350,11 +352,19 @@ func (c *Conn) callOn(ctx context.Context, s *session, req *proto.Request) error
 	}
 }
 
-// send encodes req and writes it.
-func (c *Conn) send(s *session, req *proto.Request) error {
+// send encodes req and writes it. Callers' writes rely on the
+// supervisor's stall watchdog, which keeps them free of per-write timers;
+// the supervisor's own writes (bounded) carry WriteTimeout themselves,
+// since it cannot watch itself.
+func (c *Conn) send(s *session, req *proto.Request, bounded bool) error {
 	bp := c.bufs.Get().(*[]byte)
 	b := c.codec.AppendRequest((*bp)[:0], req)
-	err := s.write(b)
+	var err error
+	if bounded {
+		err = s.writeBounded(b)
+	} else {
+		err = s.write(b)
+	}
 	if cap(b) <= 64<<10 {
 		*bp = b
 		c.bufs.Put(bp)

@@ -1,8 +1,10 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"runtime/pprof"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -331,4 +333,56 @@ func TestDeliveryPolicies(t *testing.T) {
 		}
 		h.expect(t, 11)
 	})
+}
+
+// clientGoroutines returns the stacks of goroutines running this
+// package's code, the test's own excluded.
+func clientGoroutines() []string {
+	var buf bytes.Buffer
+	_ = pprof.Lookup("goroutine").WriteTo(&buf, 2)
+	var out []string
+	for _, g := range strings.Split(buf.String(), "\n\n") {
+		if strings.Contains(g, "subsock/client.(*") && !strings.Contains(g, "testing.tRunner") {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+func TestCloseStopsEveryGoroutine(t *testing.T) {
+	n := startNode(t, "", gateway.Config{})
+	for _, policy := range []Policy{All, Latest} {
+		c, err := Dial(context.Background(), n.url(), Options{Policy: policy, PingInterval: 10 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustSubscribe(t, c, "x", func(Message) {})
+		if len(clientGoroutines()) == 0 {
+			t.Fatal("no goroutine of the Conn found while it runs: the check below would prove nothing")
+		}
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if gs := clientGoroutines(); len(gs) > 0 {
+			t.Fatalf("%v: after Close, %d goroutines remain:\n%s", policy, len(gs), strings.Join(gs, "\n\n"))
+		}
+		if err := c.Subscribe(context.Background(), "y", func(Message) {}); !errors.Is(err, ErrClosed) {
+			t.Fatalf("Subscribe after Close: %v", err)
+		}
+		if err := c.Publish(context.Background(), "y", 1); !errors.Is(err, ErrClosed) {
+			t.Fatalf("Publish after Close: %v", err)
+		}
+		if err := c.Close(); err != nil {
+			t.Fatalf("second Close: %v", err)
+		}
+	}
+	// A Conn still dialling is stopped by Close too (Dial's ctx ends).
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := Dial(ctx, "ws://127.0.0.1:1/ws", Options{}); err == nil {
+		t.Fatal("dialled a closed port")
+	}
+	if gs := clientGoroutines(); len(gs) > 0 {
+		t.Fatalf("after a failed Dial, %d goroutines remain:\n%s", len(gs), strings.Join(gs, "\n\n"))
+	}
 }

@@ -22,6 +22,9 @@ var (
 	// ErrServerSilent ends a connection on which nothing arrived within
 	// PingTimeout of an app-level ping.
 	ErrServerSilent = errors.New("client: server silent past the ping timeout")
+	// ErrWriteTimeout ends a connection on which writes made no progress
+	// for WriteTimeout.
+	ErrWriteTimeout = errors.New("client: write stalled past the write timeout")
 	// ErrBadURL is returned by Dial for a URL that is not ws://, wss://,
 	// http:// or https://.
 	ErrBadURL = errors.New("client: bad URL")

@@ -236,3 +236,43 @@ func TestRetryAfterIsHonoured(t *testing.T) {
 	}
 	t.Logf("retried %v after a 503 with Retry-After: 1", times[1].Sub(times[0]))
 }
+
+func TestStalledWriteEndsConnection(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{proto.SubprotocolJSON}})
+		if err != nil {
+			return
+		}
+		defer ws.CloseNow()
+		<-release // never reads: the client's writes pile up in the socket buffers
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(release) })
+	disconnects := make(chan error, 4)
+	c, err := Dial(context.Background(), wsURL(srv), Options{
+		WriteTimeout: 50 * time.Millisecond,
+		PingInterval: -1,
+		Backoff:      Backoff{Min: time.Hour, Max: time.Hour},
+		OnDisconnect: func(err error) { notify(disconnects, err) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	big := Raw(`"` + strings.Repeat("x", 64<<10) + `"`)
+	for i := 0; ; i++ {
+		err := c.Publish(context.Background(), "bulk", big)
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, ErrConnectionLost) {
+			t.Fatalf("publish %d: %v, want ErrConnectionLost", i, err)
+		}
+		t.Logf("publish %d (%d KiB written) found the connection stalled", i, i*64)
+		break
+	}
+	if err := await(t, disconnects, "the disconnect"); !errors.Is(err, ErrWriteTimeout) {
+		t.Fatalf("disconnected with %v, want ErrWriteTimeout", err)
+	}
+}

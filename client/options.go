@@ -61,8 +61,9 @@ type Options struct {
 	Backoff Backoff
 	// DialTimeout bounds one handshake. Default: 10s.
 	DialTimeout time.Duration
-	// WriteTimeout bounds one outgoing frame; a write that takes longer
-	// ends the connection. Default: 10s.
+	// WriteTimeout: when writes are waiting and none has completed for
+	// this long, the connection is ended (ErrWriteTimeout) and replaced.
+	// Default: 10s.
 	WriteTimeout time.Duration
 	// PingInterval is how often an app-level {"op":"ping"} is sent.
 	// Default: 20s; negative turns the client-side check off.

@@ -138,22 +138,29 @@ func (c *Conn) detach(s *session) {
 	close(s.gone)
 }
 
-// watch sends app-level pings and returns once s has ended (its reader
-// returned). A server that sends nothing within PingTimeout of a ping is
-// taken as gone: some failures (a dead NAT mapping, a frozen host) never
-// reset the TCP connection.
+// watch returns once s has ended (its reader returned), ending it first
+// when the server falls silent or a write stalls. It sends the app-level
+// pings: some failures (a dead NAT mapping, a frozen host) never reset the
+// TCP connection, so a server that sends nothing within PingTimeout of a
+// ping is taken as gone. And it is the write watchdog: a write under way
+// with no write completed for WriteTimeout (checked every WriteTimeout/2)
+// ends the connection, which unblocks every writer.
 func (c *Conn) watch(s *session) {
-	if c.opts.PingInterval <= 0 {
-		select {
-		case <-s.done:
-		case <-c.ctx.Done():
-			c.closeSession(s)
-		}
-		return
+	stall := time.NewTicker(c.opts.WriteTimeout / 2)
+	defer stall.Stop()
+	var ping <-chan time.Time
+	var pt *time.Timer
+	if c.opts.PingInterval > 0 {
+		pt = time.NewTimer(c.opts.PingInterval)
+		defer pt.Stop()
+		ping = pt.C
 	}
-	t := time.NewTimer(c.opts.PingInterval)
-	defer t.Stop()
 	sentAt := int64(-1) // when the unanswered ping went out; -1: none
+	written, progressAt := s.written.Load(), s.now()
+	end := func(cause error) {
+		s.kill(cause)
+		<-s.done
+	}
 	for {
 		select {
 		case <-s.done:
@@ -161,25 +168,33 @@ func (c *Conn) watch(s *session) {
 		case <-c.ctx.Done():
 			c.closeSession(s)
 			return
-		case <-t.C:
-		}
-		if sentAt >= 0 {
-			if s.silentSince(sentAt) {
-				s.kill(ErrServerSilent)
-				<-s.done
+		case <-stall.C:
+			w := s.written.Load()
+			if w != written || s.inflight.Load() == 0 {
+				written, progressAt = w, s.now()
+				continue
+			}
+			if time.Duration(s.now()-progressAt) >= c.opts.WriteTimeout {
+				end(ErrWriteTimeout)
 				return
 			}
-			sentAt = -1
-			t.Reset(max(c.opts.PingInterval-c.opts.PingTimeout, 0))
-			continue
+		case <-ping:
+			if sentAt >= 0 {
+				if s.silentSince(sentAt) {
+					end(ErrServerSilent)
+					return
+				}
+				sentAt = -1
+				pt.Reset(max(c.opts.PingInterval-c.opts.PingTimeout, 0))
+				continue
+			}
+			sentAt = s.now()
+			if err := c.send(s, &proto.Request{Op: proto.OpPing}, true); err != nil {
+				end(err)
+				return
+			}
+			pt.Reset(c.opts.PingTimeout)
 		}
-		sentAt = s.now()
-		if err := c.send(s, &proto.Request{Op: proto.OpPing}); err != nil {
-			s.kill(err)
-			<-s.done
-			return
-		}
-		t.Reset(c.opts.PingTimeout)
 	}
 }
 
@@ -293,7 +308,7 @@ func (c *Conn) resubscribe(s *session) bool {
 func (c *Conn) subscribeOn(s *session, topics []string) error {
 	ctx, cancel := context.WithTimeout(c.ctx, c.opts.DialTimeout)
 	defer cancel()
-	err := c.callOn(ctx, s, &proto.Request{Op: proto.OpSub, Topics: topics})
+	err := c.callOn(ctx, s, &proto.Request{Op: proto.OpSub, Topics: topics}, true)
 	if errors.Is(err, context.DeadlineExceeded) {
 		s.kill(ErrServerSilent)
 	}

@@ -25,6 +25,8 @@ type session struct {
 	writeTimeout time.Duration
 	born         time.Time
 	seen         atomic.Int64 // ns since born at the last inbound frame, control frames included
+	inflight     atomic.Int32 // writes under way or waiting for the write lock
+	written      atomic.Uint64
 
 	mu      sync.Mutex
 	pending map[uint64]chan error // requests waiting for ack/err, by id
@@ -105,13 +107,31 @@ func handshakeError(resp *http.Response) *HandshakeError {
 	return he
 }
 
-// write sends one message; it is safe for concurrent use. A write that
-// times out closes the connection (coder/websocket cannot abandon half a
-// frame), which is what a stuck connection deserves.
+// write sends one message; it is safe for concurrent use. It sets no
+// timer of its own: the supervisor's watchdog ends a connection whose
+// writes stall, which returns every blocked write.
 func (s *session) write(b []byte) error {
+	s.inflight.Add(1)
+	err := s.ws.Write(context.Background(), s.typ, b)
+	s.written.Add(1)
+	s.inflight.Add(-1)
+	return err
+}
+
+// writeBounded is write with its own WriteTimeout, for the supervisor
+// (which is the watchdog). coder/websocket closes the connection when the
+// timeout strikes mid-frame, which is what a stuck connection deserves.
+func (s *session) writeBounded(b []byte) error {
 	ctx, cancel := context.WithTimeout(context.Background(), s.writeTimeout)
 	defer cancel()
-	return s.ws.Write(ctx, s.typ, b)
+	s.inflight.Add(1)
+	err := s.ws.Write(ctx, s.typ, b)
+	s.written.Add(1)
+	s.inflight.Add(-1)
+	if err != nil && ctx.Err() != nil {
+		err = ErrWriteTimeout
+	}
+	return err
 }
 
 // register reserves id for a request; false once the session has ended.

@@ -1,0 +1,57 @@
+package client_test
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"time"
+
+	"github.com/subsock/subsock/client"
+	"github.com/subsock/subsock/proto"
+)
+
+// Micro sockets: each concern gets its own connection, token, retry and
+// delivery policy, declared in one place.
+func ExampleOpen() {
+	ctx := context.Background()
+	url := "ws://localhost:8080/ws"
+	paymentsToken := func(ctx context.Context) (string, error) { return "a JWT from your auth service", nil }
+	ss, err := client.Open(ctx, map[string]client.SocketConfig{
+		"prices":   {URL: url, Policy: client.Latest, Codec: proto.Msgpack, Backoff: client.Backoff{Min: 50 * time.Millisecond, Max: 2 * time.Second}},
+		"payments": {URL: url, Policy: client.All, Buffer: 1024, Token: paymentsToken, AckPublish: true},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer ss.Close()
+
+	err = ss.Get("prices").Subscribe(ctx, "prices.AAPL", func(m client.Message) {
+		var tick struct{ Price float64 }
+		if m.Decode(&tick) == nil {
+			fmt.Println("AAPL", tick.Price) // a slow screen only ever sees the newest price
+		}
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	// Acked: a refusal comes back as a *client.ServerError with its code.
+	if err := ss.Get("payments").Publish(ctx, "payments.settled", map[string]any{"id": 42}); err != nil {
+		log.Print(err)
+	}
+}
+
+func ExampleDial() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, "ws://localhost:8080/ws", client.Options{
+		OnError:      func(err error) { log.Print(err) },           // drops, failed attempts, refusals without a caller
+		OnDisconnect: func(err error) { log.Print("down: ", err) }, // "... (next attempt in 180ms)"
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Subscribe(ctx, "alerts", func(m client.Message) { fmt.Printf("%s: %s\n", m.Topic, m.Data) }); err != nil {
+		log.Fatal(err)
+	}
+}
