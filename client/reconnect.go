@@ -146,7 +146,7 @@ func (c *Conn) detach(s *session) {
 // with no write completed for WriteTimeout (checked every WriteTimeout/2)
 // ends the connection, which unblocks every writer.
 func (c *Conn) watch(s *session) {
-	stall := time.NewTicker(c.opts.WriteTimeout / 2)
+	stall := time.NewTicker(max(c.opts.WriteTimeout/2, time.Millisecond))
 	defer stall.Stop()
 	var ping <-chan time.Time
 	var pt *time.Timer

@@ -3,7 +3,8 @@
 // alerts on another with the All policy (every alert is shown, none is
 // silently lost), each with its own backoff. With -feed (the default) a
 // third socket publishes simulated prices and alerts, so a bare node from
-// `make run` has traffic to show.
+// `make run` has traffic to show; the demo page's "Start demo feed" button
+// (topic demo.ticker) shows up here too.
 //
 //	make run                        # in one terminal: a node on :8080
 //	go run ./examples/go/ticker     # in another
@@ -82,17 +83,23 @@ func run(url string, symbols []string, feed bool, every, render time.Duration, u
 	}
 	defer ss.Close()
 
+	showTick := func(m client.Message) {
+		var t Tick
+		if err := m.Decode(&t); err != nil {
+			log.Printf("[prices] %s: %v", m.Topic, err)
+			return
+		}
+		fmt.Printf("%-8s %10.2f  (%s, tick %d)\n", t.Symbol, t.Price, m.Topic, t.Seq)
+		time.Sleep(render) // stands for a slow screen; Latest skips what it missed
+	}
+	// demo.ticker is what the demo page of `make run` publishes with its
+	// "Start demo feed" button.
+	topics := []string{"demo.ticker"}
 	for _, sym := range symbols {
-		err := ss.Get("prices").Subscribe(ctx, "prices."+sym, func(m client.Message) {
-			var t Tick
-			if err := m.Decode(&t); err != nil {
-				log.Printf("[prices] %s: %v", m.Topic, err)
-				return
-			}
-			fmt.Printf("%-5s %10.2f  (tick %d)\n", t.Symbol, t.Price, t.Seq)
-			time.Sleep(render) // stands for a slow screen; Latest skips what it missed
-		})
-		if err != nil {
+		topics = append(topics, "prices."+sym)
+	}
+	for _, topic := range topics {
+		if err := ss.Get("prices").Subscribe(ctx, topic, showTick); err != nil {
 			return err
 		}
 	}
