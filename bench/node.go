@@ -45,6 +45,10 @@ func spawnNode(ctx context.Context, bin string, args, env []string, logTo io.Wri
 	if host == "" || host == "0.0.0.0" || host == "::" {
 		host = "127.0.0.1"
 	}
+	target := "ws://" + net.JoinHostPort(host, port) + "/ws"
+	if err := checkTarget(target); err != nil {
+		return nil, err
+	}
 	// The harness manages the node's lifetime: it must never outlive us.
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), env...)
@@ -53,7 +57,7 @@ func spawnNode(ctx context.Context, bin string, args, env []string, logTo io.Wri
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrNode, err)
 	}
-	n := &node{cmd: cmd, target: "ws://" + net.JoinHostPort(host, port) + "/ws", exited: make(chan struct{})}
+	n := &node{cmd: cmd, target: target, exited: make(chan struct{})}
 	go func() {
 		n.err = cmd.Wait()
 		close(n.exited)

@@ -202,3 +202,10 @@ func TestFlagValue(t *testing.T) {
 		}
 	}
 }
+
+func TestSpawnRefusesNonLoopbackAddr(t *testing.T) {
+	_, err := spawnNode(t.Context(), "/nonexistent/subsock", []string{"-addr", "192.0.2.1:8080"}, nil, io.Discard)
+	if !errors.Is(err, ErrNotLoopback) {
+		t.Fatalf("spawnNode = %v, want ErrNotLoopback before anything starts", err)
+	}
+}
