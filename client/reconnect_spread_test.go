@@ -212,9 +212,10 @@ func TestReconnectSpread(t *testing.T) {
 		t.Errorf("a client dialled again %v after the restart began, before Backoff.Min %v", dl.offsets[0], backoff.Min)
 	}
 	// Full jitter draws each wait uniformly from windows hundreds of
-	// milliseconds wide, so a few percent land in any 10ms; a herd would
-	// put most of them in one.
-	if pl.busiest > clients/8 {
+	// milliseconds wide, so a few percent land in any 10ms (more just
+	// after the new node comes up, when every pending plan succeeds); a
+	// herd would put nearly all of them in one.
+	if pl.busiest > clients/4 {
 		t.Errorf("%d of %d clients planned their attempt within one %v window", pl.busiest, clients, window)
 	}
 	if dl.busiest > clients/2 {
