@@ -7,9 +7,12 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -87,6 +90,7 @@ func run(args []string) error {
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "console", "json or console")
 	serveDemo := fs.Bool("demo", false, "serve the demo page at /")
+	debugPprof := fs.Bool("pprof", false, "serve Go profiles at /debug/pprof/ (keep it off on public listeners)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -122,6 +126,16 @@ func run(args []string) error {
 	g, err := gateway.New(cfg)
 	if err != nil {
 		return err
+	}
+	if *debugPprof {
+		g.Handle("/debug/pprof/", http.HandlerFunc(pprof.Index))
+		g.Handle("/debug/pprof/profile", http.HandlerFunc(pprof.Profile))
+		g.Handle("/debug/pprof/symbol", http.HandlerFunc(pprof.Symbol))
+		g.Handle("/debug/pprof/trace", http.HandlerFunc(pprof.Trace))
+		g.Handle("POST /debug/gc", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			runtime.GC()
+			debug.FreeOSMemory()
+		}))
 	}
 	if *serveDemo {
 		g.Handle("/", demo.Handler())
