@@ -16,8 +16,9 @@
 // Retry-After is honoured as a lower bound.
 //
 // Goroutines, per Conn, all stopped by Close:
-//   - one supervisor that dials, resubscribes, sends the app-level pings
-//     and backs off between connections;
+//   - one supervisor that dials, resubscribes, sends the app-level pings,
+//     ends a connection whose writes stall, and backs off between
+//     connections;
 //   - one reader per live connection, which decodes frames, completes
 //     requests waiting for their ack and queues messages; it never runs a
 //     handler and never blocks on one;

@@ -32,6 +32,8 @@ var (
 	ErrNoToken = errors.New("client: no token provider")
 	// ErrSubprotocol means the server did not accept the requested codec.
 	ErrSubprotocol = errors.New("client: server refused the subprotocol")
+	// ErrNilHandler is returned by Subscribe without a handler.
+	ErrNilHandler = errors.New("client: nil handler")
 	// ErrNoSockets is returned by Open for an empty declaration.
 	ErrNoSockets = errors.New("client: no sockets declared")
 	// ErrUndecodable is reported through OnError for a server message the
@@ -96,9 +98,6 @@ type CloseError struct {
 func (e *CloseError) Error() string {
 	return fmt.Sprintf("client: closed by server: %d %s", e.Code, e.Reason)
 }
-
-// ErrNilHandler is returned by Subscribe without a handler.
-var ErrNilHandler = errors.New("client: nil handler")
 
 // RetryError is what OnError (a failed attempt) and OnDisconnect (a
 // dropped connection) receive when the Conn is about to wait before its

@@ -58,7 +58,7 @@ func (c *Conn) supervise(first chan<- error) {
 		}
 		go c.read(s)
 		if c.resubscribe(s) {
-			c.log.Info("connected", zap.String("url", c.url), zap.Int("attempts", failures+1))
+			c.log.Info("connected", zap.String("url", c.url), zap.Int("failures_before", failures))
 			c.opts.OnConnect()
 		}
 		c.watch(s)
