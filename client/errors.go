@@ -105,7 +105,7 @@ func (e *CloseError) Error() string {
 type RetryError struct {
 	Err      error
 	Wait     time.Duration // until the next attempt
-	Failures int           // consecutive failures so far (0 after a connection drops)
+	Failures int           // failures counted into Wait (a connection shorter than Backoff.Max does not reset them)
 }
 
 func (e *RetryError) Error() string {
