@@ -104,9 +104,20 @@ func runE2E(t *testing.T, p Params) *Result {
 // TestE2ELatency: a few hundred connections on two workers, a few seconds
 // of publishing; every delivery must arrive, be timed and be reported.
 func TestE2ELatency(t *testing.T) {
+	dir := t.TempDir()
 	res := runE2E(t, Params{
 		Scenario: ScenarioLatency, Conns: 300, Workers: 2, Rate: 20, Duration: 2 * time.Second,
+		SpawnArgs:  []string{"-pprof"},
+		CPUProfile: filepath.Join(dir, "cpu.prof"), HeapProfile: filepath.Join(dir, "heap.prof"),
 	})
+	if !res.Server.ForcedGC || res.Server.HeapLoaded <= res.Server.HeapBaseline {
+		t.Fatalf("a -pprof node must be GC'd before readings: %+v", res.Server)
+	}
+	for _, f := range []string{"cpu.prof", "heap.prof"} {
+		if st, err := os.Stat(filepath.Join(dir, f)); err != nil || st.Size() == 0 {
+			t.Fatalf("profile %s: %v", f, err)
+		}
+	}
 	c, d := res.Connect, res.Delivery
 	if c.Connected != 300 || c.Failed != 0 || c.Subscribed != 300 || c.Handshake.Count != 300 || c.PerSec <= 0 {
 		t.Fatalf("connect %+v", c)
@@ -126,7 +137,7 @@ func TestE2ELatency(t *testing.T) {
 	if !res.OK {
 		t.Fatalf("judged not OK: %v", res.Notes)
 	}
-	dir := t.TempDir()
+	dir = t.TempDir()
 	if _, _, err := res.WriteFiles(dir); err != nil {
 		t.Fatal(err)
 	}
@@ -145,6 +156,9 @@ func TestE2EStepsOverWebSocket(t *testing.T) {
 	})
 	if len(res.Steps) != 2 {
 		t.Fatalf("%d steps: %+v", len(res.Steps), res.Steps)
+	}
+	if res.Server.ForcedGC {
+		t.Fatal("a node without -pprof cannot be made to GC")
 	}
 	for i, s := range res.Steps {
 		// Each topic has 100 subscribers (200 connections × 2 topics / 4).
@@ -165,7 +179,7 @@ func TestE2EStepsOverWebSocket(t *testing.T) {
 func TestE2EChurn(t *testing.T) {
 	res := runE2E(t, Params{
 		Scenario: ScenarioChurn, Conns: 200, Workers: 2, TopicsPerConn: 5, Topics: 50, Cycles: 3,
-		SettleTimeout: 6 * time.Second, SpawnArgs: []string{"-interest-linger", "100ms"},
+		SettleTimeout: 6 * time.Second, SpawnArgs: []string{"-interest-linger", "100ms", "-pprof"},
 	})
 	ch := res.Churn
 	if ch == nil || len(ch.Cycles) != 3 {
@@ -178,6 +192,9 @@ func TestE2EChurn(t *testing.T) {
 	}
 	if !ch.Returned || ch.After["subsock_connections"] != 0 || ch.After["subsock_subscriptions"] != 0 {
 		t.Fatalf("registry did not return: after %v baseline %v", ch.After, ch.Baseline)
+	}
+	if ch.HeapAfter <= 0 || ch.RSSAfter <= 0 || !res.Server.ForcedGC {
+		t.Fatalf("no memory readings after churn: %+v", ch)
 	}
 	if res.Connect.Connected != 600 || !res.OK {
 		t.Fatalf("connect %+v ok %v notes %v", res.Connect, res.OK, res.Notes)

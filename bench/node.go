@@ -206,6 +206,49 @@ func (p *probe) cpu(ctx context.Context) (float64, error) {
 	return m["process_cpu_seconds_total"], nil
 }
 
+// gc asks every target's node to collect garbage and return freed memory
+// to the OS (POST /debug/gc, served by a node started with -pprof).
+func (p *probe) gc(ctx context.Context) error {
+	for _, base := range p.bases {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/debug/gc", nil)
+		if err != nil {
+			return err
+		}
+		resp, err := p.client.Do(req)
+		if err != nil {
+			return err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode/100 != 2 {
+			return fmt.Errorf("%w: %s/debug/gc: HTTP %d (start the node with -pprof)", ErrNode, base, resp.StatusCode)
+		}
+	}
+	return nil
+}
+
+// profile saves the first target's /debug/pprof/<what> to path.
+func (p *probe) profile(ctx context.Context, what, path string) error {
+	client := &http.Client{} // a CPU profile outlives p.client's timeout
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.bases[0]+"/debug/pprof/"+what, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%w: /debug/pprof/%s: HTTP %d (start the node with -pprof)", ErrNode, what, resp.StatusCode)
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o644)
+}
+
 // procCPU returns the user+system CPU seconds of any process.
 func (p *probe) procCPU(pid int) (float64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("%s/%d/stat", p.procDir, pid))

@@ -138,6 +138,11 @@ type Params struct {
 	Name string `json:"name"`
 	// Quiet turns off the per-second progress line.
 	Quiet bool `json:"-"`
+	// CPUProfile and HeapProfile are files for the node's CPU profile over
+	// the publish phase and its heap profile with every connection open;
+	// both need a node started with -pprof.
+	CPUProfile  string `json:"-"`
+	HeapProfile string `json:"-"`
 }
 
 // scenarioDefaults are the per-scenario values of fields left zero.
@@ -382,6 +387,8 @@ func NewFlagSet(name string, p *Params) *flag.FlagSet {
 	fs.StringVar(&p.Out, "out", "", "directory for NAME.json and NAME.html (empty: none)")
 	fs.StringVar(&p.Name, "name", "", "result file name (default: the scenario)")
 	fs.BoolVar(&p.Quiet, "quiet", false, "no progress line on stderr")
+	fs.StringVar(&p.CPUProfile, "cpuprofile", "", "save the node's CPU profile over the publish phase here (node needs -pprof)")
+	fs.StringVar(&p.HeapProfile, "heapprofile", "", "save the node's heap profile, after a GC, with every connection open (node needs -pprof)")
 	return fs
 }
 

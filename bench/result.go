@@ -99,11 +99,14 @@ type ServerResult struct {
 	RSSLoaded   int64   `json:"rss_loaded"`
 	RSSPerConn  float64 `json:"rss_per_conn"`
 	RSSPerSub   float64 `json:"rss_per_subscription"`
-	// Heap figures are go_memstats_heap_inuse_bytes from /metrics; they
-	// include garbage not yet collected (the node cannot be made to GC).
+	// Heap figures are go_memstats_heap_inuse_bytes from /metrics; unless
+	// ForcedGC, they include garbage not yet collected.
 	HeapBaseline int64   `json:"heap_baseline"`
 	HeapLoaded   int64   `json:"heap_loaded"`
 	HeapPerConn  float64 `json:"heap_per_conn"`
+	// ForcedGC reports that the node collected garbage (POST /debug/gc)
+	// before each memory reading, so heap figures are live memory.
+	ForcedGC bool `json:"forced_gc"`
 	// Settled reports whether RSS stopped moving (±1% for 2 s) before the
 	// loaded reading; SettleSeconds is how long that took.
 	Settled       bool    `json:"settled"`
@@ -161,8 +164,8 @@ type ChurnResult struct {
 	RSSBaseline   int64   `json:"rss_baseline"`
 	RSSAfter      int64   `json:"rss_after"`
 	RSSPeak       int64   `json:"rss_peak"`
-	// HeapBaseline and HeapAfter are go_memstats_heap_inuse_bytes; like RSS
-	// they hold whatever garbage no GC has collected yet.
+	// HeapBaseline and HeapAfter are go_memstats_heap_inuse_bytes; unless
+	// the node was made to GC they hold uncollected garbage too.
 	HeapBaseline int64 `json:"heap_baseline"`
 	HeapAfter    int64 `json:"heap_after"`
 }

@@ -74,6 +74,8 @@ type runner struct {
 	// pubStart is the first publish; finish settles Result.Delivery from
 	// the workers' final counts.
 	pubStart time.Time
+	// forcedGC is set when the node collects garbage on request.
+	forcedGC bool
 	// phase names what the progress line shows.
 	mu      sync.Mutex
 	phase   string
@@ -160,6 +162,8 @@ func (r *runner) stopAll() {
 
 // baseline reads the node before any client connects.
 func (r *runner) baseline(ctx context.Context) error {
+	r.forcedGC = r.probe.gc(ctx) == nil
+	r.res.Server.ForcedGC = r.forcedGC
 	rss, err := r.probe.rss(ctx)
 	if err != nil {
 		return fmt.Errorf("%w: reading RSS: %v", ErrNode, err)
@@ -212,10 +216,12 @@ func (r *runner) startSampler() (stop func()) {
 		defer wg.Done()
 		t := time.NewTicker(samplePeriod)
 		defer t.Stop()
-		var prev Sample
+		// A sample at each end, so even a short run has its start and finish.
+		prev := r.sample()
 		for n := 1; ; n++ {
 			select {
 			case <-done:
+				r.sample()
 				return
 			case <-t.C:
 			}
@@ -256,7 +262,7 @@ func (r *runner) printProgress(prev, s Sample) {
 	r.mu.Unlock()
 	dt := s.T - prev.T
 	rate, cpu := 0.0, 0.0
-	if dt > 0 && prev.T > 0 {
+	if dt > 0 {
 		rate = float64(s.Received-prev.Received) / dt
 		cpu = (s.CPU - prev.CPU) / dt * 100
 	}
@@ -365,13 +371,24 @@ func topicSubs(p Params, failed []int) []int64 {
 // RSS settles when settle is set (the node offers no way to force a GC).
 func (r *runner) loadedMemory(ctx context.Context, settle bool) {
 	s := &r.res.Server
-	if settle {
+	switch {
+	case r.forcedGC:
+		if err := r.probe.gc(ctx); err != nil {
+			r.note("forced GC failed before the loaded reading: " + err.Error())
+		}
+		s.RSSLoaded, _ = r.probe.rss(ctx)
+	case settle:
 		s.RSSLoaded, s.Settled, s.SettleSeconds = r.settle(ctx)
-	} else {
+	default:
 		s.RSSLoaded, _ = r.probe.rss(ctx)
 	}
 	if m, err := r.probe.metrics(ctx); err == nil {
 		s.HeapLoaded = int64(m["go_memstats_heap_inuse_bytes"])
+	}
+	if r.p.HeapProfile != "" {
+		if err := r.probe.profile(ctx, "heap?gc=1", r.p.HeapProfile); err != nil {
+			r.note("no heap profile: " + err.Error())
+		}
 	}
 	if n := r.res.Connect.Connected; n > 0 {
 		s.RSSPerConn = float64(s.RSSLoaded-s.RSSBaseline) / float64(n)
@@ -485,6 +502,8 @@ func (r *runner) publishFixed(ctx context.Context) error {
 	}
 	m0, _ := r.probe.metrics(ctx)
 	r.setPhase("publish")
+	stopProfile := r.startCPUProfile(ctx, r.p.Duration)
+	defer stopProfile()
 	cpu0, ccpu0, t0 := r.cpu(ctx), r.workers.cpu(r.probe), time.Now()
 	pr := r.pace(ctx, 0, r.p.Rate, r.p.Duration)
 	exp := r.expected(pr)
@@ -501,6 +520,24 @@ func (r *runner) publishFixed(ctx context.Context) error {
 	r.res.Delivery, r.pubStart = d, pr.start
 	r.res.PublishRTT = summarize(pr.rtt)
 	return nil
+}
+
+// startCPUProfile fetches a CPU profile of the node covering d into
+// p.CPUProfile, when asked; the returned func waits for it.
+func (r *runner) startCPUProfile(ctx context.Context, d time.Duration) (wait func()) {
+	if r.p.CPUProfile == "" {
+		return func() {}
+	}
+	secs := max(1, int(d.Seconds()+0.5))
+	done := make(chan error, 1)
+	go func() {
+		done <- r.probe.profile(ctx, "profile?seconds="+strconv.Itoa(secs), r.p.CPUProfile)
+	}()
+	return func() {
+		if err := <-done; err != nil {
+			r.note("no CPU profile: " + err.Error())
+		}
+	}
 }
 
 func (r *runner) pace(ctx context.Context, step int, rate float64, d time.Duration) *paceResult {
@@ -755,7 +792,11 @@ func (r *runner) churn(ctx context.Context) error {
 		}
 	}
 	r.setPhase("settle")
-	ch.RSSAfter, r.res.Server.Settled, r.res.Server.SettleSeconds = r.settle(ctx)
+	if r.forcedGC && r.probe.gc(ctx) == nil {
+		ch.RSSAfter, _ = r.probe.rss(ctx)
+	} else {
+		ch.RSSAfter, r.res.Server.Settled, r.res.Server.SettleSeconds = r.settle(ctx)
+	}
 	if m, err := r.probe.metrics(ctx); err == nil {
 		ch.HeapAfter = int64(m["go_memstats_heap_inuse_bytes"])
 	}
@@ -877,8 +918,10 @@ func (r *runner) judge() {
 		r.note(fmt.Sprintf("registry did not return to the baseline within %s: %v, baseline %v", r.p.SettleTimeout, ch.After, ch.Baseline))
 	}
 	switch {
+	case res.Server.ForcedGC:
+		r.note("memory read after a forced GC (POST /debug/gc: runtime.GC and debug.FreeOSMemory), so heap-in-use is live memory")
 	case res.Server.Settled:
-		r.note(fmt.Sprintf("memory read after RSS settled (%.1f s); the node has no way to force a GC, so RSS and heap-in-use may still hold garbage", res.Server.SettleSeconds))
+		r.note(fmt.Sprintf("memory read after RSS settled (%.1f s) without a forced GC (start the node with -pprof to allow one), so RSS and heap-in-use may still hold garbage", res.Server.SettleSeconds))
 	case r.p.Scenario == ScenarioIdle || r.p.Scenario == ScenarioTopics || r.p.Scenario == ScenarioChurn:
 		r.note(fmt.Sprintf("RSS did not settle within %s; the memory figure is an upper bound", r.p.SettleTimeout))
 	default:

@@ -7,14 +7,15 @@
 #
 #   OUT=dir     where results go (default bench/results)
 #   ONLY="a b"  run only these result names (e.g. ONLY="idle churn")
-#   NODE_FLAGS  extra flags for every node (default: -loops 2)
+#   NODE_FLAGS  flags for every node (default: -loops 2 -pprof; -pprof lets the
+#               harness force a GC before memory readings and take profiles)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 GO=${GO:-go}
 OUT=${OUT:-bench/results}
 ONLY=${ONLY:-}
-read -r -a node_flags <<<"${NODE_FLAGS:--loops 2}"
+read -r -a node_flags <<<"${NODE_FLAGS:--loops 2 -pprof}"
 
 mkdir -p bin "$OUT"
 "$GO" build -o bin/subsock ./cmd/subsock
@@ -43,19 +44,30 @@ run() {
 }
 
 # Memory: 15,000 idle connections × 10 topics.
-run idle -scenario idle -conns 15000 -topics-per-conn 10
+run idle -scenario idle -conns 15000 -topics-per-conn 10 -heapprofile "$OUT/idle.heap.prof"
 # Upgrades per second: 15,000 connections, no subscriptions.
 run connect -scenario connect -conns 15000
 # Latency at a low rate: 10,000 subscribers of one topic, 1 msg/s for 10 s.
 run latency -scenario latency -conns 10000 -rate 1 -duration 10s
 # Sustained fan-out: 10,000 subscribers of one topic, 150 msg/s for 10 s.
-run fanout -scenario fanout -conns 10000 -rate 150 -duration 10s
+run fanout -scenario fanout -conns 10000 -rate 150 -duration 10s -cpuprofile "$OUT/fanout.cpu.prof"
 # Rising rate to 5,000 subscribers until loss or p99 > 1 s.
 run steps -scenario steps -conns 5000 -rate 50 -step-factor 1.5 -max-steps 8 -step-duration 3s
 # Many topics: 15,000 connections × 100 subscriptions over 15,000 topics.
-run topics -scenario topics -conns 15000 -topics-per-conn 100 -topics 15000 -rate 200 -duration 10s
+run topics -scenario topics -conns 15000 -topics-per-conn 100 -topics 15000 -rate 200 -duration 10s \
+	-heapprofile "$OUT/topics.heap.prof"
 # Churn: 10 cycles of 3,000 connections × 10 topics; the registry must return.
 run churn -scenario churn -conns 3000 -topics-per-conn 10 -topics 3000 -cycles 10
+
+# Where the node's time and memory go (profiles are *.prof: not committed).
+for prof in fanout.cpu idle.heap topics.heap; do
+	f="$OUT/$prof.prof"
+	if [[ -s $f ]]; then
+		echo
+		echo "### top of $f"
+		"$GO" tool pprof -top -nodecount=15 bin/subsock "$f" 2>/dev/null | sed -n '/flat%/,$p' || true
+	fi
+done
 
 echo
 bin/subsock-bench -summarize "$OUT"
