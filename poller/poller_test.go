@@ -221,3 +221,27 @@ func TestTrimWriteScratch(t *testing.T) {
 		t.Fatal("netpoll's outputBarrier field was not found; idle connections keep ~1.2 KiB of write scratch")
 	}
 }
+
+// After StopAccepting new connections are refused at once (not left
+// hanging in a backlog), while open ones keep working.
+func TestStopAcceptingRefusesNewKeepsOpen(t *testing.T) {
+	s, h, addr := startServer(t, Config{})
+	nc, c := dial(t, h, addr)
+	s.StopAccepting()
+	_, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err == nil {
+		t.Fatal("dial succeeded after StopAccepting")
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		t.Fatalf("dial hung until timeout instead of being refused: %v", err)
+	}
+	if err := c.Enqueue([]byte("open")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4)
+	_ = nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(nc, buf); err != nil || string(buf) != "open" {
+		t.Fatalf("open connection: %q %v", buf, err)
+	}
+}

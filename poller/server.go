@@ -43,7 +43,7 @@ type Server struct {
 	wg   sync.WaitGroup
 
 	mu        sync.Mutex
-	ln        netpoll.Listener
+	ln        *listener
 	accepting atomic.Bool
 
 	conns    atomic.Int64
@@ -103,7 +103,7 @@ func New(cfg Config, h Handler) (*Server, error) {
 
 // Serve accepts connections from ln until Close. It blocks.
 func (s *Server) Serve(ln net.Listener) error {
-	nl, err := netpoll.ConvertListener(ln)
+	nl, err := newListener(ln)
 	if err != nil {
 		return err
 	}
@@ -117,9 +117,9 @@ func (s *Server) Serve(ln net.Listener) error {
 	return ErrServerClosed
 }
 
-// StopAccepting closes the listener; open connections keep running.
-// (netpoll's own Shutdown would close every idle connection at once,
-// before a graceful drain could say goodbye.)
+// StopAccepting makes the kernel refuse new connections; open ones keep
+// running. (netpoll's own Shutdown would close every idle connection at
+// once, before a graceful drain could say goodbye.)
 func (s *Server) StopAccepting() {
 	if !s.accepting.Swap(false) {
 		return
@@ -127,7 +127,7 @@ func (s *Server) StopAccepting() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ln != nil {
-		_ = s.ln.Close()
+		s.ln.stop()
 	}
 }
 
@@ -143,6 +143,11 @@ func (s *Server) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	err := s.evl.Shutdown(ctx)
+	s.mu.Lock()
+	if s.ln != nil {
+		_ = s.ln.Close() // after netpoll let go of the descriptor
+	}
+	s.mu.Unlock()
 	close(s.stop)
 	s.wg.Wait()
 	s.ep.close()
