@@ -4,7 +4,7 @@ import "strconv"
 
 // Envelope decoding runs in two steps. A codec-specific scan checks the
 // whole message and records where each known field's value lies; then the
-// shared code below interprets those spans through a fieldReader, so both
+// shared code below interprets those spans through an envReader, so both
 // codecs enforce the same rules with the same messages.
 
 type field uint8
@@ -63,8 +63,8 @@ func (f *fields) set(k field, s span) *Error {
 	return nil
 }
 
-// fieldReader reads typed values out of spans the codec's scan has already
-// checked for well-formedness.
+// fieldReader is what envReader asks of each codec: typed values read out
+// of spans the codec's scan has already checked for well-formedness.
 type fieldReader interface {
 	isNull(s span) bool
 	// kind names the value's type for messages ("a string", "an array").
@@ -82,10 +82,57 @@ type fieldReader interface {
 	raw(s span) []byte
 }
 
+// envReader dispatches to one codec's reader with a branch rather than an
+// interface or a generic dictionary: with direct calls the compiler can
+// keep the scratch buffers and callbacks below on the stack.
+type envReader struct {
+	b  []byte
+	mp bool
+}
+
+var _ fieldReader = envReader{}
+
+func (r envReader) isNull(s span) bool {
+	if r.mp {
+		return mpReader{r.b}.isNull(s)
+	}
+	return jsonReader{r.b}.isNull(s)
+}
+
+func (r envReader) kind(s span) string {
+	if r.mp {
+		return mpReader{r.b}.kind(s)
+	}
+	return jsonReader{r.b}.kind(s)
+}
+
+func (r envReader) text(s span, buf []byte) ([]byte, bool) {
+	if r.mp {
+		return mpReader{r.b}.text(s, buf)
+	}
+	return jsonReader{r.b}.text(s, buf)
+}
+
+func (r envReader) uint(s span) (uint64, string) {
+	if r.mp {
+		return mpReader{r.b}.uint(s)
+	}
+	return jsonReader{r.b}.uint(s)
+}
+
+func (r envReader) elems(s span, fn func(int, span) bool) (int, bool) {
+	if r.mp {
+		return mpReader{r.b}.elems(s, fn)
+	}
+	return jsonReader{r.b}.elems(s, fn)
+}
+
+func (r envReader) raw(s span) []byte { return r.b[s.start:s.end] }
+
 func badRequest(msg string) *Error { return &Error{Code: CodeBadRequest, Msg: msg} }
 
 // withID stamps the request id on e when the id field could be read.
-func withID[R fieldReader](r R, f *fields, e *Error) *Error {
+func withID(r envReader, f *fields, e *Error) *Error {
 	if s := f[fID]; s.present() && !r.isNull(s) {
 		if v, problem := r.uint(s); problem == "" {
 			e.ID, e.HasID = v, true
@@ -96,9 +143,9 @@ func withID[R fieldReader](r R, f *fields, e *Error) *Error {
 
 // absent treats an explicit null like a missing field, as most encoders
 // write null for an unset optional value.
-func absent[R fieldReader](r R, s span) bool { return !s.present() || r.isNull(s) }
+func absent(r envReader, s span) bool { return !s.present() || r.isNull(s) }
 
-func readOp[R fieldReader](r R, f *fields) (Op, *Error) {
+func readOp(r envReader, f *fields) (Op, *Error) {
 	s := f[fOp]
 	if absent(r, s) {
 		return 0, badRequest(`missing field "op"`)
@@ -116,7 +163,7 @@ func readOp[R fieldReader](r R, f *fields) (Op, *Error) {
 }
 
 // readString reads a required string field.
-func readString[R fieldReader](r R, f *fields, k field) (string, *Error) {
+func readString(r envReader, f *fields, k field) (string, *Error) {
 	s := f[k]
 	if absent(r, s) {
 		return "", badRequest("missing field " + strconv.Quote(fieldNames[k]))
@@ -129,7 +176,7 @@ func readString[R fieldReader](r R, f *fields, k field) (string, *Error) {
 }
 
 // decodeFields interprets a request's fields; the caller has reset req.
-func decodeFields[R fieldReader](r R, f *fields, req *Request) *Error {
+func decodeFields(r envReader, f *fields, req *Request) *Error {
 	if s := f[fID]; !absent(r, s) {
 		v, problem := r.uint(s)
 		if problem != "" {
@@ -144,7 +191,7 @@ func decodeFields[R fieldReader](r R, f *fields, req *Request) *Error {
 	return e
 }
 
-func decodeOpFields[R fieldReader](r R, f *fields, req *Request) *Error {
+func decodeOpFields(r envReader, f *fields, req *Request) *Error {
 	op, e := readOp(r, f)
 	if e != nil {
 		return e
@@ -213,7 +260,7 @@ func decodeOpFields[R fieldReader](r R, f *fields, req *Request) *Error {
 }
 
 // decodeReplyFields interprets a server envelope; the caller has reset rep.
-func decodeReplyFields[R fieldReader](r R, f *fields, rep *Reply) *Error {
+func decodeReplyFields(r envReader, f *fields, rep *Reply) *Error {
 	if s := f[fID]; !absent(r, s) {
 		v, problem := r.uint(s)
 		if problem != "" {

@@ -16,7 +16,7 @@ func (jsonCodec) Binary() bool   { return false }
 func (jsonCodec) DecodeRequest(b []byte, r *Request) error {
 	*r = Request{}
 	var f fields
-	rd := jsonReader{b}
+	rd := envReader{b: b}
 	if e := jsonEnvelope(b, &f, "a request"); e != nil {
 		return withID(rd, &f, e)
 	}
@@ -30,7 +30,7 @@ func (jsonCodec) DecodeRequest(b []byte, r *Request) error {
 func (jsonCodec) DecodeReply(b []byte, r *Reply) error {
 	*r = Reply{}
 	var f fields
-	rd := jsonReader{b}
+	rd := envReader{b: b}
 	if e := jsonEnvelope(b, &f, "a reply"); e != nil {
 		return withID(rd, &f, e)
 	}

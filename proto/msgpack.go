@@ -13,7 +13,7 @@ func (msgpackCodec) Binary() bool   { return true }
 func (msgpackCodec) DecodeRequest(b []byte, r *Request) error {
 	*r = Request{}
 	var f fields
-	rd := mpReader{b}
+	rd := envReader{b: b, mp: true}
 	if e := mpEnvelope(b, &f, "a request"); e != nil {
 		return withID(rd, &f, e)
 	}
@@ -27,7 +27,7 @@ func (msgpackCodec) DecodeRequest(b []byte, r *Request) error {
 func (msgpackCodec) DecodeReply(b []byte, r *Reply) error {
 	*r = Reply{}
 	var f fields
-	rd := mpReader{b}
+	rd := envReader{b: b, mp: true}
 	if e := mpEnvelope(b, &f, "a reply"); e != nil {
 		return withID(rd, &f, e)
 	}

@@ -1,0 +1,179 @@
+package proto
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"math"
+	"reflect"
+	"testing"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// checkDecodedRequest holds for any input: decoding never panics, a
+// failure is an *Error with a request-level code and leaves r empty, and a
+// success is a valid request that re-encodes and decodes to the same.
+func checkDecodedRequest(t *testing.T, c Codec, in []byte) (ok bool) {
+	t.Helper()
+	var r Request
+	err := c.DecodeRequest(in, &r)
+	if err != nil {
+		var pe *Error
+		if !errors.As(err, &pe) {
+			t.Fatalf("error %v is %T, not *Error", err, err)
+		}
+		switch pe.Code {
+		case CodeBadRequest, CodeUnknownOp, CodeInvalidTopic:
+		default:
+			t.Fatalf("unexpected code %s: %s", pe.Code, pe.Msg)
+		}
+		if pe.Msg == "" || !reflect.DeepEqual(r, Request{}) {
+			t.Fatalf("error %+v left request %+v", pe, r)
+		}
+		// The reply to the failure must itself be a valid envelope.
+		var rep Reply
+		if err := c.DecodeReply(c.AppendError(nil, pe.ID, pe.HasID, pe.Code, pe.Msg), &rep); err != nil {
+			t.Fatalf("error reply does not decode: %v", err)
+		}
+		return false
+	}
+	if !r.Op.IsRequest() {
+		t.Fatalf("decoded non-request op %v", r.Op)
+	}
+	for _, topic := range append(r.Topics, r.Topic) {
+		if topic != "" || r.Op == OpPub {
+			if err := ValidTopic(topic); err != nil {
+				t.Fatalf("accepted invalid topic: %v", err)
+			}
+		}
+	}
+	if r.Op == OpPub {
+		if err := ValidData(r.Data, c.Format()); err != nil {
+			t.Fatalf("accepted data %q: %v", r.Data, err)
+		}
+		if _, err := Convert(r.Data, c.Format(), other(c.Format())); err != nil {
+			t.Fatalf("accepted data %q that does not convert: %v", r.Data, err)
+		}
+	}
+	out := c.AppendRequest(nil, &r)
+	var again Request
+	if err := c.DecodeRequest(out, &again); err != nil {
+		t.Fatalf("re-encoded %q does not decode: %v", out, err)
+	}
+	if !reflect.DeepEqual(r, again) {
+		t.Fatalf("re-encoding changed the request\n %+v\n %+v", r, again)
+	}
+	return true
+}
+
+func seedRequests(f *testing.F, fmt Format) {
+	f.Helper()
+	for _, tt := range sharedRequestCases {
+		f.Add(inFormat(f, fmt, tt.in))
+	}
+	f.Add([]byte{})
+	f.Add([]byte{0xc1})
+}
+
+func FuzzDecodeRequestJSON(f *testing.F) {
+	seedRequests(f, FormatJSON)
+	for _, tt := range jsonRequestCases {
+		if len(tt.in) < 200 {
+			f.Add([]byte(tt.in))
+		}
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		if checkDecodedRequest(t, JSON, in) && !json.Valid(in) {
+			t.Fatalf("accepted %q, which encoding/json rejects", in)
+		}
+	})
+}
+
+func FuzzDecodeRequestMsgpack(f *testing.F) {
+	seedRequests(f, FormatMsgpack)
+	f.Add([]byte{0x81, 0xdb, 0xff, 0xff, 0xff, 0xff})
+	f.Add([]byte("\x83\xa2op\xa3pub\xa5topic\xa1a\xa4data\xd6\xff\x00\x00\x00\x01"))
+	f.Add([]byte("\x83\xa2op\xa3pub\xa5topic\xa1a\xa4data\x81\x01\x02"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		if checkDecodedRequest(t, Msgpack, in) {
+			if _, err := msgpack.NewDecoder(bytes.NewReader(in)).DecodeInterface(); err != nil {
+				t.Fatalf("accepted %x, which vmihailenco/msgpack rejects: %v", in, err)
+			}
+		}
+	})
+}
+
+func FuzzConvert(f *testing.F) {
+	for _, v := range jsonValues {
+		if len(v) < 300 {
+			f.Add([]byte(v), true)
+			f.Add(mp(f, v), false)
+		}
+	}
+	for _, bad := range []string{`[1,`, `{"a" 1}`, `1e999`, "\"\xff\"", `[1]x`, `"\ud800\udc00"`} {
+		f.Add([]byte(bad), true)
+	}
+	for _, bad := range [][]byte{{0x81, 1, 2}, {0xca, 0x7f, 0xc0, 0, 0}, {0xd4, 3, 0}, {0x92, 1}, {0xa1, 0xff}, {0xc4, 3, 'a', 'b', 'c'},
+		{0xd7, 0xff, 0, 0, 0, 4, 0, 0, 0, 1}, {0xca, 0x3f, 0x8c, 0xcc, 0xcd}} {
+		f.Add(bad, false)
+	}
+	f.Fuzz(func(t *testing.T, in []byte, fromJSON bool) {
+		from := FormatMsgpack
+		if fromJSON {
+			from = FormatJSON
+		}
+		to := other(from)
+		verr := ValidData(in, from)
+		out, cerr := Convert(in, from, to)
+		if (verr == nil) != (cerr == nil) {
+			t.Fatalf("ValidData says %v but Convert says %v", verr, cerr)
+		}
+		if cerr != nil {
+			var ve, ce *DataError
+			if !errors.As(verr, &ve) || !errors.As(cerr, &ce) || ve.Err != ce.Err || ve.Offset != ce.Offset {
+				t.Fatalf("ValidData and Convert disagree: %v / %v", verr, cerr)
+			}
+			return
+		}
+		if err := ValidData(out, to); err != nil {
+			t.Fatalf("output %q of %q is invalid: %v", out, in, err)
+		}
+		back, err := Convert(out, to, from)
+		if err != nil {
+			t.Fatalf("converting back %q: %v", out, err)
+		}
+		again, err := Convert(back, from, to)
+		if err != nil || !bytes.Equal(out, again) {
+			t.Fatalf("conversion is not stable: %v\n %q\n %q", err, out, again)
+		}
+		if fromJSON {
+			if !json.Valid(in) {
+				t.Fatalf("accepted %q, which encoding/json rejects", in)
+			}
+			if !hugeNumbers(t, in) {
+				sameValue(t, in, FormatJSON, out, FormatMsgpack)
+			}
+		} else if !json.Valid(out) {
+			t.Fatalf("produced %q, which encoding/json rejects", out)
+		}
+	})
+}
+
+// hugeNumbers reports whether a JSON value has a number that only a float
+// can hold; the oracle and Convert may then legitimately round differently.
+func hugeNumbers(t *testing.T, in []byte) bool {
+	dec := json.NewDecoder(bytes.NewReader(in))
+	dec.UseNumber()
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return false
+		}
+		if n, ok := tok.(json.Number); ok {
+			if f, err := n.Float64(); err != nil || math.Abs(f) > 1<<53 {
+				return true
+			}
+		}
+	}
+}
