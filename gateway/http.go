@@ -127,6 +127,7 @@ func (g *Gateway) upgrade(s *session, hdr []byte) {
 	g.wsConns.Add(1)
 	g.codecConns[codec].Add(1)
 	_ = s.c.Enqueue(out.Bytes())
+	s.c.SetUrgent(false) // the 101 went ahead; the frames take their turn
 }
 
 // recorder is a minimal http.ResponseWriter that buffers one response.

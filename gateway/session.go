@@ -37,6 +37,7 @@ func (g *Gateway) OnOpen(c *poller.Conn) {
 	s := &session{c: c}
 	s.seen.Store(time.Now().UnixMilli())
 	c.Value = s
+	c.SetUrgent(true) // HTTP replies go ahead of fan-out; cleared on upgrade
 	g.wheel.add(s)
 }
 

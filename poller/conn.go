@@ -2,6 +2,7 @@ package poller
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"github.com/cloudwego/netpoll"
 )
@@ -29,7 +30,8 @@ type Conn struct {
 	w  *writer
 	s  *Server
 
-	wmu sync.Mutex // held around write syscalls and while marking closed
+	wmu    sync.Mutex  // held around write syscalls and while marking closed
+	urgent atomic.Bool // scheduled ahead of ordinary connections (see SetUrgent)
 
 	mu      sync.Mutex
 	state   uint8
@@ -119,6 +121,11 @@ func (c *Conn) Closing() bool {
 	defer c.mu.Unlock()
 	return c.state&(stClosing|stAbort|stClosed) != 0
 }
+
+// SetUrgent marks the connection's writes as urgent: its writer serves it
+// before the connections already waiting. For request/response traffic
+// (HTTP) sharing writers with bulk fan-out.
+func (c *Conn) SetUrgent(on bool) { c.urgent.Store(on) }
 
 // Pending returns the bytes queued and not yet written.
 func (c *Conn) Pending() int {

@@ -21,9 +21,11 @@ type writer struct {
 	s    *Server
 	wake chan struct{}
 
-	mu    sync.Mutex
-	ready []*Conn
-	spare []*Conn
+	mu        sync.Mutex
+	ready     []*Conn
+	spare     []*Conn
+	urgent    []*Conn     // connections marked urgent jump the ready list
+	hasUrgent atomic.Bool // checked between flushes without the lock
 
 	iov  []unix.Iovec // scratch for writev, reused
 	refs [][]byte     // keeps what iov points at reachable during the call
@@ -52,7 +54,12 @@ func newWriter(s *Server, cfg Config) *writer {
 
 func (w *writer) push(c *Conn) {
 	w.mu.Lock()
-	w.ready = append(w.ready, c)
+	if c.urgent.Load() {
+		w.urgent = append(w.urgent, c)
+		w.hasUrgent.Store(true)
+	} else {
+		w.ready = append(w.ready, c)
+	}
 	w.mu.Unlock()
 	select {
 	case w.wake <- struct{}{}:
@@ -70,10 +77,17 @@ func (w *writer) run(stop <-chan struct{}) {
 		w.ready = w.spare[:0]
 		w.mu.Unlock()
 		for i, c := range batch {
+			if w.hasUrgent.Load() {
+				w.flushUrgent()
+			}
 			w.flush(c)
 			batch[i] = nil
 		}
 		w.spare = batch[:0]
+		if w.hasUrgent.Load() {
+			w.flushUrgent()
+			continue
+		}
 		if len(batch) > 0 {
 			continue
 		}
@@ -84,6 +98,19 @@ func (w *writer) run(stop <-chan struct{}) {
 		case <-stop:
 			return
 		}
+	}
+}
+
+// flushUrgent writes the urgent connections first: an HTTP reply must not
+// wait for a pass over thousands of subscribers.
+func (w *writer) flushUrgent() {
+	w.mu.Lock()
+	list := w.urgent
+	w.urgent = nil
+	w.hasUrgent.Store(false)
+	w.mu.Unlock()
+	for _, c := range list {
+		w.flush(c)
 	}
 }
 
