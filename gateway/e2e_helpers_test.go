@@ -470,7 +470,8 @@ func (c *wsClient) expectAck(t testing.TB, id uint64, env envelope) {
 	}
 }
 
-// subscribe subscribes with id and waits for the ack.
+// subscribe subscribes with id and waits for the ack; from then on every
+// message published on topics must reach the client.
 func (c *wsClient) subscribe(t testing.TB, id uint64, topics ...string) {
 	t.Helper()
 	c.expectAck(t, id, envelope{{"op", "sub"}, {"id", id}, {"topics", topics}})

@@ -131,13 +131,28 @@ func TestE2EHealthAndMetrics(t *testing.T) {
 		t.Fatalf("GET /healthz body %q, want JSON with status ok", body)
 	}
 
+	// Count from here: the metrics must move by exactly one publish.
+	status, body = get(t, hc, n, "/metrics")
+	if status != http.StatusOK {
+		t.Fatalf("GET /metrics: %d", status)
+	}
+	base := map[string]float64{}
+	for _, name := range []string{"subsock_messages_in_total", "subsock_messages_out_total", "subsock_bytes_out_total", "subsock_fanout_duration_seconds_count"} {
+		base[name], _ = metric(body, name)
+	}
+	if got := publishOK(t, hc, n, "m.a", "application/json", []byte(`"hello again"`)); got != 1 {
+		t.Fatalf("publish reached %d, want 1", got)
+	}
+	if r := s.next(t); r.op != "msg" || r.data != "hello again" {
+		t.Fatalf("got %v, want the msg", r)
+	}
 	status, body = get(t, hc, n, "/metrics")
 	if status != http.StatusOK {
 		t.Fatalf("GET /metrics: %d", status)
 	}
 	for _, tt := range []struct {
 		name string
-		min  float64 // the sample must be at least this
+		min  float64 // the sample, less its base, must be at least this
 		max  float64 // and at most this (-1: no bound)
 	}{
 		{"subsock_connections", 1, 1},
@@ -156,8 +171,9 @@ func TestE2EHealthAndMetrics(t *testing.T) {
 			t.Errorf("/metrics lacks %s", tt.name)
 			continue
 		}
+		v -= base[tt.name]
 		if v < tt.min || (tt.max >= 0 && v > tt.max) {
-			t.Errorf("%s = %v, want in [%v, %v]", tt.name, v, tt.min, tt.max)
+			t.Errorf("%s grew by %v, want in [%v, %v]", tt.name, v, tt.min, tt.max)
 		}
 	}
 	if !strings.Contains(body, "# TYPE subsock_fanout_duration_seconds histogram") {

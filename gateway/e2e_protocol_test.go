@@ -140,6 +140,8 @@ func TestE2EMalformed(t *testing.T) {
 		}
 		return out
 	}
+	idFirst := envelope{{"id", 12}, {"op", "sub"}, {"topics", []string{"a", "b"}}}
+	truncated := func(b []byte) []byte { return b[:len(b)-3] }
 	type tc struct {
 		name   string
 		setup  []string // topics subscribed (and acked) first
@@ -152,9 +154,14 @@ func TestE2EMalformed(t *testing.T) {
 	}
 	cases := []tc{
 		{name: "syntax", raw: map[string][]byte{
-			"json":    []byte(`{"op":"sub","id":1,"topics":[`),
+			"json":    []byte(`{"op":"sub","topics":[`),
 			"msgpack": {0x83, 0xa2, 'o', 'p', 0xa3, 's', 'u'}, // truncated map
 		}, code: "bad_request"},
+		// The id was read before the input ended, so the reply carries it.
+		{name: "truncated_after_id", raw: map[string][]byte{
+			"json":    truncated(codecJSON.encode(t, idFirst)),
+			"msgpack": truncated(codecMsgpack.encode(t, idFirst)),
+		}, code: "bad_request", id: 12, hasID: true},
 		{name: "never_used_byte", raw: map[string][]byte{
 			"json":    []byte(`}{`),
 			"msgpack": {0xc1},
@@ -240,5 +247,42 @@ func expectUsable(t testing.TB, cl *wsClient, topic string) {
 		default:
 			t.Fatalf("after the bad request: %v, want ack 1001 and the message", r)
 		}
+	}
+}
+
+// TestE2EAckedSubscriptionIsLive: once a sub is acknowledged, a message
+// published at once is delivered. The ack must not run ahead of the node's
+// upstream interest in the topic.
+func TestE2EAckedSubscriptionIsLive(t *testing.T) {
+	n := startNode(t, gateway.Config{})
+	for _, c := range bothCodecs {
+		t.Run(c.name, func(t *testing.T) {
+			cl := dialWS(t, n, c)
+			for i := range 20 {
+				topic := fmt.Sprintf("live.%s.%d", c.name, i)
+				cl.expectAck(t, 1, envelope{{"op", "sub"}, {"id", 1}, {"topics", []string{topic}}})
+				cl.sendEnv(t, envelope{{"op", "pub"}, {"id", 2}, {"topic", topic}, {"data", i}})
+				// The ping is a barrier: the pong is queued after anything the
+				// pub produced on this connection.
+				cl.sendEnv(t, envelope{{"op", "ping"}, {"id", 3}})
+				gotAck, gotMsg := false, false
+				for r := cl.next(t); r.op != "pong"; r = cl.next(t) {
+					switch {
+					case r.op == "ack" && r.id == 2:
+						gotAck = true
+					case r.op == "msg" && r.topic == topic && r.data == int64(i):
+						gotMsg = true
+					default:
+						t.Fatalf("unexpected %v", r)
+					}
+				}
+				if !gotAck {
+					t.Fatalf("topic %d: the pub was not acknowledged before the pong", i)
+				}
+				if !gotMsg {
+					t.Fatalf("topic %d (%s): the message published right after the sub ack was never delivered", i, topic)
+				}
+			}
+		})
 	}
 }

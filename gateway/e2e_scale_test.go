@@ -253,10 +253,6 @@ func dialScaleClient(addr string, i int) (net.Conn, error) {
 		}
 		break
 	}
-	if br.Buffered() > 0 {
-		nc.Close()
-		return nil, fmt.Errorf("%d unexpected bytes after the ack", br.Buffered())
-	}
 	_ = nc.SetDeadline(time.Time{})
 	return nc, nil
 }
