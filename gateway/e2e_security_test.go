@@ -501,33 +501,40 @@ func TestE2ESecurityGrants(t *testing.T) {
 	for _, c := range bothCodecs {
 		t.Run(c.name, func(t *testing.T) {
 			cl := mustDial(t, n, hello{token: tok, codec: c})
+			const ok, forbidden, invalid = "", "forbidden", "invalid_topic"
 			cases := []struct {
-				env     envelope
-				allowed bool
+				env  envelope
+				code string // ok: acknowledged
 			}{
-				{sub(1, "prices.AAPL"), true},
-				{sub(2, "prices.AAPL.bid"), false}, // * is one segment
-				{sub(3, "prices"), false},          // and not zero
-				{sub(4, "user.42.inbox"), true},
-				{sub(5, "user.42.inbox.urgent"), true}, // > is the rest
-				{sub(6, "user.42"), false},             // > needs one segment
-				{sub(7, "user.43.inbox"), false},
-				{sub(8, "alerts"), true},
-				{sub(9, "alerts.fire"), false},
-				{sub(10, "chat.lobby"), false}, // pubs grant no subscription
-				{sub(11, "prices.MSFT", "secrets.key"), false},
-				{pub(20, "chat.lobby", 1), true},
-				{pub(21, "chat.lobby.x", 1), false},
-				{pub(22, "prices.AAPL", 1), false}, // subs grant no publish
-				{pub(23, "user.42.out", 1), true},
-				{pub(24, "user.4.out", 1), false},
+				{sub(1, "prices.AAPL"), ok},
+				{sub(2, "prices.AAPL.bid"), forbidden}, // * is one segment
+				{sub(3, "prices"), forbidden},          // and not zero
+				{sub(4, "user.42.inbox"), ok},
+				{sub(5, "user.42.inbox.urgent"), ok}, // > is the rest
+				{sub(6, "user.42"), forbidden},       // > needs one segment
+				{sub(7, "user.43.inbox"), forbidden},
+				{sub(8, "alerts"), ok},
+				{sub(9, "alerts.fire"), forbidden},
+				{sub(10, "chat.lobby"), forbidden}, // pubs grant no subscription
+				{sub(11, "prices.MSFT", "secrets.key"), forbidden},
+				// Wildcards are not topics: a grant cannot be widened by
+				// subscribing to a pattern it matches.
+				{sub(12, "prices.*"), invalid},
+				{sub(13, "user.42.>"), invalid},
+				{sub(14, ">"), invalid},
+				{pub(20, "chat.lobby", 1), ok},
+				{pub(21, "chat.lobby.x", 1), forbidden},
+				{pub(22, "prices.AAPL", 1), forbidden}, // subs grant no publish
+				{pub(23, "user.42.out", 1), ok},
+				{pub(24, "user.4.out", 1), forbidden},
+				{pub(25, "chat.*", 1), invalid},
 			}
 			subs := 0
 			for i, tc := range cases {
 				id := tc.env[1].v.(uint64)
-				if !tc.allowed {
-					r := expectErr(t, cl, id, "forbidden", tc.env)
-					if !strings.Contains(r.msg, "not allowed") {
+				if tc.code != ok {
+					r := expectErr(t, cl, id, tc.code, tc.env)
+					if tc.code == forbidden && !strings.Contains(r.msg, "not allowed") {
 						t.Fatalf("forbidden message %q does not say why", r.msg)
 					}
 					expectPong(t, cl, 1000+uint64(i))
