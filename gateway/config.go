@@ -25,6 +25,11 @@ type Config struct {
 	MaxSubsPerConn int
 	// MaxTopicsPerRequest caps the topics of one sub/unsub. Default: 256.
 	MaxTopicsPerRequest int
+	// RequestTimeout bounds how long one HTTP request (the upgrade included)
+	// may take to arrive once it has begun, so a client trickling bytes
+	// cannot hold a connection. It is checked by the heartbeat wheel, so it
+	// acts within one PingInterval of expiring. Default: 10s.
+	RequestTimeout time.Duration
 	// PingInterval is how often the server pings each connection. Default: 25s.
 	PingInterval time.Duration
 	// PingTimeout closes a connection silent for this long. Default: 60s.
@@ -61,6 +66,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxTopicsPerRequest <= 0 {
 		c.MaxTopicsPerRequest = 256
+	}
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = 10 * time.Second
 	}
 	if c.PingInterval <= 0 {
 		c.PingInterval = 25 * time.Second

@@ -88,6 +88,7 @@ func (w *wheel) run(stop <-chan struct{}) {
 func (w *wheel) visit(slot int, now int64) {
 	g := w.g
 	timeout := g.cfg.PingTimeout.Milliseconds()
+	reqTimeout := g.cfg.RequestTimeout.Milliseconds()
 	sl := &w.slots[slot]
 	sl.mu.Lock()
 	defer sl.mu.Unlock()
@@ -99,7 +100,9 @@ func (w *wheel) visit(slot int, now int64) {
 			g.heartbeatCloses.Add(1)
 			s.c.Abort(heartbeatFrame)
 		case silent > timeout:
-			s.c.Abort(nil) // an idle or stalled HTTP client
+			s.c.Abort(nil) // an idle HTTP client
+		case !isWS && s.req.Load() != 0 && now-s.req.Load() > reqTimeout:
+			s.c.Abort(nil) // a request trickling in byte by byte
 		case isWS:
 			if exp := s.exp.Load(); exp != 0 && now >= exp {
 				g.tokenExpiries.Add(1)

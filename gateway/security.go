@@ -27,7 +27,9 @@ type SecurityConfig struct {
 	// get AnonymousSubs / AnonymousPubs.
 	AllowAnonymous bool
 	// AnonymousSubs / AnonymousPubs are the patterns anonymous clients may
-	// use. Empty: nothing when JWT is on, everything when it is off.
+	// use. With JWT on, an empty list grants nothing. With JWT off, leaving
+	// both empty grants everything; setting either restricts both (an empty
+	// one then grants nothing).
 	AnonymousSubs, AnonymousPubs []string
 	// APIKey, when set, is required by POST /publish.
 	APIKey string
@@ -38,7 +40,11 @@ type SecurityConfig struct {
 	MaxConns int
 	// AcceptRate caps new WebSocket connections per second; 0 is unlimited.
 	AcceptRate float64
-	// PublishRate caps each client's publishes per second; 0 is unlimited.
+	// AcceptBurst is how many may arrive at once on top of AcceptRate.
+	// Default: AcceptRate/10, at least 1.
+	AcceptBurst int
+	// PublishRate caps each client's publishes and in-band token refreshes
+	// (both cost the node CPU) per second; 0 is unlimited.
 	PublishRate float64
 	// PublishBurst is the token bucket depth. Default: max(1, PublishRate).
 	PublishBurst int
@@ -108,7 +114,7 @@ func (sec *security) init(cfg SecurityConfig) error {
 		return fmt.Errorf("gateway: allowed origins: %w", err)
 	}
 	sec.origins = o
-	sec.admission = limit.NewAdmission(limit.AdmissionConfig{MaxConns: cfg.MaxConns, Rate: cfg.AcceptRate})
+	sec.admission = limit.NewAdmission(limit.AdmissionConfig{MaxConns: cfg.MaxConns, Rate: cfg.AcceptRate, Burst: cfg.AcceptBurst})
 	sec.burst = cfg.PublishBurst
 	if sec.burst <= 0 {
 		sec.burst = int(math.Max(1, cfg.PublishRate))

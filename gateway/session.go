@@ -22,6 +22,7 @@ type session struct {
 	c     *poller.Conn
 	seen  atomic.Int64 // unix ms of the last inbound bytes
 	exp   atomic.Int64 // token expiry (unix ms), 0 when none
+	req   atomic.Int64 // unix ms when the pending partial HTTP request began, 0 when none
 	in    []byte       // partial input kept between reads (nil when none)
 	asm   frame.Assembler
 	subs  registry.Set
@@ -78,6 +79,14 @@ func (g *Gateway) OnData(c *poller.Conn, r netpoll.Reader) {
 		_ = r.Skip(n)
 	}
 	_ = r.Release()
+	if s.mode.Load() == modeHTTP {
+		switch {
+		case len(s.in) == 0:
+			s.req.Store(0)
+		case s.req.Load() == 0:
+			s.req.Store(time.Now().UnixMilli())
+		}
+	}
 }
 
 // process handles every complete unit (HTTP request or frame) at the front

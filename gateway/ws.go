@@ -115,7 +115,10 @@ func (g *Gateway) handleMessage(s *session, _ ws.OpCode, msg []byte) {
 		g.reply(s, codec.AppendPong(frame.Reserve(nil), req.ID, req.HasID))
 		return
 	case proto.OpAuth:
-		perr = g.refreshAuth(s, req.Token)
+		// A signature check costs CPU: refreshes share the publish bucket.
+		if perr = g.allowPublish(s); perr == nil {
+			perr = g.refreshAuth(s, req.Token)
+		}
 	default:
 		perr = &proto.Error{Code: proto.CodeUnknownOp, Msg: fmt.Sprintf("op %q is not a request", req.Op.String())}
 	}
