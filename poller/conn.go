@@ -35,10 +35,10 @@ type Conn struct {
 
 	mu      sync.Mutex
 	state   uint8
-	off     int      // bytes of queue[0] already written
-	pending int      // bytes queued and not yet written
-	queue   [][]byte // shared, immutable frames
-	final   []byte   // written best effort before an abort
+	off     int    // bytes of the first queued frame already written
+	pending int    // bytes queued and not yet written
+	q       *queue // shared, immutable frames; nil when none wait
+	final   []byte // written best effort before an abort
 }
 
 // Enqueue queues b to be written. b is not copied and must not change
@@ -56,7 +56,7 @@ func (c *Conn) Enqueue(b []byte) error {
 		c.mu.Unlock()
 		return ErrOverflow
 	}
-	c.queue = append(c.queue, b)
+	c.pushLocked(b)
 	c.pending += len(b)
 	sched := c.state&stScheduled == 0
 	c.state |= stScheduled
@@ -77,7 +77,7 @@ func (c *Conn) CloseAfter(final []byte) {
 		return
 	}
 	if len(final) > 0 {
-		c.queue = append(c.queue, final)
+		c.pushLocked(final)
 		c.pending += len(final)
 	}
 	c.state |= stClosing
@@ -150,7 +150,8 @@ func (c *Conn) onClosed(netpoll.Connection) error {
 	c.mu.Lock()
 	already := c.state&stGone != 0
 	c.state |= stClosed | stGone
-	c.queue, c.final, c.pending, c.off = nil, nil, 0, 0
+	c.releaseQueueLocked()
+	c.final, c.pending, c.off = nil, 0, 0
 	c.mu.Unlock()
 	c.wmu.Unlock()
 	if already {

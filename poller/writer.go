@@ -127,7 +127,8 @@ func (w *writer) flush(c *Conn) {
 	case st&stAbort != 0:
 		final := c.final
 		atBoundary := c.off == 0
-		c.queue, c.final, c.pending = nil, nil, 0
+		c.releaseQueueLocked()
+		c.final, c.pending = nil, 0
 		c.state |= stClosed
 		c.mu.Unlock()
 		if len(final) > 0 && atBoundary {
@@ -141,7 +142,7 @@ func (w *writer) flush(c *Conn) {
 	// Gather the queue into iovecs; frames stay where they are.
 	w.iov, w.refs = w.iov[:0], w.refs[:0]
 	total, off := 0, c.off
-	for _, b := range c.queue {
+	for _, b := range c.frames() {
 		b = b[off:]
 		off = 0
 		if len(b) == 0 {
@@ -174,14 +175,16 @@ func (w *writer) flush(c *Conn) {
 	switch {
 	case err != nil && err != unix.EAGAIN && err != unix.EINTR:
 		c.state |= stClosed
-		c.queue, c.pending = nil, 0
+		c.releaseQueueLocked()
+		c.pending = 0
 		closeNow = true
 	case n < total || err == unix.EAGAIN:
 		park = true
 		c.state |= stParked
-	case len(c.queue) > 0:
+	case len(c.frames()) > 0:
 		requeue = true
 	case c.state&stClosing != 0:
+		c.releaseQueueLocked()
 		// Our last bytes are out: send FIN and give the peer a moment to
 		// close first, so its kernel does not discard the close frame on
 		// an RST from unread input.
@@ -189,9 +192,7 @@ func (w *writer) flush(c *Conn) {
 		c.state &^= stScheduled
 	default:
 		c.state &^= stScheduled
-		if cap(c.queue) > 16 {
-			c.queue = nil // a burst grew it; an idle connection keeps nothing
-		}
+		c.releaseQueueLocked() // empty: an idle connection keeps no queue
 	}
 	linger := c.state&stLinger != 0 && !closeNow && !park && !requeue
 	c.mu.Unlock()
@@ -215,9 +216,13 @@ func (w *writer) flush(c *Conn) {
 // consumeLocked drops n written bytes from the front of the queue.
 func (c *Conn) consumeLocked(n int) {
 	c.pending -= n
+	if c.q == nil {
+		return
+	}
+	q := c.q.s
 	i := 0
-	for i < len(c.queue) && n > 0 {
-		rest := len(c.queue[i]) - c.off
+	for i < len(q) && n > 0 {
+		rest := len(q[i]) - c.off
 		if n < rest {
 			c.off += n
 			n = 0
@@ -225,11 +230,12 @@ func (c *Conn) consumeLocked(n int) {
 		}
 		n -= rest
 		c.off = 0
-		c.queue[i] = nil
 		i++
 	}
 	if i > 0 {
-		c.queue = c.queue[:copy(c.queue, c.queue[i:])]
+		k := copy(q, q[i:])
+		clear(q[k:]) // no stale references keep written frames alive
+		c.q.s = q[:k]
 	}
 }
 
