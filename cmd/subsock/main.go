@@ -50,7 +50,7 @@ func run(args []string) error {
 	addr := fs.String("addr", ":8080", "listen address")
 	fs.IntVar(&cfg.Poller.Loops, "loops", runtime.NumCPU(), "netpoll event loops")
 	fs.IntVar(&cfg.Poller.Writers, "writers", 0, "writer goroutines that flush outbound queues (0: one per loop)")
-	fs.IntVar(&cfg.Poller.ReadBufferSize, "read-buffer", 512, "bytes of input buffer kept per connection")
+	fs.IntVar(&cfg.Poller.ReadBufferSize, "read-buffer", 256, "bytes of input buffer kept per connection")
 	fs.IntVar(&cfg.Poller.MaxWriteBytes, "max-write", 256<<10, "bytes one writev may carry")
 	fs.IntVar(&cfg.Poller.MaxPending, "max-pending", 1<<20, "bytes queued per connection before it is closed as a slow consumer (1013)")
 	fs.DurationVar(&cfg.Poller.LingerTimeout, "linger", 2*time.Second, "how long a closing connection waits for the peer's FIN")
