@@ -14,6 +14,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/subsock/subsock/auth"
+	"github.com/subsock/subsock/frame"
 	"github.com/subsock/subsock/limit"
 	"github.com/subsock/subsock/proto"
 )
@@ -263,7 +264,7 @@ func (g *Gateway) refreshAuth(s *session, token string) *proto.Error {
 		g.leave(s, t)
 	}
 	if len(dropped) > 0 {
-		g.reply(s, codecs[s.codec].AppendError(frameReserve(), 0, false, proto.CodeForbidden,
+		g.reply(s, codecs[s.codec].AppendError(frame.Reserve(nil), 0, false, proto.CodeForbidden,
 			"unsubscribed, not allowed by the new token: "+strings.Join(dropped, " ")))
 	}
 	return nil

@@ -130,8 +130,6 @@ func (g *Gateway) handleMessage(s *session, _ ws.OpCode, msg []byte) {
 	}
 }
 
-func frameReserve() []byte { return frame.Reserve(nil) }
-
 // reply seals a reply built after frame.Reserve and queues it.
 func (g *Gateway) reply(s *session, b []byte) {
 	op := ws.OpText
@@ -212,6 +210,7 @@ func (g *Gateway) publishFromClient(s *session, req *proto.Request) *proto.Error
 		return err
 	}
 	if err := g.publish(context.Background(), req.Topic, codecs[s.codec].Format(), req.Data); err != nil {
+		g.publishErrors.Add(1)
 		return publishError(err)
 	}
 	return nil
