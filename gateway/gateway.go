@@ -32,9 +32,8 @@ type Gateway struct {
 	sec    security
 
 	counters
-	wsConns    atomic.Int64
-	codecConns [len(codecs)]atomic.Int64
-	draining   atomic.Bool
+	wsConns  atomic.Int64
+	draining atomic.Bool
 
 	mu   sync.Mutex
 	ln   net.Listener

@@ -125,7 +125,6 @@ func (g *Gateway) upgrade(s *session, hdr []byte) {
 	s.codec = codec
 	s.mode.Store(modeWS)
 	g.wsConns.Add(1)
-	g.codecConns[codec].Add(1)
 	_ = s.c.Enqueue(out.Bytes())
 	s.c.SetUrgent(false) // the 101 went ahead; the frames take their turn
 }

@@ -37,27 +37,30 @@ func (g *Gateway) deliver(topic string, payload []byte) {
 	}
 	start := time.Now()
 	f, data := proto.Format(payload[0]), payload[1:]
+	// Each codec's frame is built when its first subscriber is reached, so
+	// a topic whose subscribers all use JSON never pays for MessagePack.
 	var frames [len(codecs)][]byte
-	for i, c := range codecs {
-		if g.codecConns[i].Load() == 0 {
-			continue
-		}
-		b, err := buildMessage(c, topic, f, data)
-		if err != nil {
-			g.convertErrors.Add(1)
-			if ce := g.log.Check(zap.DebugLevel, "message not representable"); ce != nil {
-				ce.Write(zap.String("topic", topic), zap.String("codec", c.Name()), zap.Error(err))
-			}
-			continue
-		}
-		frames[i] = b
-	}
+	var failed [len(codecs)]bool
 	var slow uint64
 	n := g.reg.Range(topic, func(s *session) bool {
-		if fr := frames[s.codec]; fr != nil {
-			if s.c.Enqueue(fr) == poller.ErrOverflow {
-				slow++
+		fr := frames[s.codec]
+		if fr == nil {
+			if failed[s.codec] {
+				return true
 			}
+			b, err := buildMessage(codecs[s.codec], topic, f, data)
+			if err != nil {
+				failed[s.codec] = true
+				g.convertErrors.Add(1)
+				if ce := g.log.Check(zap.DebugLevel, "message not representable"); ce != nil {
+					ce.Write(zap.String("topic", topic), zap.String("codec", codecs[s.codec].Name()), zap.Error(err))
+				}
+				return true
+			}
+			frames[s.codec], fr = b, b
+		}
+		if s.c.Enqueue(fr) == poller.ErrOverflow {
+			slow++
 		}
 		return true
 	})

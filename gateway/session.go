@@ -118,7 +118,6 @@ func (g *Gateway) OnClose(c *poller.Conn) {
 	g.wheel.remove(s)
 	if s.mode.Load() == modeWS {
 		g.wsConns.Add(-1)
-		g.codecConns[s.codec].Add(-1)
 		g.reg.RemoveAll(s, &s.subs, g.router.Release)
 		g.releaseAdmission(s)
 	}
