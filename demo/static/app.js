@@ -275,7 +275,7 @@ function makeCharts() {
     responsive: true,
     maintainAspectRatio: false,
     interaction: { mode: 'index', intersect: false },
-    elements: { point: { radius: 0, hitRadius: 6 }, line: { borderWidth: 2, tension: 0.25 } },
+    elements: { point: { radius: 0, hitRadius: 6 }, line: { borderWidth: 2, tension: 0.25, cubicInterpolationMode: 'monotone' } },
     plugins: { legend: { position: 'top', align: 'end', labels: { boxWidth: 10, boxHeight: 10 } } },
     scales: {
       x: { ticks: { maxTicksLimit: 6, maxRotation: 0, autoSkip: true }, grid: { display: false } },
