@@ -25,8 +25,13 @@ func encodeRelay(f proto.Format, data []byte) []byte {
 // when it comes back through deliver, so every node, this one included,
 // delivers it exactly once.
 func (g *Gateway) publish(ctx context.Context, topic string, f proto.Format, data []byte) error {
+	return g.publishRelay(ctx, topic, encodeRelay(f, data))
+}
+
+// publishRelay sends a payload already in relay form (see encodeRelay).
+func (g *Gateway) publishRelay(ctx context.Context, topic string, relay []byte) error {
 	g.msgsIn.Add(1)
-	return g.broker.Publish(ctx, topic, encodeRelay(f, data))
+	return g.broker.Publish(ctx, topic, relay)
 }
 
 // deliver is the broker's handler: it builds the message once per codec in

@@ -139,10 +139,18 @@ func (g *Gateway) reply(s *session, b []byte) {
 	_ = s.c.Enqueue(frame.Seal(b, op))
 }
 
-func (g *Gateway) subscribe(s *session, topics []string) *proto.Error {
+// checkTopicCount bounds the topics of one sub or unsub request.
+func (g *Gateway) checkTopicCount(topics []string) *proto.Error {
 	if len(topics) > g.cfg.MaxTopicsPerRequest {
 		return &proto.Error{Code: proto.CodeTooLarge,
 			Msg: fmt.Sprintf("%d topics in one request; the limit is %d", len(topics), g.cfg.MaxTopicsPerRequest)}
+	}
+	return nil
+}
+
+func (g *Gateway) subscribe(s *session, topics []string) *proto.Error {
+	if err := g.checkTopicCount(topics); err != nil {
+		return err
 	}
 	fresh := 0
 	for _, t := range topics {
@@ -182,9 +190,8 @@ func (g *Gateway) subscribe(s *session, topics []string) *proto.Error {
 }
 
 func (g *Gateway) unsubscribe(s *session, topics []string) *proto.Error {
-	if len(topics) > g.cfg.MaxTopicsPerRequest {
-		return &proto.Error{Code: proto.CodeTooLarge,
-			Msg: fmt.Sprintf("%d topics in one request; the limit is %d", len(topics), g.cfg.MaxTopicsPerRequest)}
+	if err := g.checkTopicCount(topics); err != nil {
+		return err
 	}
 	for _, t := range topics {
 		g.leave(s, t)
