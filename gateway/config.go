@@ -26,10 +26,20 @@ type Config struct {
 	// MaxTopicsPerRequest caps the topics of one sub/unsub. Default: 256.
 	MaxTopicsPerRequest int
 	// RequestTimeout bounds how long one HTTP request (the upgrade included)
-	// may take to arrive once it has begun, so a client trickling bytes
-	// cannot hold a connection. It is checked by the heartbeat wheel, so it
-	// acts within one PingInterval of expiring. Default: 10s.
+	// or one WebSocket message may take to arrive once it has begun, so a
+	// client trickling bytes cannot hold a connection and its partial
+	// input. It is checked at every wheel tick (PingInterval/64). Default: 10s.
 	RequestTimeout time.Duration
+	// MaxInputBacklog caps the bytes a connection may have received and not
+	// yet processed. netpoll (v0.7) reads every readable socket with no way
+	// to pause one, so a connection past the cap is closed with 1008 rather
+	// than throttled. Default: 4 × MaxMessage, room for a maximal message in
+	// assembly plus requests pipelined behind it.
+	MaxInputBacklog int
+	// CloseGrace bounds a close the node started for a reason of its own
+	// (token expiry): a peer that does not read the close frame within it
+	// is reset. Default: 2s.
+	CloseGrace time.Duration
 	// PingInterval is how often the server pings each connection. Default: 25s.
 	PingInterval time.Duration
 	// PingTimeout closes a connection silent for this long. Default: 60s.
@@ -66,6 +76,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxTopicsPerRequest <= 0 {
 		c.MaxTopicsPerRequest = 256
+	}
+	if c.MaxInputBacklog <= 0 {
+		c.MaxInputBacklog = 4 * c.MaxMessage
+	}
+	if c.CloseGrace <= 0 {
+		c.CloseGrace = 2 * time.Second
 	}
 	if c.RequestTimeout <= 0 {
 		c.RequestTimeout = 10 * time.Second

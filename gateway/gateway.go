@@ -27,9 +27,11 @@ type Gateway struct {
 	broker broker.Broker
 	router *broker.Router
 	wheel  *wheel
-	api    http.Handler
-	fanout prometheus.Histogram
-	sec    security
+	// deadlines: partial input, close grace and token expiry, per tick.
+	deadlines *deadlines
+	api       http.Handler
+	fanout    prometheus.Histogram
+	sec       security
 
 	counters
 	wsConns  atomic.Int64
@@ -50,6 +52,7 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	g.reg = registry.New[*session](registry.Config{Shards: cfg.Shards})
 	g.wheel = newWheel(g)
+	g.deadlines = newDeadlines(g)
 	pcfg := cfg.Poller
 	pcfg.OverflowFinal = slowFrame
 	p, err := poller.New(pcfg, g)

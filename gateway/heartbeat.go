@@ -79,7 +79,9 @@ func (w *wheel) run(stop <-chan struct{}) {
 		case <-stop:
 			return
 		case now := <-t.C:
-			w.visit(slot, now.UnixMilli())
+			ms := now.UnixMilli()
+			g.deadlines.check(ms)
+			w.visit(slot, ms)
 			slot = (slot + 1) % wheelSlots
 		}
 	}
@@ -88,11 +90,12 @@ func (w *wheel) run(stop <-chan struct{}) {
 func (w *wheel) visit(slot int, now int64) {
 	g := w.g
 	timeout := g.cfg.PingTimeout.Milliseconds()
-	reqTimeout := g.cfg.RequestTimeout.Milliseconds()
 	sl := &w.slots[slot]
 	sl.mu.Lock()
 	defer sl.mu.Unlock()
 	for s := range sl.m {
+		// seen moves only when a whole frame or request arrives, so a peer
+		// trickling bytes is as silent as one sending nothing.
 		silent := now - s.seen.Load()
 		isWS := s.mode.Load() == modeWS
 		switch {
@@ -101,14 +104,7 @@ func (w *wheel) visit(slot int, now int64) {
 			s.c.Abort(heartbeatFrame)
 		case silent > timeout:
 			s.c.Abort(nil) // an idle HTTP client
-		case !isWS && s.req.Load() != 0 && now-s.req.Load() > reqTimeout:
-			s.c.Abort(nil) // a request trickling in byte by byte
 		case isWS:
-			if exp := s.exp.Load(); exp != 0 && now >= exp {
-				g.tokenExpiries.Add(1)
-				s.c.CloseAfter(tokenExpiredFrame)
-				continue
-			}
 			_ = s.c.Enqueue(pingFrame)
 		}
 	}

@@ -60,7 +60,7 @@ func (g *Gateway) handleHTTP(s *session, b []byte) int {
 	rec := newRecorder()
 	g.api.ServeHTTP(rec, req)
 	keep := !req.Close && req.ProtoAtLeast(1, 1) && !g.draining.Load()
-	_ = s.c.Enqueue(rec.response(keep))
+	_ = s.c.Enqueue(rec.response(keep, req.Method == http.MethodHead))
 	if !keep {
 		s.done = true
 		s.c.CloseAfter(nil)
@@ -85,7 +85,7 @@ func isUpgradePath(hdr []byte) bool {
 func (g *Gateway) httpFail(s *session, status int, reason string) {
 	rec := newRecorder()
 	http.Error(rec, reason, status)
-	_ = s.c.Enqueue(rec.response(false))
+	_ = s.c.Enqueue(rec.response(false, false))
 	s.done = true
 	s.c.CloseAfter(nil)
 }
@@ -151,8 +151,10 @@ func (r *recorder) Write(p []byte) (int, error) {
 	return r.body.Write(p)
 }
 
-// response serialises the status line, headers and body.
-func (r *recorder) response(keepAlive bool) []byte {
+// response serialises the status line, headers and body. A HEAD answer
+// carries the headers a GET would, Content-Length included, and no body
+// (RFC 9110 section 9.3.2): a body would be read as the next response.
+func (r *recorder) response(keepAlive, head bool) []byte {
 	if r.status == 0 {
 		r.status = http.StatusOK
 	}
@@ -173,7 +175,9 @@ func (r *recorder) response(keepAlive bool) []byte {
 	r.h.Set("Content-Length", strconv.Itoa(r.body.Len()))
 	_ = r.h.Write(&b)
 	b.WriteString("\r\n")
-	b.Write(r.body.Bytes())
+	if !head {
+		b.Write(r.body.Bytes())
+	}
 	return b.Bytes()
 }
 

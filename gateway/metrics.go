@@ -18,6 +18,9 @@ type counters struct {
 	convertErrors   atomic.Uint64
 	tokenExpiries   atomic.Uint64
 	publishErrors   atomic.Uint64
+	inputOverflows  atomic.Uint64
+	requestTimeouts atomic.Uint64
+	graceResets     atomic.Uint64
 }
 
 func (g *Gateway) registerMetrics() *prometheus.Registry {
@@ -46,6 +49,9 @@ func (g *Gateway) registerMetrics() *prometheus.Registry {
 	counter("upgrade_rejects_total", "WebSocket upgrades refused.", u(&g.upgradeRejects))
 	counter("convert_errors_total", "Messages not representable in a subscriber's codec.", u(&g.convertErrors))
 	counter("token_expiry_closes_total", "Connections closed with 4001 on token expiry.", u(&g.tokenExpiries))
+	counter("input_overflow_closes_total", "Connections closed with 1008 for unprocessed input past -max-input-backlog.", u(&g.inputOverflows))
+	counter("request_timeout_closes_total", "Connections cut for a frame or HTTP request not completed within -request-timeout.", u(&g.requestTimeouts))
+	counter("close_grace_resets_total", "Connections reset because they did not take a close frame within -close-grace.", u(&g.graceResets))
 	counter("publish_errors_total", "Publishes refused because the broker failed.", u(&g.publishErrors))
 	counter("broker_errors_total", "Broker errors.", func() float64 { return float64(g.broker.Stats().Errors) })
 	counter("broker_reconnects_total", "Broker reconnections.", func() float64 { return float64(g.broker.Stats().Reconnects) })

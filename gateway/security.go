@@ -170,7 +170,7 @@ func (g *Gateway) beforeUpgrade(s *session, hc *handshakeChecks) (ws.HandshakeHe
 		s.auth = admittedOnly
 	}
 	if !exp.IsZero() {
-		s.exp.Store(exp.UnixMilli())
+		g.deadlines.setExpiry(s, exp.UnixMilli())
 	}
 	return nil, nil
 }
@@ -249,9 +249,9 @@ func (g *Gateway) refreshAuth(s *session, token string) *proto.Error {
 	}
 	s.auth = st
 	if exp.IsZero() {
-		s.exp.Store(0)
+		g.deadlines.setExpiry(s, 0)
 	} else {
-		s.exp.Store(exp.UnixMilli())
+		g.deadlines.setExpiry(s, exp.UnixMilli())
 	}
 	var dropped []string
 	s.subs.Range(func(t string) bool {

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/cloudwego/netpoll"
+	"go.uber.org/zap"
 
 	"github.com/subsock/subsock/frame"
 	"github.com/subsock/subsock/poller"
@@ -16,26 +17,30 @@ const (
 	modeWS
 )
 
-// session is the gateway's state for one connection. Its fields other than
-// seen are touched only from OnData and OnClose, which netpoll serialises.
+// session is the gateway's state for one connection. Fields without a
+// comment saying otherwise are touched only from OnData and OnClose, which
+// netpoll serialises.
 type session struct {
-	c     *poller.Conn
-	seen  atomic.Int64 // unix ms of the last inbound bytes
-	exp   atomic.Int64 // token expiry (unix ms), 0 when none
-	req   atomic.Int64 // unix ms when the pending partial HTTP request began, 0 when none
-	in    []byte       // partial input kept between reads (nil when none)
-	asm   frame.Assembler
-	subs  registry.Set
-	mode  atomic.Uint32 // modeHTTP or modeWS; read by the heartbeat wheel
-	codec uint8         // index into codecs
-	slot  uint16
-	done  bool       // we decided to close; ignore further input
-	auth  *authState // set at upgrade; grants, publish limiter
+	c       *poller.Conn
+	seen    atomic.Int64 // unix ms of the last whole frame or request (liveness)
+	exp     atomic.Int64 // token expiry (unix ms), 0 when none; set through deadlines
+	partial atomic.Int64 // unix ms when the unfinished frame, message or request began, 0 when none
+	closeBy atomic.Int64 // unix ms by which a close the node began must be done, 0 when none
+	in      []byte       // partial input kept between reads (nil when none)
+	asm     frame.Assembler
+	subs    registry.Set
+	mode    atomic.Uint32 // modeHTTP or modeWS; read by the heartbeat wheel
+	codec   uint8         // index into codecs
+	slot    uint16
+	done    bool       // we decided to close; ignore further input
+	auth    *authState // set at upgrade; grants, publish limiter
+	expAt   int64      // key in the expiry heap; guarded by deadlines.mu
+	expIdx  int        // index in the expiry heap, -1 when absent; guarded by deadlines.mu
 }
 
 // OnOpen implements poller.Handler.
 func (g *Gateway) OnOpen(c *poller.Conn) {
-	s := &session{c: c}
+	s := &session{c: c, expIdx: -1}
 	s.seen.Store(time.Now().UnixMilli())
 	c.Value = s
 	c.SetUrgent(true) // HTTP replies go ahead of fan-out; cleared on upgrade
@@ -50,10 +55,27 @@ func (g *Gateway) OnData(c *poller.Conn, r netpoll.Reader) {
 	if n == 0 {
 		return
 	}
-	s.seen.Store(time.Now().UnixMilli())
-	if s.done {
-		_ = r.Skip(n)
-		_ = r.Release()
+	// Input is not executed once we decided to close, nor once a WebSocket
+	// peer is gone (an HTTP client may half-close after its request and
+	// still read the reply).
+	if s.done || (!c.Active() && s.mode.Load() == modeWS) {
+		g.discard(s, r, n)
+		return
+	}
+	// netpoll reads every readable socket into memory with no way to pause
+	// one, so a peer sending faster than its requests are worked off is
+	// cut here, before its backlog is copied or executed.
+	if len(s.in)+n > g.cfg.MaxInputBacklog {
+		g.inputOverflows.Add(1)
+		if ce := g.log.Check(zap.DebugLevel, "closing connection: input backlog"); ce != nil {
+			ce.Write(zap.String("remote", c.RemoteAddr()), zap.Int("bytes", len(s.in)+n))
+		}
+		g.discard(s, r, n)
+		if s.mode.Load() == modeWS {
+			c.Abort(backlogFrame)
+		} else {
+			c.Abort(nil)
+		}
 		return
 	}
 	var buf []byte
@@ -65,6 +87,7 @@ func (g *Gateway) OnData(c *poller.Conn, r netpoll.Reader) {
 		s.in = append(s.in, b...)
 		buf = s.in
 	}
+	wasInMessage := s.asm.InMessage()
 	used := g.process(s, buf)
 	rest := buf[used:]
 	switch {
@@ -79,14 +102,38 @@ func (g *Gateway) OnData(c *poller.Conn, r netpoll.Reader) {
 		_ = r.Skip(n)
 	}
 	_ = r.Release()
-	if s.mode.Load() == modeHTTP {
-		switch {
-		case len(s.in) == 0:
-			s.req.Store(0)
-		case s.req.Load() == 0:
-			s.req.Store(time.Now().UnixMilli())
-		}
+	g.trackPartial(s, used > 0, wasInMessage)
+}
+
+// trackPartial starts or stops the RequestTimeout clock after a read:
+// it runs from the first byte of an unfinished unit (a frame, a fragmented
+// message or an HTTP request) until that unit completes, whatever trickles
+// in meanwhile. progressed says whether a whole frame or request was
+// processed in this read, which is also what counts as liveness.
+func (g *Gateway) trackPartial(s *session, progressed, wasInMessage bool) {
+	now := time.Now().UnixMilli()
+	if progressed {
+		s.seen.Store(now)
 	}
+	inMessage := s.asm.InMessage()
+	switch {
+	case s.done || (len(s.in) == 0 && !inMessage):
+		s.partial.Store(0)
+	case s.partial.Load() == 0:
+		s.partial.Store(now)
+		g.deadlines.watchSession(s)
+	case progressed && !(wasInMessage && inMessage):
+		s.partial.Store(now) // the unit that was pending completed; a new one began
+	}
+}
+
+// discard drops n unread bytes.
+func (g *Gateway) discard(s *session, r netpoll.Reader, n int) {
+	s.done = true
+	s.in = nil
+	s.partial.Store(0)
+	_ = r.Skip(n)
+	_ = r.Release()
 }
 
 // process handles every complete unit (HTTP request or frame) at the front
@@ -116,6 +163,7 @@ func (g *Gateway) process(s *session, buf []byte) int {
 func (g *Gateway) OnClose(c *poller.Conn) {
 	s := c.Value.(*session)
 	g.wheel.remove(s)
+	g.deadlines.forget(s)
 	if s.mode.Load() == modeWS {
 		g.wsConns.Add(-1)
 		g.reg.RemoveAll(s, &s.subs, g.router.Release)

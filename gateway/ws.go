@@ -104,17 +104,21 @@ func (g *Gateway) handleMessage(s *session, _ ws.OpCode, msg []byte) {
 		return
 	}
 	var perr *proto.Error
-	switch req.Op {
-	case proto.OpSub:
+	switch {
+	case expired(s):
+		// The 4001 close may still wait behind a full socket; nothing the
+		// connection asks for is served meanwhile.
+		perr = errTokenExpired
+	case req.Op == proto.OpSub:
 		perr = g.subscribe(s, req.Topics)
-	case proto.OpUnsub:
+	case req.Op == proto.OpUnsub:
 		perr = g.unsubscribe(s, req.Topics)
-	case proto.OpPub:
+	case req.Op == proto.OpPub:
 		perr = g.publishFromClient(s, &req)
-	case proto.OpPing:
+	case req.Op == proto.OpPing:
 		g.reply(s, codec.AppendPong(frame.Reserve(nil), req.ID, req.HasID))
 		return
-	case proto.OpAuth:
+	case req.Op == proto.OpAuth:
 		// A signature check costs CPU: refreshes share the publish bucket.
 		if perr = g.allowPublish(s); perr == nil {
 			perr = g.refreshAuth(s, req.Token)
@@ -128,6 +132,14 @@ func (g *Gateway) handleMessage(s *session, _ ws.OpCode, msg []byte) {
 	case req.HasID:
 		g.reply(s, codec.AppendAck(frame.Reserve(nil), req.ID))
 	}
+}
+
+var errTokenExpired = &proto.Error{Code: proto.CodeForbidden, Msg: "token expired"}
+
+// expired reports whether s's token has expired.
+func expired(s *session) bool {
+	exp := s.exp.Load()
+	return exp != 0 && time.Now().UnixMilli() >= exp
 }
 
 // reply seals a reply built after frame.Reserve and queues it.

@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 
 	"github.com/cloudwego/netpoll"
+	"golang.org/x/sys/unix"
 )
 
 // Conn state bits, guarded by Conn.mu.
@@ -90,7 +91,11 @@ func (c *Conn) CloseAfter(final []byte) {
 }
 
 // Abort drops whatever is queued, writes final if the socket takes it at
-// once (and only at a frame boundary), then closes the connection.
+// once (and only at a frame boundary), then resets the connection: it is
+// closed with SO_LINGER 0, so the kernel sends RST and frees the socket's
+// buffers at once instead of keeping unsent bytes in an orphaned socket
+// for minutes. Every abort is for a peer that is slow, silent or hostile,
+// so nothing it could still read is worth that memory.
 func (c *Conn) Abort(final []byte) {
 	c.mu.Lock()
 	c.abortLocked(final)
@@ -122,6 +127,11 @@ func (c *Conn) Closing() bool {
 	return c.state&(stClosing|stAbort|stClosed) != 0
 }
 
+// Active reports whether the connection is still open on both sides as
+// far as netpoll knows: false once the peer closed or reset it, or once it
+// was closed here.
+func (c *Conn) Active() bool { return c.nc.IsActive() }
+
 // SetUrgent marks the connection's writes as urgent: its writer serves it
 // before the connections already waiting. For request/response traffic
 // (HTTP) sharing writers with bulk fan-out.
@@ -149,6 +159,12 @@ func (c *Conn) onClosed(netpoll.Connection) error {
 	c.wmu.Lock()
 	c.mu.Lock()
 	already := c.state&stGone != 0
+	if !already && c.urgent.Load() && c.state&(stAbort|stClosed) == 0 {
+		// The peer half-closed after its request (an HTTP client that sends
+		// FIN after the body): netpoll closes on FIN, so the reply still
+		// queued is written now, best effort, while fd is ours.
+		c.writeQueuedLocked()
+	}
 	c.state |= stClosed | stGone
 	c.releaseQueueLocked()
 	c.final, c.pending, c.off = nil, 0, 0
@@ -160,4 +176,26 @@ func (c *Conn) onClosed(netpoll.Connection) error {
 	c.s.ep.forget(c)
 	c.s.closed(c)
 	return nil
+}
+
+// writeQueuedLocked makes one non-blocking attempt to write what is queued.
+// It runs with wmu and mu held, only for small request/response traffic.
+func (c *Conn) writeQueuedLocked() {
+	var iov [8]unix.Iovec
+	n, off := 0, c.off
+	for _, b := range c.frames() {
+		b = b[off:]
+		off = 0
+		if len(b) == 0 {
+			continue
+		}
+		if n == len(iov) {
+			break
+		}
+		iov[n] = unix.Iovec{Base: &b[0], Len: uint64(len(b))}
+		n++
+	}
+	if n > 0 {
+		_, _ = writev(c.fd, iov[:n])
+	}
 }

@@ -135,6 +135,8 @@ func (w *writer) flush(c *Conn) {
 			// Best effort: a peer that stopped reading will not see it.
 			_, _ = unix.Write(c.fd, final)
 		}
+		// Reset rather than FIN: see Conn.Abort.
+		_ = unix.SetsockoptLinger(c.fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
 		c.wmu.Unlock()
 		_ = c.nc.Close()
 		return

@@ -1,0 +1,135 @@
+package gateway
+
+import (
+	"container/heap"
+	"sync"
+
+	"github.com/gobwas/ws"
+
+	"github.com/subsock/subsock/frame"
+)
+
+// Frames sent when a deadline closes a connection.
+var (
+	requestTimeoutFrame = frame.AppendClose(nil, ws.StatusPolicyViolation, "message not completed within the request timeout")
+	backlogFrame        = frame.AppendClose(nil, ws.StatusPolicyViolation, "unprocessed input over the limit")
+)
+
+// deadlines enforces the per-connection limits that must act within a
+// tick rather than within a ping interval: partial input older than
+// RequestTimeout, closes that outlive CloseGrace, and token expiry. The
+// wheel's goroutine calls check on every tick (PingInterval/64).
+//
+// Only connections with something pending are looked at: a connection
+// joins the watch set when it starts holding partial input or a close, and
+// is dropped from it once neither holds; tokens wait in a heap by expiry.
+type deadlines struct {
+	g *Gateway
+
+	mu    sync.Mutex
+	watch map[*session]struct{}
+	exp   expiryHeap
+}
+
+func newDeadlines(g *Gateway) *deadlines {
+	return &deadlines{g: g, watch: make(map[*session]struct{})}
+}
+
+// watchSession makes check look at s until it holds nothing pending.
+func (d *deadlines) watchSession(s *session) {
+	d.mu.Lock()
+	d.watch[s] = struct{}{}
+	d.mu.Unlock()
+}
+
+// setExpiry records s's token expiry (unix ms, 0 for none) for the request
+// path and for check.
+func (d *deadlines) setExpiry(s *session, at int64) {
+	s.exp.Store(at)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	switch {
+	case at == 0 && s.expIdx >= 0:
+		heap.Remove(&d.exp, s.expIdx)
+	case at == 0:
+	case s.expIdx >= 0:
+		s.expAt = at
+		heap.Fix(&d.exp, s.expIdx)
+	default:
+		s.expAt = at
+		heap.Push(&d.exp, s)
+	}
+}
+
+// forget drops a closed connection.
+func (d *deadlines) forget(s *session) {
+	d.mu.Lock()
+	delete(d.watch, s)
+	if s.expIdx >= 0 {
+		heap.Remove(&d.exp, s.expIdx)
+	}
+	d.mu.Unlock()
+}
+
+// check acts on every deadline passed at now (unix ms).
+func (d *deadlines) check(now int64) {
+	g := d.g
+	reqTimeout := g.cfg.RequestTimeout.Milliseconds()
+	var expired []*session
+	d.mu.Lock()
+	for d.exp.Len() > 0 && d.exp[0].expAt <= now {
+		expired = append(expired, heap.Pop(&d.exp).(*session))
+	}
+	for s := range d.watch {
+		p, cl := s.partial.Load(), s.closeBy.Load()
+		switch {
+		case cl != 0 && now > cl:
+			g.graceResets.Add(1)
+			s.c.Abort(nil)
+		case p != 0 && now-p > reqTimeout:
+			g.requestTimeouts.Add(1)
+			if s.mode.Load() == modeWS {
+				s.c.Abort(requestTimeoutFrame)
+			} else {
+				s.c.Abort(nil)
+			}
+		case p != 0 || cl != 0:
+			continue
+		}
+		delete(d.watch, s)
+	}
+	grace := now + g.cfg.CloseGrace.Milliseconds()
+	for _, s := range expired {
+		// Requests are refused from the expiry on (see handleMessage); the
+		// close frame may wait behind a full socket, so the grace bounds it.
+		g.tokenExpiries.Add(1)
+		s.closeBy.Store(grace)
+		d.watch[s] = struct{}{}
+		s.c.CloseAfter(tokenExpiredFrame)
+	}
+	d.mu.Unlock()
+}
+
+// expiryHeap orders sessions by token expiry; session.expIdx is each one's
+// index, -1 when not in it.
+type expiryHeap []*session
+
+func (h expiryHeap) Len() int           { return len(h) }
+func (h expiryHeap) Less(i, j int) bool { return h[i].expAt < h[j].expAt }
+func (h expiryHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].expIdx, h[j].expIdx = i, j
+}
+func (h *expiryHeap) Push(x any) {
+	s := x.(*session)
+	s.expIdx = len(*h)
+	*h = append(*h, s)
+}
+func (h *expiryHeap) Pop() any {
+	old := *h
+	s := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	s.expIdx = -1
+	return s
+}
