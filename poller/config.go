@@ -25,6 +25,12 @@ type Config struct {
 	// MaxWriteBytes caps what one writev sends, so a connection with a deep
 	// queue does not monopolise its writer. Default: 256 KiB.
 	MaxWriteBytes int
+	// SendBuffer, when positive, sets SO_SNDBUF on every accepted socket.
+	// The kernel's autotuning (0, the default) lets a stalled reader pin up
+	// to tcp_wmem's maximum (4 MiB) of kernel memory; a small buffer bounds
+	// that, at the cost of more writev calls for fast readers of large
+	// messages.
+	SendBuffer int
 	// OverflowFinal is written, best effort, to a connection whose queue
 	// overflowed, just before it is closed (a WebSocket close frame).
 	OverflowFinal []byte

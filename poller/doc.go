@@ -20,6 +20,12 @@
 //     writer holds Conn.wmu around each write syscall; netpoll's close
 //     callback takes wmu before the descriptor is closed, so a descriptor
 //     number reused by a new connection is never written by mistake.
+//   - Abort resets the socket (SO_LINGER 0) after its best-effort final
+//     bytes: every abort is for a peer that is slow, silent or hostile, and
+//     a plain close would leave its unsent bytes in an orphaned socket.
+//   - netpoll closes a connection when the peer half-closes. A connection
+//     marked urgent (HTTP) gets one non-blocking write of its queue in the
+//     close callback, so a request followed by FIN still gets its reply.
 //   - Handler.OnClose runs exactly once per connection, on whichever
 //     goroutine closed it (a writer, netpoll's poller or handler pool). It
 //     must not call back into the closing Conn's locks and must be quick.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cloudwego/netpoll"
+	"golang.org/x/sys/unix"
 )
 
 // Handler receives a connection's events. See the package comment for
@@ -182,6 +183,9 @@ func (s *Server) onPrepare(nc netpoll.Connection) context.Context {
 		return context.Background()
 	}
 	trimWriteScratch(nc)
+	if s.cfg.SendBuffer > 0 {
+		_ = unix.SetsockoptInt(fdc.Fd(), unix.SOL_SOCKET, unix.SO_SNDBUF, s.cfg.SendBuffer)
+	}
 	id := s.ids.Add(1)
 	c := &Conn{nc: nc, fd: fdc.Fd(), s: s, w: s.writers[id%uint64(len(s.writers))]}
 	s.conns.Add(1)

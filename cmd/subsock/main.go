@@ -53,6 +53,7 @@ func run(args []string) error {
 	fs.IntVar(&cfg.Poller.ReadBufferSize, "read-buffer", 256, "bytes of input buffer kept per connection")
 	fs.IntVar(&cfg.Poller.MaxWriteBytes, "max-write", 256<<10, "bytes one writev may carry")
 	fs.IntVar(&cfg.Poller.MaxPending, "max-pending", 1<<20, "bytes queued per connection before it is closed as a slow consumer (1013)")
+	fs.IntVar(&cfg.Poller.SendBuffer, "send-buffer", 0, "SO_SNDBUF per connection in bytes (0: the kernel's autotuning); small values bound the kernel memory a reader that stalls can pin")
 	fs.DurationVar(&cfg.Poller.LingerTimeout, "linger", 2*time.Second, "how long a closing connection waits for the peer's FIN")
 	fs.IntVar(&cfg.Shards, "shards", 64, "registry lock stripes")
 	fs.IntVar(&cfg.MaxMessage, "max-message", 64<<10, "largest inbound message or publish body in bytes (1009 / 413 beyond)")
