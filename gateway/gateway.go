@@ -55,6 +55,9 @@ func New(cfg Config) (*Gateway, error) {
 	g.deadlines = newDeadlines(g)
 	pcfg := cfg.Poller
 	pcfg.OverflowFinal = slowFrame
+	if pcfg.Logger == nil {
+		pcfg.Logger = cfg.Logger.Named("poller")
+	}
 	p, err := poller.New(pcfg, g)
 	if err != nil {
 		g.sec.close()

@@ -3,6 +3,8 @@ package poller
 import (
 	"runtime"
 	"time"
+
+	"go.uber.org/zap"
 )
 
 // Config tunes the poller. The zero value is usable; each zero field takes
@@ -34,6 +36,10 @@ type Config struct {
 	// OverflowFinal is written, best effort, to a connection whose queue
 	// overflowed, just before it is closed (a WebSocket close frame).
 	OverflowFinal []byte
+	// Logger receives netpoll's own log lines, a warning when the linked
+	// netpoll version was not verified (see compat.go), and a failure of
+	// the writable-socket waiter. Default: zap.NewNop().
+	Logger *zap.Logger
 	// LingerTimeout bounds how long a gracefully closed connection waits for
 	// the peer to close its side after our final bytes. Default: 2s.
 	LingerTimeout time.Duration
@@ -54,6 +60,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxWriteBytes <= 0 {
 		c.MaxWriteBytes = 256 << 10
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
 	}
 	if c.LingerTimeout <= 0 {
 		c.LingerTimeout = 2 * time.Second

@@ -1,8 +1,10 @@
 package poller
 
 import (
+	"fmt"
 	"sync"
 
+	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 )
 
@@ -11,17 +13,31 @@ import (
 // own: netpoll's loops watch only readability for these descriptors.
 type epollWaiter struct {
 	epfd int
+	wake int // eventfd in the set: written by close to end run's epoll_wait
+	log  *zap.Logger
 
 	mu     sync.Mutex
 	parked map[int32]*Conn // by fd
+	err    error           // why run stopped early; nil while it runs
 }
 
-func newEpollWaiter() (*epollWaiter, error) {
+func newEpollWaiter(log *zap.Logger) (*epollWaiter, error) {
 	fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, err
 	}
-	return &epollWaiter{epfd: fd, parked: make(map[int32]*Conn)}, nil
+	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		_ = unix.Close(fd)
+		return nil, err
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wake)}
+	if err := unix.EpollCtl(fd, unix.EPOLL_CTL_ADD, wake, &ev); err != nil {
+		_ = unix.Close(fd)
+		_ = unix.Close(wake)
+		return nil, err
+	}
+	return &epollWaiter{epfd: fd, wake: wake, log: log, parked: make(map[int32]*Conn)}, nil
 }
 
 // park arms a one-shot writable notification for c.
@@ -66,21 +82,34 @@ func (e *epollWaiter) forget(c *Conn) {
 	e.mu.Unlock()
 }
 
-// run waits for writable sockets until stop is closed.
+// run waits for writable sockets until stop is closed. It blocks in
+// epoll_wait; stop is signalled through the wake eventfd (see stopRun).
 func (e *epollWaiter) run(stop <-chan struct{}) {
 	events := make([]unix.EpollEvent, 256)
 	for {
-		select {
-		case <-stop:
-			return
-		default:
+		n, err := unix.EpollWait(e.epfd, events, -1)
+		if err == unix.EINTR {
+			continue
 		}
-		n, err := unix.EpollWait(e.epfd, events, 100)
-		if err != nil && err != unix.EINTR {
+		if err != nil {
+			// Parked sockets would never be resumed: say so loudly, and let
+			// the node report itself degraded (Server.Err).
+			e.mu.Lock()
+			e.err = fmt.Errorf("poller: writable-socket waiter stopped: %w", err)
+			e.mu.Unlock()
+			e.log.Error("writable-socket waiter stopped; parked connections will not be resumed", zap.Error(err))
 			return
 		}
 		for i := 0; i < n; i++ {
 			fd := events[i].Fd
+			if fd == int32(e.wake) {
+				select {
+				case <-stop:
+					return
+				default:
+					continue
+				}
+			}
 			e.mu.Lock()
 			c := e.parked[fd]
 			delete(e.parked, fd)
@@ -99,4 +128,20 @@ func (e *epollWaiter) run(stop <-chan struct{}) {
 	}
 }
 
-func (e *epollWaiter) close() { _ = unix.Close(e.epfd) }
+// stopRun wakes run so it sees stop closed.
+func (e *epollWaiter) stopRun() {
+	one := [8]byte{1} // any non-zero counter value wakes the waiter
+	_, _ = unix.Write(e.wake, one[:])
+}
+
+// failed returns why run stopped early, nil while it is running.
+func (e *epollWaiter) failed() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.err
+}
+
+func (e *epollWaiter) close() {
+	_ = unix.Close(e.epfd)
+	_ = unix.Close(e.wake)
+}

@@ -5,11 +5,15 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/cloudwego/netpoll"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // testHandler hands each accepted Conn to the test and discards input.
@@ -243,5 +247,88 @@ func TestStopAcceptingRefusesNewKeepsOpen(t *testing.T) {
 	_ = nc.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, err := io.ReadFull(nc, buf); err != nil || string(buf) != "open" {
 		t.Fatalf("open connection: %q %v", buf, err)
+	}
+}
+
+// netpoll's settings are process-wide: a second Server asking for another
+// loop count is refused instead of silently sharing the first one's.
+func TestConfigConflict(t *testing.T) {
+	s, err := New(Config{}, newTestHandler())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	same, err := New(Config{}, newTestHandler())
+	if err != nil {
+		t.Fatalf("a second Server with the same settings: %v", err)
+	}
+	defer same.Close()
+	other := s.Config().Loops + 1
+	if _, err := New(Config{Loops: other}, newTestHandler()); !errors.Is(err, ErrConfigConflict) {
+		t.Fatalf("New with %d loops after %d: %v, want ErrConfigConflict", other, s.Config().Loops, err)
+	}
+	if _, err := New(Config{ReadBufferSize: s.Config().ReadBufferSize * 2}, newTestHandler()); !errors.Is(err, ErrConfigConflict) {
+		t.Fatalf("New with another read buffer size: %v, want ErrConfigConflict", err)
+	}
+}
+
+// The version guard knows the netpoll go.mod asks for; a build with
+// another one runs without the trim (see compat.go). Test binaries carry
+// no dependency list, so go.mod is read.
+func TestNetpollVersionVerified(t *testing.T) {
+	mod, err := os.ReadFile("../go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v string
+	for _, line := range strings.Split(string(mod), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == netpollModule {
+			v = f[1]
+		}
+	}
+	if !verifiedNetpoll[v] {
+		t.Fatalf("go.mod's netpoll %q is not in verifiedNetpoll: verify trim.go and listener.go against it, then list it", v)
+	}
+}
+
+// netpoll's log lines become zap entries without netpoll's own timestamp.
+func TestZapWriter(t *testing.T) {
+	core, logs := observer.New(zap.DebugLevel)
+	w := zapWriter{zap.New(core)}
+	in := "2026/12/03 10:40:00 NETPOLL: readall(fd=7)=0 before close: reset\n2026/12/03 10:40:00 second\n"
+	if n, err := w.Write([]byte(in)); n != len(in) || err != nil {
+		t.Fatalf("Write = %d, %v", n, err)
+	}
+	var got []string
+	for _, e := range logs.All() {
+		if e.Level != zap.WarnLevel {
+			t.Errorf("level %v, want warn", e.Level)
+		}
+		got = append(got, e.Message)
+	}
+	want := []string{"NETPOLL: readall(fd=7)=0 before close: reset", "second"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("entries %q, want %q", got, want)
+	}
+}
+
+// The writable-socket waiter blocks in epoll_wait and still stops at once.
+func TestWaiterStops(t *testing.T) {
+	s, err := New(Config{}, newTestHandler())
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Close() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not return: the waiter did not wake")
+	}
+	if err := s.Err(); err != nil {
+		t.Fatalf("Err after a clean stop: %v", err)
 	}
 }

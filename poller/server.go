@@ -3,12 +3,14 @@ package poller
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/cloudwego/netpoll"
+	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 )
 
@@ -54,22 +56,44 @@ type Server struct {
 
 type ctxKey struct{}
 
-var configureOnce sync.Once
+// netpoll's settings are process-wide and read before its first
+// connection: the first Server sets them, later ones must agree.
+var (
+	configureMu sync.Mutex
+	configured  *Config
+)
 
-// configure applies process-wide netpoll settings. netpoll reads them only
-// before its first connection, so the first Server's Config wins.
+// configure applies process-wide netpoll settings once; a later Server
+// asking for other loops or buffer sizes gets ErrConfigConflict rather
+// than a silent share of the first one's.
 func configure(cfg Config) error {
-	var err error
-	configureOnce.Do(func() {
-		// The node-wide minimum of a buffer node; netpoll keeps one per
-		// connection for input, so it is the floor of idle memory.
-		netpoll.LinkBufferCap = cfg.ReadBufferSize
-		err = netpoll.Configure(netpoll.Config{
-			PollerNum:  cfg.Loops,
-			BufferSize: cfg.ReadBufferSize,
-		})
+	configureMu.Lock()
+	defer configureMu.Unlock()
+	if configured != nil {
+		if configured.Loops != cfg.Loops || configured.ReadBufferSize != cfg.ReadBufferSize {
+			return fmt.Errorf("%w: have %d loops and %d-byte buffers, asked for %d and %d", ErrConfigConflict,
+				configured.Loops, configured.ReadBufferSize, cfg.Loops, cfg.ReadBufferSize)
+		}
+		return nil
+	}
+	// The node-wide minimum of a buffer node; netpoll keeps one per
+	// connection for input, so it is the floor of idle memory.
+	netpoll.LinkBufferCap = cfg.ReadBufferSize
+	err := netpoll.Configure(netpoll.Config{
+		PollerNum:    cfg.Loops,
+		BufferSize:   cfg.ReadBufferSize,
+		LoggerOutput: zapWriter{cfg.Logger.Named("netpoll")},
 	})
-	return err
+	if err != nil {
+		return err
+	}
+	if !netpollVerified() {
+		cfg.Logger.Warn("netpoll version not verified: running without the write-scratch trim (about 1.2 KiB more per idle connection), "+
+			"and the listener's stop relies on netpoll ending its accept loop on a \"closed\" error; check poller/compat.go",
+			zap.String("version", netpollVersion()))
+	}
+	configured = &cfg
+	return nil
 }
 
 // New returns a Server that calls h. Its writer goroutines start at once;
@@ -79,7 +103,7 @@ func New(cfg Config, h Handler) (*Server, error) {
 	if err := configure(cfg); err != nil {
 		return nil, err
 	}
-	ep, err := newEpollWaiter()
+	ep, err := newEpollWaiter(cfg.Logger)
 	if err != nil {
 		return nil, err
 	}
@@ -150,6 +174,7 @@ func (s *Server) Close() error {
 	}
 	s.mu.Unlock()
 	close(s.stop)
+	s.ep.stopRun()
 	s.wg.Wait()
 	s.ep.close()
 	if errors.Is(err, context.DeadlineExceeded) {
@@ -168,6 +193,10 @@ func (s *Server) Stats() Stats {
 	}
 	return st
 }
+
+// Err is nil while the server's own goroutines run; otherwise it says
+// which one stopped and why (the node is then degraded).
+func (s *Server) Err() error { return s.ep.failed() }
 
 // Config returns the effective configuration, defaults filled in.
 func (s *Server) Config() Config { return s.cfg }

@@ -13,8 +13,9 @@ import (
 // subsock never writes through netpoll, so the scratch is dropped at
 // accept: it is the largest single cost of an idle connection. netpoll
 // hands it back to a sync.Pool on close, where a nil is ignored. The field
-// is found by reflection once; if a netpoll upgrade renames or retypes it,
-// trimming silently stops and TestTrimWriteScratch fails.
+// is found by reflection once, and only in a netpoll version listed in
+// compat.go; with another one trimming is off (one warning at start) and
+// TestTrimWriteScratch fails.
 var (
 	barrierOnce   sync.Once
 	barrierOffset uintptr // 0: not found, trimming off
@@ -35,7 +36,11 @@ func findBarrier(t reflect.Type) {
 // It must run before nc is shared with other goroutines (in OnPrepare).
 func trimWriteScratch(nc netpoll.Connection) bool {
 	v := reflect.ValueOf(nc)
-	barrierOnce.Do(func() { findBarrier(v.Type()) })
+	barrierOnce.Do(func() {
+		if netpollVerified() {
+			findBarrier(v.Type())
+		}
+	})
 	if barrierOffset == 0 || v.Kind() != reflect.Pointer {
 		return false
 	}
