@@ -2,11 +2,13 @@ package gateway_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"net"
 	"net/http"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -106,7 +108,7 @@ func TestE2EBinarySIGTERM(t *testing.T) {
 	_ = ln.Close()
 	const drain = 5 * time.Second
 	var stderr syncBuffer
-	p := exec.Command(bin, "-addr", addr, "-drain-timeout", drain.String())
+	p := exec.Command(bin, "-addr", addr, "-drain-timeout", drain.String(), "-log-format", "json", "-log-level", "debug")
 	p.Stderr = &stderr
 	if err := p.Start(); err != nil {
 		t.Fatal(err)
@@ -155,6 +157,18 @@ func TestE2EBinarySIGTERM(t *testing.T) {
 	}
 	hc.CloseIdleConnections()
 
+	// A client that resets mid-request: whatever netpoll logs about it
+	// must come out as JSON like the node's own lines.
+	rst, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rst.Write([]byte("POST /publish?topic=bin.topic HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"a\"")); err != nil {
+		t.Fatal(err)
+	}
+	_ = rst.(*net.TCPConn).SetLinger(0)
+	_ = rst.Close()
+
 	sent := time.Now()
 	if err := p.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -170,6 +184,17 @@ func TestE2EBinarySIGTERM(t *testing.T) {
 	case <-time.After(time.Until(sent.Add(drain))):
 		t.Fatalf("subsock still running %v after SIGTERM (drain timeout)\n%s", drain, stderr.String())
 	}
+	netpollLines := 0
+	for _, line := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
+		var entry map[string]any
+		if err := json.Unmarshal([]byte(line), &entry); err != nil {
+			t.Errorf("-log-format json printed a line that is not JSON: %q (%v)", line, err)
+		}
+		if entry["logger"] == "poller.netpoll" {
+			netpollLines++
+		}
+	}
+	t.Logf("%d log lines, %d from netpoll", strings.Count(stderr.String(), "\n"), netpollLines)
 }
 
 // syncBuffer collects a child's output; it may be read while the child
