@@ -27,6 +27,9 @@ type backbone struct {
 	// stop and start take the whole backbone down and bring it back on the
 	// same addresses.
 	stop, start func()
+	// pause and resume hang the backbone (SIGSTOP, SIGCONT): connections
+	// stay open, nothing is answered. Nil where there is no one process.
+	pause, resume func()
 	// keySlot asks the server for a key's cluster slot (cluster only).
 	keySlot func(t *testing.T, key string) int
 	// moveSlot hands a slot to another master and returns both masters'
@@ -144,8 +147,10 @@ func redisBackbone(t *testing.T) *backbone {
 			}
 			return got
 		},
-		stop:  srv.Stop,
-		start: srv.Start,
+		stop:   srv.Stop,
+		start:  srv.Start,
+		pause:  srv.Pause,
+		resume: srv.Resume,
 	}
 }
 
@@ -271,8 +276,10 @@ func natsBackbone(t *testing.T) *backbone {
 			}
 			return got
 		},
-		stop:  srv.Stop,
-		start: srv.Start,
+		stop:   srv.Stop,
+		start:  srv.Start,
+		pause:  srv.Pause,
+		resume: srv.Resume,
 	}
 }
 

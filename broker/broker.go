@@ -2,7 +2,6 @@ package broker
 
 import (
 	"context"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -18,8 +17,15 @@ type Handler func(topic string, payload []byte)
 // bytes. All methods are safe for concurrent use.
 type Broker interface {
 	// Publish sends payload to every node subscribed to topic, this one
-	// included. It fails with ErrUnavailable (wrapping the cause) when the
-	// backbone cannot be reached. payload is not retained.
+	// included. It returns nil only once the backbone has accepted the
+	// message while every upstream subscription of this node was in place,
+	// so that a publish reported as done reaches this node's subscribers.
+	// It fails with ErrUnavailable (wrapping the cause) when the backbone
+	// cannot be reached, when Health is non-nil (reconnecting or
+	// resubscribing), when a connection was lost while it was under way, and
+	// when ctx ends first; a message it failed for may still be delivered.
+	// It returns within ctx's deadline (Options.Timeout when ctx has none).
+	// payload is not retained.
 	Publish(ctx context.Context, topic string, payload []byte) error
 	// Subscribe adds interest in topics in one round trip per backbone
 	// node. Interest is recorded even when it fails with ErrUnavailable:
@@ -27,7 +33,11 @@ type Broker interface {
 	Subscribe(ctx context.Context, topics ...string) error
 	// Unsubscribe drops interest in topics; unknown topics are ignored.
 	Unsubscribe(ctx context.Context, topics ...string) error
-	// Health is nil when connected and subscribed; otherwise it says why.
+	// Health is nil when connected and subscribed; otherwise it says why
+	// (wrapping ErrUnavailable, or ErrClosed). It turns non-nil as soon as a
+	// connection is lost or the backbone stops answering, and back to nil
+	// only once every topic held has been confirmed subscribed again: while
+	// it is non-nil, Publish fails.
 	Health() error
 	// Stats returns counters since Open.
 	Stats() Stats
@@ -128,22 +138,56 @@ func (c *counters) snapshot() Stats {
 	}
 }
 
-// health holds the reason a broker is not healthy, nil when it is.
+// health is what Health reports: nil, or why the broker is not healthy.
+// Every loss bumps an epoch, so that a recovery which raced with a newer
+// loss cannot report health, and a Publish that overlapped a loss can tell
+// that its message may have reached the backbone while this node was not
+// subscribed (see redisBroker.Publish). It is one atomic pointer, because
+// Publish reads it twice per message.
 type health struct {
-	mu  sync.Mutex
-	err error
+	p atomic.Pointer[healthState]
 }
 
-func (h *health) set(err error) {
-	h.mu.Lock()
-	h.err = err
-	h.mu.Unlock()
+type healthState struct {
+	err   error
+	epoch uint64
 }
 
-func (h *health) get() error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.err
+// load returns the current state; the zero value (healthy, epoch 0) until
+// the first loss.
+func (h *health) load() healthState {
+	if s := h.p.Load(); s != nil {
+		return *s
+	}
+	return healthState{}
+}
+
+// lose makes Health report err (which wraps ErrUnavailable) until a
+// recovered call that began after it.
+func (h *health) lose(err error) {
+	for {
+		old := h.p.Load()
+		next := &healthState{err: err, epoch: 1}
+		if old != nil {
+			next.epoch = old.epoch + 1
+		}
+		if h.p.CompareAndSwap(old, next) {
+			return
+		}
+	}
+}
+
+// recovered clears the error if nothing was lost since the state of the
+// given epoch was loaded, and reports whether the broker is now healthy.
+func (h *health) recovered(epoch uint64) bool {
+	old := h.p.Load()
+	if old == nil {
+		return epoch == 0
+	}
+	if old.epoch != epoch {
+		return false
+	}
+	return old.err == nil || h.p.CompareAndSwap(old, &healthState{epoch: epoch})
 }
 
 // callContext bounds ctx by timeout when it has no deadline of its own.

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
+	"time"
 )
 
 // brokerCases run, in this order, against one backbone of every kind.
@@ -24,6 +26,8 @@ var brokerCases = []struct {
 	{"router-debounce", testRouterDebounce},
 	{"cluster-keyslot", testClusterKeySlot},
 	{"cluster-slot-migration", testClusterSlotMigration},
+	{"hang", testHang},
+	{"no-lost-acks", testNoLostAcks},
 	{"restart", testRestart},
 	{"close-while-down", testCloseWhileDown},
 }
@@ -267,6 +271,129 @@ func testRestart(t *testing.T, bb *backbone) {
 	if got := in.snapshot(); slices.Contains(got, message{"rs.a", "during"}) {
 		t.Fatalf("a publish that failed was delivered: %v", got)
 	}
+}
+
+// testNoLostAcks: through an outage and the recovery after it, every
+// Publish that returned nil is delivered back to the node, and none does
+// while Health is non-nil: a publish is acknowledged only while the
+// node's own subscriptions are in place.
+func testNoLostAcks(t *testing.T, bb *backbone) {
+	in := newInbox()
+	b := bb.open(t, in.handle)
+	mustSubscribe(t, b, "na.a")
+	var acked []string
+	seq := 0
+	// publish makes one attempt and reports whether it was acknowledged.
+	publish := func() bool {
+		t.Helper()
+		seq++
+		payload := strconv.Itoa(seq)
+		before := b.Health()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		err := b.Publish(ctx, "na.a", []byte(payload))
+		switch {
+		case err == nil && before != nil && b.Health() != nil:
+			t.Fatalf("Publish acknowledged while Health said %v", before)
+		case err == nil:
+			acked = append(acked, payload)
+		case !errors.Is(err, ErrUnavailable):
+			t.Fatalf("Publish = %v, want nil or ErrUnavailable", err)
+		}
+		return err == nil
+	}
+	deliveredAll := func(m []message) bool {
+		got := map[string]bool{}
+		for _, x := range m {
+			got[x.payload] = true
+		}
+		for _, p := range acked {
+			if !got[p] {
+				return false
+			}
+		}
+		return true
+	}
+	for range 10 {
+		publish()
+	}
+	in.waitFor(t, "the publishes before the outage", deliveredAll)
+
+	bb.stop()
+	eventually(t, "Health to report the outage", func() error {
+		publish()
+		if b.Health() == nil {
+			return errors.New("Health is nil")
+		}
+		return nil
+	})
+	for range 10 {
+		if publish() {
+			t.Fatal("Publish acknowledged with the backbone down")
+		}
+	}
+	bb.start()
+	from := len(acked)
+	eventually(t, "acknowledged publishes after the restart", func() error {
+		publish()
+		if len(acked)-from < 10 {
+			return fmt.Errorf("%d acknowledged since the restart", len(acked)-from)
+		}
+		return nil
+	})
+	in.waitFor(t, fmt.Sprintf("all %d acknowledged publishes", len(acked)), deliveredAll)
+}
+
+// testHang: a backbone that stops answering (SIGSTOP) makes Publish fail
+// with ErrUnavailable within its context's deadline, then Health non-nil
+// and Publish fail at once, until it answers again.
+func testHang(t *testing.T, bb *backbone) {
+	if bb.pause == nil {
+		t.Skip("no single process to pause")
+	}
+	in := newInbox()
+	b := bb.open(t, in.handle)
+	mustSubscribe(t, b, "hang.a")
+	mustPublish(t, b, "hang.a", "before")
+	in.waitFor(t, "the message before the hang", func(m []message) bool { return len(m) == 1 })
+
+	bb.pause()
+	resumed := false
+	resume := func() {
+		if !resumed {
+			resumed = true
+			bb.resume()
+		}
+	}
+	t.Cleanup(resume)
+	const deadline = 300 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	start := time.Now()
+	err := b.Publish(ctx, "hang.a", []byte("during"))
+	if took := time.Since(start); took > deadline+100*time.Millisecond {
+		t.Errorf("Publish to a hung backbone took %v with a %v deadline", took, deadline)
+	}
+	if !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Publish to a hung backbone = %v, want ErrUnavailable", err)
+	}
+	if b.Health() == nil {
+		t.Fatal("Health is nil after a publish went unanswered")
+	}
+	start = time.Now()
+	if err := b.Publish(ctxFor(t), "hang.a", []byte("during")); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Publish while Health is non-nil = %v, want ErrUnavailable", err)
+	}
+	if took := time.Since(start); took > 50*time.Millisecond {
+		t.Errorf("Publish while Health is non-nil took %v, want an immediate failure", took)
+	}
+
+	resume()
+	eventually(t, "Health after the hang", b.Health)
+	mustPublish(t, b, "hang.a", "after")
+	in.waitFor(t, "the message after the hang", func(m []message) bool {
+		return slices.Contains(m, message{"hang.a", "after"})
+	})
 }
 
 // testClusterSlotMigration: when a topic's slot moves to another master, the

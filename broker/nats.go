@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -14,11 +15,16 @@ import (
 
 // natsBroker carries topics as NATS core subjects, one subject per topic.
 //
-// nats.go reconnects by itself and replays every subscription before it
-// reports the reconnection; its reconnect buffer is disabled so that a
-// Publish while disconnected fails instead of being held. All
-// subscriptions feed one channel, drained by one dispatcher goroutine that
-// calls the Handler (nats.go would otherwise start a goroutine per
+// nats.go reconnects by itself and writes every subscription to the new
+// connection before anything else, under its lock; its reconnect buffer is
+// disabled so that a Publish while disconnected fails instead of being
+// held. Health stays non-nil after a reconnection until a PING sent behind
+// those SUBs has been answered (the confirm goroutine). nats.go's Publish
+// only buffers, so ours also waits for the PONG of a PING sent behind its
+// PUB, on a connection that did not change meanwhile: a PUB still in the
+// buffer when the connection dropped is then reported, not lost silently.
+// All subscriptions feed one channel, drained by one dispatcher goroutine
+// that calls the Handler (nats.go would otherwise start a goroutine per
 // subscription).
 type natsBroker struct {
 	h     Handler
@@ -27,25 +33,36 @@ type natsBroker struct {
 	nc    *nats.Conn
 	msgs  chan *nats.Msg
 	stats counters
+	// health is lost on a disconnection and on a publish the server did
+	// not answer in time; confirm restores it.
+	health health
+	// confirmed is nats.go's reconnect count whose resubscription the
+	// server has answered; Health is non-nil while it lags.
+	confirmed atomic.Uint64
+	wake      chan struct{} // cap 1: reconnected, or a publish got no answer
 
 	mu     sync.Mutex
 	subs   map[string]*nats.Subscription
 	closed bool
 
-	done chan struct{}
-	wg   sync.WaitGroup
+	ctx    context.Context // cancelled by Close: stops the goroutines below
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 }
 
 var _ Broker = (*natsBroker)(nil)
 
 func openNATS(ep endpoint, h Handler, opts Options) (*natsBroker, error) {
+	ctx, cancel := context.WithCancel(context.Background())
 	b := &natsBroker{
-		h:    h,
-		opts: opts,
-		log:  opts.Logger,
-		msgs: make(chan *nats.Msg, opts.QueueSize),
-		subs: make(map[string]*nats.Subscription),
-		done: make(chan struct{}),
+		h:      h,
+		opts:   opts,
+		log:    opts.Logger,
+		msgs:   make(chan *nats.Msg, opts.QueueSize),
+		subs:   make(map[string]*nats.Subscription),
+		wake:   make(chan struct{}, 1),
+		ctx:    ctx,
+		cancel: cancel,
 	}
 	nc, err := nats.Connect(strings.Join(ep.addrs, ","),
 		nats.Name("subsock"),
@@ -59,11 +76,13 @@ func openNATS(ep endpoint, h Handler, opts Options) (*natsBroker, error) {
 		nats.NoCallbacksAfterClientClose(),
 	)
 	if err != nil {
+		cancel()
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	b.nc = nc
-	b.wg.Add(1)
+	b.wg.Add(2)
 	go b.dispatch()
+	go b.confirm()
 	return b, nil
 }
 
@@ -72,12 +91,58 @@ func (b *natsBroker) dispatch() {
 	defer b.wg.Done()
 	for {
 		select {
-		case <-b.done:
+		case <-b.ctx.Done():
 			return
 		case m := <-b.msgs:
 			b.stats.received.Add(1)
 			b.h(m.Subject, m.Data)
 		}
+	}
+}
+
+// confirm restores health after each wake: once connected, a PING
+// answered proves the server has every SUB nats.go resent before it (and
+// answers at all, after a publish that timed out). It retries with backoff
+// while connected; while disconnected the next reconnection wakes it.
+func (b *natsBroker) confirm() {
+	defer b.wg.Done()
+	for {
+		select {
+		case <-b.ctx.Done():
+			return
+		case <-b.wake:
+		}
+		for attempt := 0; !b.confirmOnce(); attempt++ {
+			if !sleepCtx(b.ctx, backoff(b.opts, attempt)) {
+				return
+			}
+		}
+	}
+}
+
+// confirmOnce reports false when it should be tried again.
+func (b *natsBroker) confirmOnce() bool {
+	st := b.health.load()
+	want := b.nc.Stats().Reconnects
+	if b.nc.Status() != nats.CONNECTED {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(b.ctx, b.opts.Timeout)
+	defer cancel()
+	if err := b.nc.FlushWithContext(ctx); err != nil {
+		return b.ctx.Err() != nil
+	}
+	if b.nc.Stats().Reconnects != want {
+		return false // the PONG came on a newer connection
+	}
+	b.confirmed.Store(want)
+	return b.health.recovered(st.epoch)
+}
+
+func (b *natsBroker) kick() {
+	select {
+	case b.wake <- struct{}{}:
+	default:
 	}
 }
 
@@ -88,11 +153,13 @@ func (b *natsBroker) onDisconnect(_ *nats.Conn, err error) {
 		return
 	}
 	b.stats.errors.Add(1)
+	b.health.lose(fmt.Errorf("%w: nats: %w", ErrUnavailable, err))
 	b.log.Warn("broker: nats connection lost", zap.Error(err))
 }
 
 func (b *natsBroker) onReconnect(nc *nats.Conn) {
 	b.stats.reconnects.Add(1)
+	b.kick()
 	b.log.Info("broker: nats reconnected", zap.String("url", nc.ConnectedUrlRedacted()))
 }
 
@@ -119,17 +186,41 @@ func (b *natsBroker) isClosed() bool {
 	return b.closed
 }
 
-// Publish writes the message to nats.go's buffer, flushed by its own
-// goroutine: a server that dies after that loses it (at-most-once).
+// Publish writes the message to nats.go's buffer, then waits for the PONG
+// to a PING written behind it: the server has the message once that comes
+// on the connection it was written to (one round trip per publish, as
+// with Redis).
 func (b *natsBroker) Publish(ctx context.Context, topic string, payload []byte) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
 	if !validSubject(topic) {
 		b.stats.errors.Add(1)
 		return fmt.Errorf("%w: %q", ErrBadTopic, topic)
 	}
+	conn, err := b.state()
+	if err != nil {
+		b.stats.errors.Add(1)
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return b.unavailable(err)
+	}
 	if err := b.nc.Publish(topic, payload); err != nil {
+		return b.unavailable(err)
+	}
+	ctx, cancel := callContext(ctx, b.opts.Timeout)
+	defer cancel()
+	err = b.nc.FlushWithContext(ctx)
+	if err == nil && b.nc.Stats().Reconnects != conn {
+		// The PONG came on a newer connection: the PUB was buffered for
+		// the old one and may never have left.
+		err = errLostWhilePublishing
+	}
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			// A server that does not answer: fail the next publishes at
+			// once, and /healthz with them, until it answers a PING.
+			b.health.lose(fmt.Errorf("%w: nats publish: %w", ErrUnavailable, err))
+			b.kick()
+		}
 		return b.unavailable(err)
 	}
 	b.stats.published.Add(1)
@@ -209,26 +300,39 @@ func (b *natsBroker) flush(ctx context.Context) error {
 	return nil
 }
 
-// Health is nil while connected; nats.go resubscribes before it reports
-// CONNECTED again.
+// Health is nil while connected, with the resubscription after the last
+// reconnection confirmed and no publish left unanswered since.
 func (b *natsBroker) Health() error {
+	_, err := b.state()
+	return err
+}
+
+// state is Health with the reconnect count it saw, which names the
+// connection in use. The count is read after the status: a reconnection
+// completing in between then shows as not yet confirmed.
+func (b *natsBroker) state() (uint64, error) {
 	if b.isClosed() {
-		return ErrClosed
+		return 0, ErrClosed
 	}
 	if st := b.nc.Status(); st != nats.CONNECTED {
 		if err := b.nc.LastError(); err != nil {
-			return fmt.Errorf("%w: nats %s: %w", ErrUnavailable, st, err)
+			return 0, fmt.Errorf("%w: nats %s: %w", ErrUnavailable, st, err)
 		}
-		return fmt.Errorf("%w: nats %s", ErrUnavailable, st)
+		return 0, fmt.Errorf("%w: nats %s", ErrUnavailable, st)
 	}
-	return nil
+	conn := b.nc.Stats().Reconnects
+	if conn != b.confirmed.Load() {
+		return conn, fmt.Errorf("%w: nats: resubscribing after a reconnection", ErrUnavailable)
+	}
+	return conn, b.health.load().err
 }
 
 // Stats returns the counters.
 func (b *natsBroker) Stats() Stats { return b.stats.snapshot() }
 
-// Close closes the connection (which stops nats.go's goroutines) and the
-// dispatcher, and waits for it. Messages still queued are dropped.
+// Close closes the connection (which stops nats.go's goroutines), stops
+// the dispatcher and the confirm goroutine, and waits for them. Messages
+// still queued are dropped.
 func (b *natsBroker) Close() error {
 	b.mu.Lock()
 	if b.closed {
@@ -238,7 +342,7 @@ func (b *natsBroker) Close() error {
 	b.closed = true
 	b.mu.Unlock()
 	b.nc.Close()
-	close(b.done)
+	b.cancel()
 	b.wg.Wait()
 	return nil
 }

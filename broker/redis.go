@@ -26,9 +26,19 @@ import (
 // Handler. A supervisor goroutine brings lost connections back and makes
 // what is subscribed on each connection match the interest held.
 //
+// Publishing and subscribing use different connections, so a publish
+// connection that is up says nothing about the subscriptions: after a
+// restart it reconnects on its own at the first PUBLISH, before the
+// supervisor has resubscribed, and Redis accepts a message that reaches no
+// one here. Publish therefore goes through only while health is nil, which
+// the supervisor restores only after every held topic is confirmed
+// subscribed and the server answers on every connection, and fails if a
+// loss was recorded while it was under way.
+//
 // Locks: mu is held across subscription round trips, so the rueidis hooks
 // never take it (their goroutine is the one reading those replies); they
-// take only migrated.mu and health.mu, which are never held while taking mu.
+// take only migrated.mu, which is never held while taking mu. health is
+// lock-free.
 type redisBroker struct {
 	h       Handler
 	opts    Options
@@ -48,7 +58,8 @@ type redisBroker struct {
 
 	migrated struct {
 		sync.Mutex
-		names []string // cluster: channels the server unsubscribed us from
+		names  []string       // cluster: channels the server unsubscribed us from
+		expect map[string]int // cluster: sunsubscribe confirmations of our own still due, per channel
 	}
 
 	ctx    context.Context // cancelled by Close, to abort the supervisor's round trips
@@ -132,28 +143,68 @@ func openRedis(ep endpoint, h Handler, opts Options) (*redisBroker, error) {
 	return b, nil
 }
 
-// Publish sends one PUBLISH (SPUBLISH in a cluster).
+// errLostWhilePublishing is the cause reported for a publish that Redis
+// accepted while a loss was being recorded: it may have gone out while this
+// node was not subscribed.
+var errLostWhilePublishing = errors.New("connection lost or resubscribing while publishing")
+
+// Publish sends one PUBLISH (SPUBLISH in a cluster), only while healthy.
 func (b *redisBroker) Publish(ctx context.Context, topic string, payload []byte) error {
 	if b.closed.Load() {
 		return ErrClosed
 	}
+	st := b.health.load()
+	if st.err != nil {
+		b.stats.errors.Add(1)
+		return st.err
+	}
+	// rueidis honours the deadline both while dialing and while waiting
+	// for the reply; without one a stopped server would hold the caller
+	// until ConnWriteTimeout closes the connection.
+	ctx, cancel := callContext(ctx, b.opts.Timeout)
+	defer cancel()
 	var cmd rueidis.Completed
 	if b.cluster {
 		cmd = b.pub.B().Spublish().Channel(topic).Message(rueidis.BinaryString(payload)).Build()
 	} else {
 		cmd = b.pub.B().Publish().Channel(topic).Message(rueidis.BinaryString(payload)).Build()
 	}
-	if err := b.pub.Do(ctx, cmd).Error(); err != nil {
+	// PUBLISH is not retryable in rueidis, so a failed one is never sent
+	// again behind our back on a new connection.
+	err := b.pub.Do(ctx, cmd).Error()
+	if err == nil && b.health.load().epoch != st.epoch {
+		err = errLostWhilePublishing
+	}
+	if err != nil {
 		b.stats.errors.Add(1)
 		if b.closed.Load() {
 			return ErrClosed
 		}
+		b.suspect(err)
 		// Refused connections, timeouts and CLUSTERDOWN alike mean the
-		// message did not get onto the backbone.
+		// message did not get onto the backbone, or not while this node
+		// was subscribed.
 		return fmt.Errorf("%w: publish %q: %w", ErrUnavailable, topic, err)
 	}
 	b.stats.published.Add(1)
 	return nil
+}
+
+// suspect turns Health non-nil after a publish that failed without an
+// answer from Redis (a dropped connection, or no reply before the
+// deadline: a stalled server), so that later publishes fail at once and
+// /healthz says so, until the supervisor has seen every connection answer
+// again. A reply from Redis (CLUSTERDOWN, ...) and a caller that gave up
+// say nothing about the connections.
+func (b *redisBroker) suspect(err error) {
+	if errors.Is(err, errLostWhilePublishing) || errors.Is(err, context.Canceled) {
+		return
+	}
+	if _, isReply := rueidis.IsRedisErr(err); isReply {
+		return
+	}
+	b.health.lose(fmt.Errorf("%w: redis publish: %w", ErrUnavailable, err))
+	b.kick()
 }
 
 // Subscribe records interest and subscribes what is new, one pipeline per
@@ -263,7 +314,7 @@ func (b *redisBroker) nodeFor(topic string, sub bool) *redisNode {
 }
 
 func (b *redisBroker) downCause() error {
-	if err := b.health.get(); err != nil {
+	if err := b.health.load().err; err != nil {
 		return err
 	}
 	return errors.New("not connected")
@@ -279,9 +330,16 @@ func (b *redisBroker) sendLocked(ctx context.Context, n *redisNode, topics []str
 	for _, g := range groups {
 		cmds = append(cmds, b.command(n.conn, g, sub))
 	}
+	if b.cluster && !sub {
+		b.expectUnsubscribed(groups, 1)
+	}
 	var first error
 	for i, r := range n.conn.DoMulti(ctx, cmds...) {
 		err := r.Error()
+		if err != nil && b.cluster && !sub {
+			// No confirmation comes for a command that failed.
+			b.expectUnsubscribed(groups[i:i+1], -1)
+		}
 		if re, isReply := rueidis.IsRedisErr(err); isReply && !sub {
 			if _, moved := re.IsMoved(); moved {
 				// The node no longer serves the slot, so it dropped our
@@ -359,15 +417,47 @@ func (b *redisBroker) onMessage(m rueidis.PubSubMessage) {
 	b.h(m.Channel, unsafe.Slice(unsafe.StringData(m.Message), len(m.Message)))
 }
 
+// expectUnsubscribed counts (delta 1) or uncounts (-1) the sunsubscribe
+// confirmations that our own SUNSUBSCRIBEs of channels will bring, so
+// that onSubscription can tell them from the server dropping a channel.
+func (b *redisBroker) expectUnsubscribed(channels [][]string, delta int) {
+	b.migrated.Lock()
+	defer b.migrated.Unlock()
+	if b.migrated.expect == nil {
+		b.migrated.expect = make(map[string]int)
+	}
+	for _, g := range channels {
+		for _, ch := range g {
+			if n := b.migrated.expect[ch] + delta; n > 0 {
+				b.migrated.expect[ch] = n
+			} else {
+				delete(b.migrated.expect, ch)
+			}
+		}
+	}
+}
+
 // onSubscription notes the channels a cluster node drops on its own, as it
 // does when their slot moves, for the supervisor to resubscribe elsewhere.
+// Until it has, the channel's publishes go to a master where this node is
+// not subscribed, so Health turns non-nil at once.
 func (b *redisBroker) onSubscription(s rueidis.PubSubSubscription) {
 	if s.Kind != "sunsubscribe" {
 		return
 	}
 	b.migrated.Lock()
+	if n := b.migrated.expect[s.Channel]; n > 0 {
+		if n == 1 {
+			delete(b.migrated.expect, s.Channel)
+		} else {
+			b.migrated.expect[s.Channel] = n - 1
+		}
+		b.migrated.Unlock()
+		return
+	}
 	b.migrated.names = append(b.migrated.names, s.Channel)
 	b.migrated.Unlock()
+	b.health.lose(fmt.Errorf("%w: redis: shard channel %q dropped by the server (slot moved)", ErrUnavailable, s.Channel))
 	b.kick()
 }
 
@@ -386,7 +476,7 @@ func (b *redisBroker) fail(n *redisNode, err error) {
 	}
 	b.stats.errors.Add(1)
 	b.lost.Store(true)
-	b.health.set(fmt.Errorf("%w: redis %s: %w", ErrUnavailable, displayAddr(n.addr, b.copt), err))
+	b.health.lose(fmt.Errorf("%w: redis %s: %w", ErrUnavailable, displayAddr(n.addr, b.copt), err))
 	b.log.Warn("broker: redis connection lost", zap.String("addr", displayAddr(n.addr, b.copt)), zap.Error(err))
 	b.kick()
 }
@@ -462,7 +552,7 @@ func (b *redisBroker) supervise() {
 				break
 			}
 			b.stats.errors.Add(1)
-			b.health.set(fmt.Errorf("%w: %w", ErrUnavailable, err))
+			b.health.lose(fmt.Errorf("%w: %w", ErrUnavailable, err))
 			if !sleepCtx(b.ctx, backoff(b.opts, attempt)) {
 				return
 			}
@@ -470,8 +560,9 @@ func (b *redisBroker) supervise() {
 	}
 }
 
-// recover replaces failed connections and resubscribes, unless the wake was
-// only for channels that the broker itself unsubscribed.
+// recover replaces failed connections, resubscribes and checks that every
+// connection answers, then makes Health nil; unless the wake was only for
+// channels that the broker itself unsubscribed.
 func (b *redisBroker) recover() error {
 	b.migrated.Lock()
 	names := b.migrated.names
@@ -483,7 +574,10 @@ func (b *redisBroker) recover() error {
 	if b.closed.Load() {
 		return nil
 	}
-	if !b.lost.Load() && !b.anyFailedLocked() && b.health.get() == nil {
+	// Loaded before any round trip: a loss recorded from here on bumps the
+	// epoch, and recovered below then refuses to report health.
+	st := b.health.load()
+	if !b.lost.Load() && !b.anyFailedLocked() && st.err == nil {
 		moved := false
 		for _, t := range names {
 			if _, held := b.topics[t]; held {
@@ -500,17 +594,35 @@ func (b *redisBroker) recover() error {
 	if err := b.reconcileLocked(ctx); err != nil {
 		return err
 	}
-	b.health.set(nil)
-	// A loss that raced with the reconcile set failed before health; seen
-	// now, it keeps Health non-nil and the supervisor goes round again.
-	if b.anyFailedLocked() {
-		err := errors.New("connection lost during resubscription")
-		b.health.set(fmt.Errorf("%w: %w", ErrUnavailable, err))
+	if err := b.probeLocked(ctx); err != nil {
 		return err
+	}
+	if !b.health.recovered(st.epoch) {
+		return errors.New("connection lost during resubscription")
 	}
 	if b.lost.Swap(false) {
 		b.stats.reconnects.Add(1)
 		b.log.Info("broker: redis reconnected", zap.Int("topics", len(b.topics)))
+	}
+	return nil
+}
+
+// probeLocked PINGs every subscription connection and the publishing
+// client: health that was lost to a stalled server (publishes timing out,
+// no connection failed) comes back only once the server answers again. A
+// subscription connection that does not answer is failed, as rueidis's own
+// keepalive would fail it.
+func (b *redisBroker) probeLocked(ctx context.Context) error {
+	for _, n := range b.nodes {
+		if err := n.conn.Do(ctx, n.conn.B().Ping().Build()).Error(); err != nil {
+			if _, isReply := rueidis.IsRedisErr(err); !isReply {
+				b.fail(n, err)
+			}
+			return fmt.Errorf("%s: PING: %w", displayAddr(n.addr, b.copt), err)
+		}
+	}
+	if err := b.pub.Do(ctx, b.pub.B().Ping().Build()).Error(); err != nil {
+		return fmt.Errorf("PING: %w", err)
 	}
 	return nil
 }
@@ -646,12 +758,13 @@ func (b *redisBroker) fetchSlots(ctx context.Context) (*slotMap, error) {
 	return sm, nil
 }
 
-// Health is nil while every subscription connection is up and subscribed.
+// Health is nil while every subscription connection is up, every held
+// topic is subscribed, and the server has answered since the last loss.
 func (b *redisBroker) Health() error {
 	if b.closed.Load() {
 		return ErrClosed
 	}
-	return b.health.get()
+	return b.health.load().err
 }
 
 // Stats returns the counters.

@@ -46,6 +46,11 @@ type Config struct {
 	PingTimeout time.Duration
 	// DrainTimeout bounds graceful shutdown. Default: 10s.
 	DrainTimeout time.Duration
+	// PublishTimeout bounds one publish (HTTP POST /publish or WebSocket
+	// pub) waiting for the backbone to accept it; past it the publisher
+	// gets 503 / unavailable rather than a hang (the message may still be
+	// delivered). Default: 2s.
+	PublishTimeout time.Duration
 	// Broker is the backbone URL (see broker.Open). Default: "memory".
 	Broker string
 	// OpenBroker, when set, builds the broker instead of Broker: for
@@ -94,6 +99,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.DrainTimeout <= 0 {
 		c.DrainTimeout = 10 * time.Second
+	}
+	if c.PublishTimeout <= 0 {
+		c.PublishTimeout = 2 * time.Second
 	}
 	if c.Broker == "" {
 		c.Broker = "memory"

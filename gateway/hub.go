@@ -2,11 +2,14 @@ package gateway
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/gobwas/ws"
 	"go.uber.org/zap"
 
+	"github.com/subsock/subsock/broker"
 	"github.com/subsock/subsock/frame"
 	"github.com/subsock/subsock/poller"
 	"github.com/subsock/subsock/proto"
@@ -29,9 +32,37 @@ func (g *Gateway) publish(ctx context.Context, topic string, f proto.Format, dat
 }
 
 // publishRelay sends a payload already in relay form (see encodeRelay).
+// Every publish, HTTP or WebSocket, passes here, so this is where its
+// answer is made to agree with /healthz: it succeeds only if the broker
+// is healthy (connected, every held topic subscribed) and accepts the
+// message within PublishTimeout; otherwise the error wraps
+// broker.ErrUnavailable (503 / unavailable).
 func (g *Gateway) publishRelay(ctx context.Context, topic string, relay []byte) error {
 	g.msgsIn.Add(1)
-	return g.broker.Publish(ctx, topic, relay)
+	// While the broker reconnects or resubscribes, a message the backbone
+	// accepted would not come back to this node's subscribers: fail at
+	// once, as /healthz does, rather than answer 200 for a lost message.
+	if err := g.broker.Health(); err != nil {
+		g.publishRejects.Add(1)
+		return asUnavailable(err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, g.cfg.PublishTimeout)
+	defer cancel()
+	err := g.broker.Publish(ctx, topic, relay)
+	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		g.publishTimeouts.Add(1)
+	}
+	return asUnavailable(err)
+}
+
+// asUnavailable makes a broker failure (a timeout, a closed broker while
+// draining) read as broker.ErrUnavailable, the one error the publish paths
+// map to 503 / unavailable.
+func asUnavailable(err error) error {
+	if err == nil || errors.Is(err, broker.ErrUnavailable) || errors.Is(err, broker.ErrBadTopic) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", broker.ErrUnavailable, err)
 }
 
 // deliver is the broker's handler: it builds the message once per codec in

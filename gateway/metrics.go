@@ -18,6 +18,8 @@ type counters struct {
 	convertErrors   atomic.Uint64
 	tokenExpiries   atomic.Uint64
 	publishErrors   atomic.Uint64
+	publishRejects  atomic.Uint64 // refused at once: the broker was not healthy
+	publishTimeouts atomic.Uint64 // not accepted by the backbone within PublishTimeout
 	inputOverflows  atomic.Uint64
 	requestTimeouts atomic.Uint64
 	graceResets     atomic.Uint64
@@ -53,6 +55,8 @@ func (g *Gateway) registerMetrics() *prometheus.Registry {
 	counter("request_timeout_closes_total", "Connections cut for a frame or HTTP request not completed within -request-timeout.", u(&g.requestTimeouts))
 	counter("close_grace_resets_total", "Connections reset because they did not take a close frame within -close-grace.", u(&g.graceResets))
 	counter("publish_errors_total", "Publishes refused because the broker failed.", u(&g.publishErrors))
+	counter("publish_unavailable_total", "Publishes refused at once because the broker was reconnecting or resubscribing (/healthz 503).", u(&g.publishRejects))
+	counter("publish_timeouts_total", "Publishes the backbone did not accept within -publish-timeout.", u(&g.publishTimeouts))
 	counter("broker_errors_total", "Broker errors.", func() float64 { return float64(g.broker.Stats().Errors) })
 	counter("broker_reconnects_total", "Broker reconnections.", func() float64 { return float64(g.broker.Stats().Reconnects) })
 	reg.MustRegister(g.fanout)

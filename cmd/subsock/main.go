@@ -66,6 +66,7 @@ func run(args []string) error {
 	fs.DurationVar(&cfg.PingInterval, "ping-interval", 25*time.Second, "how often each connection is pinged")
 	fs.DurationVar(&cfg.PingTimeout, "ping-timeout", 60*time.Second, "close a connection silent for this long (4000)")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", 10*time.Second, "graceful shutdown limit")
+	fs.DurationVar(&cfg.PublishTimeout, "publish-timeout", 2*time.Second, "a publish the backbone has not accepted within this gets 503 / unavailable")
 	fs.StringVar(&cfg.Broker, "broker", "memory", "backbone: memory, redis://host:port, redis-cluster://h1:p1,h2:p2, nats://host:port")
 	fs.DurationVar(&cfg.Router.Linger, "interest-linger", 2*time.Second, "keep upstream interest this long after a topic's last local subscriber leaves")
 	fs.DurationVar(&cfg.Router.BatchDelay, "interest-batch-delay", 2*time.Millisecond, "collect upstream (un)subscriptions this long before sending")

@@ -156,6 +156,7 @@ func (s *Server) killLocked() {
 		return
 	}
 	s.cmd.Process.Signal(syscall.SIGTERM)
+	s.cmd.Process.Signal(syscall.SIGCONT) // a paused server must run to exit
 	select {
 	case <-s.exited:
 	case <-time.After(stopTimeout):
@@ -163,6 +164,76 @@ func (s *Server) killLocked() {
 		<-s.exited
 	}
 	s.cmd = nil
+}
+
+// Kill ends the server with SIGKILL, as a crash would: no shutdown, its
+// clients' connections are cut. It returns once the process is gone and its
+// ports are free; Start brings it back on the same ports. Killing a stopped
+// server does nothing.
+func (s *Server) Kill() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return
+	}
+	s.cmd.Process.Kill()
+	<-s.exited
+	s.cmd = nil
+}
+
+// Pause stops the server with SIGSTOP: its connections stay open but
+// nothing is answered (a hung or overloaded server) until Resume. It
+// returns once every thread of the process is stopped, since a signal is
+// only acted on when the process is next scheduled.
+func (s *Server) Pause() {
+	s.t.Helper()
+	pid := s.signal(syscall.SIGSTOP)
+	deadline := time.Now().Add(stopTimeout)
+	for !stopped(pid) {
+		if time.Now().After(deadline) {
+			s.t.Fatalf("testserver: %s (pid %d) not stopped %v after SIGSTOP", s.Addr, pid, stopTimeout)
+		}
+		time.Sleep(time.Millisecond) // nothing to wait on: the kernel sends no event
+	}
+}
+
+// Resume continues a paused server with SIGCONT.
+func (s *Server) Resume() {
+	s.t.Helper()
+	s.signal(syscall.SIGCONT)
+}
+
+func (s *Server) signal(sig syscall.Signal) int {
+	s.t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		s.t.Fatalf("testserver: %v to %s, which is not running", sig, s.Addr)
+	}
+	if err := s.cmd.Process.Signal(sig); err != nil {
+		s.t.Fatalf("testserver: %v to %s: %v", sig, s.Addr, err)
+	}
+	return s.cmd.Process.Pid
+}
+
+// stopped reports whether every thread of pid is in the stopped state
+// ("T" in /proc/<pid>/task/<tid>/stat, the field after the command name).
+func stopped(pid int) bool {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil || len(tasks) == 0 {
+		return false
+	}
+	for _, task := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, task.Name()))
+		if err != nil {
+			return false
+		}
+		i := strings.LastIndexByte(string(b), ')')
+		if i < 0 || i+2 >= len(b) || b[i+2] != 'T' {
+			return false
+		}
+	}
+	return true
 }
 
 // Running reports whether the process is up (it may not be answering yet).

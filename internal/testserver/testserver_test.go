@@ -91,6 +91,44 @@ func TestStopStartSameAddress(t *testing.T) {
 	}
 }
 
+// Kill, Pause and Resume are the faults backbone tests inject: a crash the
+// server comes back from on the same address, and a hang.
+func TestKillPauseResume(t *testing.T) {
+	s := Redis(t)
+	s.Kill()
+	if s.Running() {
+		t.Fatal("running after Kill")
+	}
+	if !refused(s.Addr) {
+		t.Fatalf("%s still accepts after Kill", s.Addr)
+	}
+	s.Kill() // idempotent
+	s.Start()
+	if err := redisPing(ctxT(t), s.Addr); err != nil {
+		t.Fatalf("ping after restart: %v", err)
+	}
+
+	s.Pause()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if err := redisPing(ctx, s.Addr); err == nil {
+		t.Fatal("a paused server answered PING")
+	}
+	s.Resume()
+	if err := redisPing(ctxT(t), s.Addr); err != nil {
+		t.Fatalf("ping after Resume: %v", err)
+	}
+
+	// A server left paused still stops (at cleanup, say) without waiting
+	// out the stop timeout.
+	s.Pause()
+	start := time.Now()
+	s.Stop()
+	if d := time.Since(start); d >= stopTimeout {
+		t.Fatalf("Stop of a paused server took %v", d)
+	}
+}
+
 func TestRedisCluster(t *testing.T) {
 	c := RedisCluster(t)
 	if len(c.Addrs) != clusterSize || len(c.Nodes) != clusterSize {
