@@ -85,6 +85,10 @@ func (g *Gateway) handleHealth(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "degraded", "broker": err.Error()})
 		return
 	}
+	if err := g.poller.Err(); err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "degraded", "poller": err.Error()})
+		return
+	}
 	st := g.reg.Stats()
 	writeJSON(w, http.StatusOK, map[string]any{
 		"status":        "ok",
