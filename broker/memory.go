@@ -7,6 +7,8 @@ import (
 	"maps"
 	"slices"
 	"sync"
+
+	"github.com/subsock/subsock/internal/shrink"
 )
 
 // MemoryBus is an in-process backbone. Every Memory attached to one bus
@@ -18,6 +20,10 @@ type MemoryBus struct {
 	topics map[string][]*Memory // copy-on-write: Publish reads them without holding mu
 	nodes  map[*Memory]struct{}
 	down   error // non-nil while stopped
+
+	// topicsHigh rebuilds topics once a storm of topics has left, since a
+	// Go map keeps the memory of its largest size. Guarded by mu.
+	topicsHigh shrink.Watermark
 }
 
 // NewMemoryBus returns an empty, running bus.
@@ -68,6 +74,14 @@ func (bus *MemoryBus) Subscribers(topic string) int {
 	return len(bus.topics[topic])
 }
 
+// Topics reports how many topics any attached broker holds interest in:
+// the memory bus's PUBSUB CHANNELS, counted.
+func (bus *MemoryBus) Topics() int {
+	bus.mu.RLock()
+	defer bus.mu.RUnlock()
+	return len(bus.topics)
+}
+
 // Memory is a broker on a MemoryBus. Publish delivers synchronously: every
 // interested broker's Handler has run when it returns, on the publisher's
 // goroutine.
@@ -77,6 +91,8 @@ type Memory struct {
 	topics map[string]struct{} // guarded by bus.mu
 	closed bool                // guarded by bus.mu
 	stats  counters
+
+	topicsHigh shrink.Watermark // rebuilds topics, as the bus's; guarded by bus.mu
 }
 
 var _ Broker = (*Memory)(nil)
@@ -133,10 +149,12 @@ func (m *Memory) Subscribe(ctx context.Context, topics ...string) error {
 			continue
 		}
 		m.topics[t] = struct{}{}
+		m.topicsHigh.Grew(len(m.topics))
 		old := bus.topics[t]
 		subs := make([]*Memory, len(old), len(old)+1)
 		copy(subs, old)
 		bus.topics[t] = append(subs, m)
+		bus.topicsHigh.Grew(len(bus.topics))
 	}
 	if bus.down != nil {
 		return m.unavailable(bus.down)
@@ -176,6 +194,14 @@ func (m *Memory) dropLocked(topics []string) {
 		}
 		// A new slice, since a concurrent Publish may be ranging over old.
 		bus.topics[t] = slices.DeleteFunc(slices.Clone(old), func(s *Memory) bool { return s == m })
+	}
+	// Checked once per call rather than per topic: a batch can only bring
+	// a rebuild forward, never skip one.
+	if m.topicsHigh.Shrunk(len(m.topics)) {
+		m.topics = shrink.Map(m.topics)
+	}
+	if bus.topicsHigh.Shrunk(len(bus.topics)) {
+		bus.topics = shrink.Map(bus.topics)
 	}
 }
 

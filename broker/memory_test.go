@@ -2,6 +2,8 @@ package broker
 
 import (
 	"context"
+	"runtime"
+	"strconv"
 	"testing"
 )
 
@@ -54,5 +56,94 @@ func TestMemoryConcurrentChurn(t *testing.T) {
 	<-done
 	if got := bus.Subscribers("c"); got != 0 {
 		t.Fatalf("Subscribers = %d after churn, want 0", got)
+	}
+}
+
+// liveHeap returns the bytes of live heap objects after a full collection.
+func liveHeap() uint64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
+
+// stormTopics returns n distinct topic names, made before a baseline is
+// taken so that their bytes do not count as the structure's.
+func stormTopics(n int) []string {
+	topics := make([]string, n)
+	for i := range topics {
+		topics[i] = "storm." + strconv.Itoa(i)
+	}
+	return topics
+}
+
+// checkReturned fails t when more than 5 % of what a storm took (peak
+// over base) is still held at after.
+func checkReturned(t *testing.T, base, peak, after uint64) {
+	t.Helper()
+	took, left := peak-base, int64(after)-int64(base)
+	t.Logf("the storm took %d KiB; %d KiB left after it went", took>>10, left>>10)
+	if left > int64(took/20) {
+		t.Fatalf("%d bytes of the %d the storm took stayed (%.1f%%), want at most 5%%",
+			left, took, 100*float64(left)/float64(took))
+	}
+}
+
+// After a storm of distinct topics leaves a node, the bus's and the node's
+// maps give their memory back, whether the node unsubscribes or closes.
+func TestMemoryShrinksAfterStorm(t *testing.T) {
+	const n, batch = 100_000, 512
+	tests := []struct {
+		name  string
+		leave func(m *Memory, topics []string) error
+	}{
+		{"Unsubscribe", func(m *Memory, topics []string) error {
+			for len(topics) > 0 {
+				k := min(batch, len(topics))
+				if err := m.Unsubscribe(context.Background(), topics[:k]...); err != nil {
+					return err
+				}
+				topics = topics[k:]
+			}
+			return nil
+		}},
+		{"Close", func(m *Memory, _ []string) error { return m.Close() }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			topics := stormTopics(n)
+			bus := NewMemoryBus()
+			stay := bus.Attach(func(string, []byte) {})
+			defer stay.Close()
+			m := bus.Attach(func(string, []byte) {})
+			defer m.Close()
+			mustSubscribe(t, stay, "stays")
+			base := liveHeap()
+			for i := 0; i < n; i += batch {
+				mustSubscribe(t, m, topics[i:min(i+batch, n)]...)
+			}
+			if got := bus.Topics(); got != n+1 {
+				t.Fatalf("Topics = %d, want %d", got, n+1)
+			}
+			peak := liveHeap()
+			if err := tt.leave(m, topics); err != nil {
+				t.Fatal(err)
+			}
+			if got := bus.Topics(); got != 1 {
+				t.Fatalf("Topics = %d after the storm left, want 1", got)
+			}
+			after := liveHeap()
+			runtime.KeepAlive(topics) // the names are the caller's, not the bus's
+			checkReturned(t, base, peak, after)
+			// The rebuilt maps still serve.
+			in := newInbox()
+			other := bus.Attach(in.handle)
+			defer other.Close()
+			mustSubscribe(t, other, "stays")
+			mustPublish(t, stay, "stays", "x")
+			if got := in.snapshot(); len(got) != 1 || got[0] != (message{"stays", "x"}) {
+				t.Fatalf("got %v, want one message on stays", got)
+			}
+		})
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/subsock/subsock/internal/shrink"
 )
 
 // RouterConfig tunes a Router; zero fields take the defaults.
@@ -73,6 +75,10 @@ type Router struct {
 	pendingSince time.Time // when pending became non-empty
 	lingering    []linger  // releases in deadline order (Linger is constant)
 	closed       bool
+
+	// routesHigh rebuilds routes once a storm of topics has left (see
+	// shrinkLocked), since a Go map keeps the memory of its largest size.
+	routesHigh shrink.Watermark
 
 	subscribes, unsubscribes, errors atomic.Uint64
 
@@ -306,9 +312,12 @@ func (r *Router) due(now time.Time) (subs, unsubs []string, wait time.Duration) 
 			unsubs = append(unsubs, l.topic)
 		}
 		clear(r.lingering[:i])
-		r.lingering = r.lingering[i:]
+		r.lingering = shrink.Slice(r.lingering[i:])
 		if len(r.lingering) == 0 {
 			r.lingering = nil
+		}
+		if i > 0 {
+			r.shrinkLocked()
 		}
 	}
 	var next time.Time
@@ -347,6 +356,20 @@ func (r *Router) putLocked(topic string, rt route) {
 		return
 	}
 	r.routes[topic] = rt
+	r.routesHigh.Grew(len(r.routes))
+}
+
+// shrinkLocked gives back the memory of a storm of topics that has left,
+// rebuilding the route map and the pending queue once they are mostly
+// empty. It runs after a batch of lingers expired, where held topics
+// leave: a topic passes there at most once per Linger, so a working set
+// that comes and goes faster (acquired and released within one batch)
+// cannot make the map be rebuilt and regrown over and over.
+func (r *Router) shrinkLocked() {
+	if r.routesHigh.Shrunk(len(r.routes)) {
+		r.routes = shrink.Map(r.routes)
+	}
+	r.pending = shrink.Slice(r.pending)
 }
 
 // call sends topics upstream in calls of at most BatchSize.

@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/subsock/subsock/internal/shrink"
 )
 
 // countingBroker passes calls to a real broker and records the
@@ -324,5 +327,53 @@ func TestRouterClose(t *testing.T) {
 	r.Release("x")
 	if got := cb.snapshot(); len(got) != 1 {
 		t.Fatalf("calls after Close: %v", got)
+	}
+}
+
+// quietBroker accepts every (un)subscription and does nothing, so that a
+// test measures the Router's memory alone.
+type quietBroker struct{ Broker }
+
+func (quietBroker) Subscribe(context.Context, ...string) error   { return nil }
+func (quietBroker) Unsubscribe(context.Context, ...string) error { return nil }
+
+// After a storm of distinct topics comes and goes, the Router's route map
+// and queues give their memory back.
+func TestRouterShrinksAfterStorm(t *testing.T) {
+	const n = 100_000
+	topics := stormTopics(n)
+	r := newRouter(t, quietBroker{}, RouterConfig{Linger: 10 * time.Millisecond})
+	base := liveHeap()
+	for _, tp := range topics {
+		r.Acquire(tp)
+	}
+	ctx := ctxFor(t)
+	for _, tp := range topics {
+		if err := r.Ready(ctx, tp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := r.Held(); got != n {
+		t.Fatalf("Held = %d, want %d", got, n)
+	}
+	peak := liveHeap()
+	for _, tp := range topics {
+		r.Release(tp)
+	}
+	eventually(t, "every topic released", func() error {
+		if got := r.Held(); got != 0 {
+			return fmt.Errorf("Held = %d", got)
+		}
+		return nil
+	})
+	after := liveHeap()
+	runtime.KeepAlive(topics) // the names are the caller's, not the Router's
+	checkReturned(t, base, peak, after)
+	r.mu.Lock()
+	routes, pending, lingering := len(r.routes), cap(r.pending), cap(r.lingering)
+	r.mu.Unlock()
+	if routes != 0 || pending > shrink.Floor || lingering > shrink.Floor {
+		t.Fatalf("%d routes, pending cap %d, lingering cap %d; want 0 and at most %d",
+			routes, pending, lingering, shrink.Floor)
 	}
 }

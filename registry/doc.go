@@ -9,7 +9,9 @@
 // of subscribers, so fan-out walks contiguous memory and allocates nothing;
 // once a group grows past a few dozen members it also keeps an open-addressing
 // index of positions so that removal stays O(1). A topic whose last subscriber
-// leaves is deleted at once.
+// leaves is deleted at once, and a shard's map is rebuilt smaller once it has
+// fallen under a quarter of its largest size, so memory taken by a storm of
+// topics comes back when they leave (a Go map never shrinks by itself).
 //
 // Rules:
 //   - Every Registry method is safe for concurrent use. Each call takes at most

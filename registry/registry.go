@@ -3,6 +3,8 @@ package registry
 import (
 	"hash/maphash"
 	"sync"
+
+	"github.com/subsock/subsock/internal/shrink"
 )
 
 // Stats counts what a Registry holds.
@@ -26,7 +28,10 @@ type shard[S comparable] struct {
 	mu     sync.RWMutex
 	groups map[string]*group[S]
 	subs   int // subscriptions in groups, kept so Stats need not walk them
-	_      [128 - 40]byte
+	// high rebuilds groups once a storm of topics has left, since a Go map
+	// keeps the memory of its largest size.
+	high shrink.Watermark
+	_    [128 - 48]byte
 }
 
 // New returns an empty Registry configured by cfg.
@@ -66,6 +71,7 @@ func (r *Registry[S]) subscribeLocked(sh *shard[S], topic string, s S) (added, f
 	if g == nil {
 		g = &group[S]{topic: topic, subs: dense[S]{items: []S{s}}}
 		sh.groups[topic] = g
+		sh.high.Grew(len(sh.groups))
 		sh.subs++
 		return true, true, topic
 	}
@@ -96,6 +102,9 @@ func (r *Registry[S]) unsubscribeLocked(sh *shard[S], topic string, s S) (remove
 		return true, false
 	}
 	delete(sh.groups, topic)
+	if sh.high.Shrunk(len(sh.groups)) {
+		sh.groups = shrink.Map(sh.groups)
+	}
 	return true, true
 }
 
