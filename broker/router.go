@@ -2,6 +2,8 @@ package broker
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -82,7 +84,9 @@ type Router struct {
 
 	subscribes, unsubscribes, errors atomic.Uint64
 
-	called chan struct{} // closed and replaced after each batch of upstream calls (Ready waits on it)
+	// waiters are Await callbacks for topics whose subscribe call has not
+	// returned; nil when none wait.
+	waiters map[string][]func(error)
 
 	kick   chan struct{} // cap 1: pending or lingering became non-empty, or pending is full
 	ctx    context.Context
@@ -93,7 +97,8 @@ type Router struct {
 type route struct {
 	refs   int    // Acquires minus Releases; negative while a Release overtook its Acquire
 	up     bool   // subscribed upstream, or about to be by the call under way
-	live   bool   // the subscribe call for this route has returned
+	live   bool   // the subscribe call for this route succeeded
+	failed bool   // the last subscribe call for this route failed; the next Await calls again
 	queued bool   // in Router.pending
 	gen    uint32 // bumped by each first Acquire and last Release; stale lingers do not match
 }
@@ -112,7 +117,6 @@ func NewRouter(b Broker, cfg RouterConfig) *Router {
 		cfg:    cfg.withDefaults(),
 		routes: make(map[string]route),
 		kick:   make(chan struct{}, 1),
-		called: make(chan struct{}),
 		ctx:    ctx,
 		cancel: cancel,
 	}
@@ -144,19 +148,24 @@ func (r *Router) Acquire(topic string) {
 		if !rt.up && !rt.queued {
 			rt.queued = true
 			r.held++
-			if len(r.pending) == 0 {
-				r.pendingSince = time.Now()
-				r.signal()
-			}
-			r.pending = append(r.pending, topic)
-			if len(r.pending) == r.cfg.BatchSize {
-				r.signal()
-			}
+			r.queueLocked(topic)
 		}
 	}
 	// Back to 0 from below, putLocked forgets the topic: this Acquire was
 	// overtaken by its Release.
 	r.putLocked(topic, rt)
+}
+
+// queueLocked adds topic to the next subscribe batch.
+func (r *Router) queueLocked(topic string) {
+	if len(r.pending) == 0 {
+		r.pendingSince = time.Now()
+		r.signal()
+	}
+	r.pending = append(r.pending, topic)
+	if len(r.pending) == r.cfg.BatchSize {
+		r.signal()
+	}
 }
 
 // Release notes one local holder fewer. After the last one the topic is
@@ -184,26 +193,52 @@ func (r *Router) Release(topic string) {
 	r.putLocked(topic, rt)
 }
 
-// Ready waits until the upstream subscription for topic has been made
-// (the call returned, successfully or not: a broker that failed keeps the
-// interest and restores it when it reconnects), so a node can acknowledge a
-// subscription only once messages published upstream will reach it. It
-// returns at once for a topic that is live or no longer held.
-func (r *Router) Ready(ctx context.Context, topic string) error {
-	for {
-		r.mu.Lock()
-		rt, ok := r.routes[topic]
-		if !ok || rt.live || rt.refs <= 0 || r.closed {
-			r.mu.Unlock()
-			return nil
-		}
-		ch := r.called
+// Await calls fn once topic's upstream subscription is live (nil), or once
+// the call that should have made it failed (an error wrapping
+// ErrUnavailable), so a node can acknowledge a subscription only once
+// messages published upstream will reach it. A topic that is live, or
+// that no one holds, is answered at once on the caller's goroutine; after
+// a failure the next Await calls the broker again. Otherwise fn runs on the
+// Router's goroutine after the call returns, with no Router lock held: it
+// must be quick, and may call Acquire and Release. Await never waits.
+func (r *Router) Await(topic string, fn func(error)) {
+	r.mu.Lock()
+	if r.closed {
 		r.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+		fn(ErrClosed)
+		return
+	}
+	rt, ok := r.routes[topic]
+	if !ok || rt.live || rt.refs <= 0 {
+		r.mu.Unlock()
+		fn(nil)
+		return
+	}
+	if rt.failed && !rt.queued {
+		// The broker kept the interest and restores it on reconnect, but
+		// only a call that returns says it is in place: make one.
+		rt.failed = false
+		rt.queued = true
+		r.queueLocked(topic)
+		r.routes[topic] = rt
+	}
+	if r.waiters == nil {
+		r.waiters = make(map[string][]func(error))
+	}
+	r.waiters[topic] = append(r.waiters[topic], fn)
+	r.mu.Unlock()
+}
+
+// Ready is Await for callers that may block: it waits until topic is live
+// (nil), its subscribe call failed, or ctx ends.
+func (r *Router) Ready(ctx context.Context, topic string) error {
+	done := make(chan error, 1)
+	r.Await(topic, func(err error) { done <- err })
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
@@ -234,11 +269,16 @@ func (r *Router) Close() error {
 		return nil
 	}
 	r.closed = true
-	close(r.called) // wake Ready
-	r.called = make(chan struct{})
+	waiters := r.waiters
+	r.waiters = nil
 	r.mu.Unlock()
 	r.cancel()
 	r.wg.Wait()
+	for _, fns := range waiters {
+		for _, fn := range fns {
+			fn(ErrClosed)
+		}
+	}
 	return nil
 }
 
@@ -250,11 +290,13 @@ func (r *Router) run() {
 	timer.Stop()
 	defer timer.Stop()
 	for {
-		subs, unsubs, wait := r.due(time.Now())
+		subs, unsubs, dropped, wait := r.due(time.Now())
+		if len(dropped) > 0 {
+			r.settle(dropped, nil) // nobody holds them: nothing to wait for
+		}
 		r.call(subs, true)
 		r.call(unsubs, false)
 		if len(subs) > 0 || len(unsubs) > 0 {
-			r.markCalled(subs)
 			continue // more may have become due during the calls
 		}
 		if wait > 0 {
@@ -271,8 +313,9 @@ func (r *Router) run() {
 }
 
 // due takes the subscriptions and unsubscriptions whose batch is due at now,
-// and says how long until the next one is (0: nothing is waiting).
-func (r *Router) due(now time.Time) (subs, unsubs []string, wait time.Duration) {
+// the queued topics no one holds any more (dropped without a call), and
+// says how long until the next batch is (0: nothing is waiting).
+func (r *Router) due(now time.Time) (subs, unsubs, dropped []string, wait time.Duration) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if n := len(r.pending); n > 0 {
@@ -284,8 +327,11 @@ func (r *Router) due(now time.Time) (subs, unsubs []string, wait time.Duration) 
 			rt := r.routes[t]
 			rt.queued = false
 			if rt.refs <= 0 { // acquired and released before it went out
-				r.held--
+				if !rt.up { // an up route (a retry after a failure) lingers out as usual
+					r.held--
+				}
 				r.putLocked(t, rt)
+				dropped = append(dropped, t)
 				continue
 			}
 			rt.up = true
@@ -332,21 +378,34 @@ func (r *Router) due(now time.Time) (subs, unsubs []string, wait time.Duration) 
 	if !next.IsZero() {
 		wait = max(next.Sub(now), time.Nanosecond)
 	}
-	return subs, unsubs, wait
+	return subs, unsubs, dropped, wait
 }
 
-// markCalled flags the topics just subscribed as live and wakes Ready.
-func (r *Router) markCalled(subs []string) {
+// settle records the outcome of one subscribe call for its topics and
+// answers their Await callbacks, outside the lock.
+func (r *Router) settle(topics []string, err error) {
+	var fns []func(error)
 	r.mu.Lock()
-	for _, t := range subs {
+	for _, t := range topics {
 		if rt, ok := r.routes[t]; ok && rt.up {
-			rt.live = true
+			rt.live, rt.failed = err == nil, err != nil
 			r.routes[t] = rt
 		}
+		if w, ok := r.waiters[t]; ok {
+			fns = append(fns, w...)
+			delete(r.waiters, t)
+		}
 	}
-	close(r.called)
-	r.called = make(chan struct{})
+	if len(r.waiters) == 0 {
+		r.waiters = nil // a map that held a storm's waiters keeps its size
+	}
 	r.mu.Unlock()
+	if err != nil && !errors.Is(err, ErrUnavailable) {
+		err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	for _, fn := range fns {
+		fn(err)
+	}
 }
 
 // putLocked stores rt, or forgets it when it holds nothing.
@@ -383,6 +442,9 @@ func (r *Router) call(topics []string, sub bool) {
 		if sub {
 			r.subscribes.Add(1)
 			err = r.b.Subscribe(ctx, batch...)
+			if r.ctx.Err() == nil {
+				r.settle(batch, err)
+			}
 		} else {
 			r.unsubscribes.Add(1)
 			err = r.b.Unsubscribe(ctx, batch...)

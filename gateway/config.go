@@ -40,6 +40,11 @@ type Config struct {
 	// (token expiry): a peer that does not read the close frame within it
 	// is reset. Default: 2s.
 	CloseGrace time.Duration
+	// SubscribeTimeout bounds how long a sub waits for the backbone to
+	// confirm its upstream subscription; past it the client gets
+	// unavailable and the subscription is rolled back. Checked every wheel
+	// tick. Default: 5s.
+	SubscribeTimeout time.Duration
 	// PingInterval is how often the server pings each connection. Default: 25s.
 	PingInterval time.Duration
 	// PingTimeout closes a connection silent for this long. Default: 60s.
@@ -84,6 +89,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxInputBacklog <= 0 {
 		c.MaxInputBacklog = 4 * c.MaxMessage
+	}
+	if c.SubscribeTimeout <= 0 {
+		c.SubscribeTimeout = 5 * time.Second
 	}
 	if c.CloseGrace <= 0 {
 		c.CloseGrace = 2 * time.Second

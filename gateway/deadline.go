@@ -17,12 +17,13 @@ var (
 
 // deadlines enforces the per-connection limits that must act within a
 // tick rather than within a ping interval: partial input older than
-// RequestTimeout, closes that outlive CloseGrace, and token expiry. The
+// RequestTimeout, closes that outlive CloseGrace, subs unconfirmed after
+// SubscribeTimeout, and token expiry. The
 // wheel's goroutine calls check on every tick (PingInterval/64).
 //
 // Only connections with something pending are looked at: a connection
 // joins the watch set when it starts holding partial input or a close, and
-// is dropped from it once neither holds; tokens wait in a heap by expiry.
+// is dropped from it once none holds; tokens wait in a heap by expiry.
 type deadlines struct {
 	g *Gateway
 
@@ -76,24 +77,26 @@ func (d *deadlines) check(now int64) {
 	g := d.g
 	reqTimeout := g.cfg.RequestTimeout.Milliseconds()
 	var expired []*session
+	var cuts []cut
 	d.mu.Lock()
 	for d.exp.Len() > 0 && d.exp[0].expAt <= now {
 		expired = append(expired, heap.Pop(&d.exp).(*session))
 	}
 	for s := range d.watch {
 		p, cl := s.partial.Load(), s.closeBy.Load()
+		waiting := s.waiting.Load() && g.expireReplies(s, now)
 		switch {
 		case cl != 0 && now > cl:
 			g.graceResets.Add(1)
-			s.c.Abort(nil)
+			cuts = append(cuts, cut{s, nil})
 		case p != 0 && now-p > reqTimeout:
 			g.requestTimeouts.Add(1)
+			var final []byte
 			if s.mode.Load() == modeWS {
-				s.c.Abort(requestTimeoutFrame)
-			} else {
-				s.c.Abort(nil)
+				final = requestTimeoutFrame
 			}
-		case p != 0 || cl != 0:
+			cuts = append(cuts, cut{s, final})
+		case p != 0 || cl != 0 || waiting:
 			continue
 		}
 		delete(d.watch, s)
@@ -108,6 +111,16 @@ func (d *deadlines) check(now int64) {
 		s.c.CloseAfter(tokenExpiredFrame)
 	}
 	d.mu.Unlock()
+	// Outside d.mu: a reset may run OnClose, which calls forget, here.
+	for _, c := range cuts {
+		c.s.c.Reset(c.final)
+	}
+}
+
+// cut is a connection to reset, with its best-effort final frame.
+type cut struct {
+	s     *session
+	final []byte
 }
 
 // expiryHeap orders sessions by token expiry; session.expIdx is each one's

@@ -55,6 +55,11 @@ func New(cfg Config) (*Gateway, error) {
 	g.deadlines = newDeadlines(g)
 	pcfg := cfg.Poller
 	pcfg.OverflowFinal = slowFrame
+	if pcfg.RecvBuffer == 0 {
+		// One maximal message in flight: a flooder then gets little
+		// into memory before OnData sees its backlog and cuts it.
+		pcfg.RecvBuffer = cfg.MaxMessage
+	}
 	if pcfg.Logger == nil {
 		pcfg.Logger = cfg.Logger.Named("poller")
 	}

@@ -10,19 +10,20 @@ import (
 // counters are plain atomics on the hot paths; Prometheus reads them
 // through CounterFuncs at scrape time.
 type counters struct {
-	msgsIn          atomic.Uint64
-	msgsOut         atomic.Uint64
-	heartbeatCloses atomic.Uint64
-	protocolCloses  atomic.Uint64
-	upgradeRejects  atomic.Uint64
-	convertErrors   atomic.Uint64
-	tokenExpiries   atomic.Uint64
-	publishErrors   atomic.Uint64
-	publishRejects  atomic.Uint64 // refused at once: the broker was not healthy
-	publishTimeouts atomic.Uint64 // not accepted by the backbone within PublishTimeout
-	inputOverflows  atomic.Uint64
-	requestTimeouts atomic.Uint64
-	graceResets     atomic.Uint64
+	msgsIn            atomic.Uint64
+	msgsOut           atomic.Uint64
+	heartbeatCloses   atomic.Uint64
+	protocolCloses    atomic.Uint64
+	upgradeRejects    atomic.Uint64
+	convertErrors     atomic.Uint64
+	tokenExpiries     atomic.Uint64
+	publishErrors     atomic.Uint64
+	publishRejects    atomic.Uint64 // refused at once: the broker was not healthy
+	publishTimeouts   atomic.Uint64 // not accepted by the backbone within PublishTimeout
+	inputOverflows    atomic.Uint64
+	requestTimeouts   atomic.Uint64
+	graceResets       atomic.Uint64
+	subscribeFailures atomic.Uint64
 }
 
 func (g *Gateway) registerMetrics() *prometheus.Registry {
@@ -53,6 +54,7 @@ func (g *Gateway) registerMetrics() *prometheus.Registry {
 	counter("token_expiry_closes_total", "Connections closed with 4001 on token expiry.", u(&g.tokenExpiries))
 	counter("input_overflow_closes_total", "Connections closed with 1008 for unprocessed input past -max-input-backlog.", u(&g.inputOverflows))
 	counter("request_timeout_closes_total", "Connections cut for a frame or HTTP request not completed within -request-timeout.", u(&g.requestTimeouts))
+	counter("subscribe_failures_total", "Subscriptions answered unavailable: the backbone failed or did not confirm within -subscribe-timeout.", u(&g.subscribeFailures))
 	counter("close_grace_resets_total", "Connections reset because they did not take a close frame within -close-grace.", u(&g.graceResets))
 	counter("publish_errors_total", "Publishes refused because the broker failed.", u(&g.publishErrors))
 	counter("publish_unavailable_total", "Publishes refused at once because the broker was reconnecting or resubscribing (/healthz 503).", u(&g.publishRejects))

@@ -254,6 +254,7 @@ func (g *Gateway) refreshAuth(s *session, token string) *proto.Error {
 		g.deadlines.setExpiry(s, exp.UnixMilli())
 	}
 	var dropped []string
+	s.mu.Lock()
 	s.subs.Range(func(t string) bool {
 		if !gr.allows(t, false) {
 			dropped = append(dropped, t)
@@ -261,8 +262,9 @@ func (g *Gateway) refreshAuth(s *session, token string) *proto.Error {
 		return true
 	})
 	for _, t := range dropped {
-		g.leave(s, t)
+		g.leaveLocked(s, t)
 	}
+	s.mu.Unlock()
 	if len(dropped) > 0 {
 		g.reply(s, codecs[s.codec].AppendError(frame.Reserve(nil), 0, false, proto.CodeForbidden,
 			"unsubscribed, not allowed by the new token: "+strings.Join(dropped, " ")))

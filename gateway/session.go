@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -28,9 +29,12 @@ type session struct {
 	closeBy atomic.Int64 // unix ms by which a close the node began must be done, 0 when none
 	in      []byte       // partial input kept between reads (nil when none)
 	asm     frame.Assembler
+	mu      sync.Mutex // guards subs and rq: late answers from the Router touch them (see reply.go)
 	subs    registry.Set
-	mode    atomic.Uint32 // modeHTTP or modeWS; read by the heartbeat wheel
-	codec   uint8         // index into codecs
+	rq      []*pendingReply // replies in request order while one waits; nil otherwise
+	waiting atomic.Bool     // len(rq) > 0
+	mode    atomic.Uint32   // modeHTTP or modeWS; read by the heartbeat wheel
+	codec   uint8           // index into codecs
 	slot    uint16
 	done    bool       // we decided to close; ignore further input
 	auth    *authState // set at upgrade; grants, publish limiter
@@ -71,10 +75,12 @@ func (g *Gateway) OnData(c *poller.Conn, r netpoll.Reader) {
 			ce.Write(zap.String("remote", c.RemoteAddr()), zap.Int("bytes", len(s.in)+n))
 		}
 		g.discard(s, r, n)
+		// At once, not by the writer: until the descriptor leaves netpoll's
+		// epoll set, netpoll keeps reading the flood into memory.
 		if s.mode.Load() == modeWS {
-			c.Abort(backlogFrame)
+			c.Reset(backlogFrame)
 		} else {
-			c.Abort(nil)
+			c.Reset(nil)
 		}
 		return
 	}
@@ -92,9 +98,9 @@ func (g *Gateway) OnData(c *poller.Conn, r netpoll.Reader) {
 	rest := buf[used:]
 	switch {
 	case s.done || len(rest) == 0:
-		s.in = nil
+		freeIn(s)
 	case fresh:
-		s.in = append([]byte(nil), rest...)
+		s.in = append(getIn(len(rest)), rest...)
 	default:
 		s.in = append(s.in[:0], rest...)
 	}
@@ -130,7 +136,7 @@ func (g *Gateway) trackPartial(s *session, progressed, wasInMessage bool) {
 // discard drops n unread bytes.
 func (g *Gateway) discard(s *session, r netpoll.Reader, n int) {
 	s.done = true
-	s.in = nil
+	freeIn(s)
 	s.partial.Store(0)
 	_ = r.Skip(n)
 	_ = r.Release()
@@ -166,8 +172,34 @@ func (g *Gateway) OnClose(c *poller.Conn) {
 	g.deadlines.forget(s)
 	if s.mode.Load() == modeWS {
 		g.wsConns.Add(-1)
+		s.mu.Lock()
 		g.reg.RemoveAll(s, &s.subs, g.router.Release)
+		s.rq = nil
+		s.mu.Unlock()
 		g.releaseAdmission(s)
+	}
+	freeIn(s)
+}
+
+// inPool recycles the buffers that hold partial input between reads: large
+// messages split over reads would otherwise make garbage at the input rate.
+var inPool sync.Pool // of *[]byte
+
+// maxPooledIn keeps a rare huge buffer out of the pool.
+const maxPooledIn = 256 << 10
+
+func getIn(n int) []byte {
+	if p, ok := inPool.Get().(*[]byte); ok && cap(*p) >= n {
+		return (*p)[:0]
+	}
+	return make([]byte, 0, max(n, 4<<10))
+}
+
+// freeIn gives s.in back to the pool.
+func freeIn(s *session) {
+	if s.in != nil && cap(s.in) <= maxPooledIn {
+		b := s.in[:0]
+		inPool.Put(&b)
 	}
 	s.in = nil
 }

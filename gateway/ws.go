@@ -110,7 +110,10 @@ func (g *Gateway) handleMessage(s *session, _ ws.OpCode, msg []byte) {
 		// connection asks for is served meanwhile.
 		perr = errTokenExpired
 	case req.Op == proto.OpSub:
-		perr = g.subscribe(s, req.Topics)
+		// Answered when the backbone confirms, never waited for here.
+		if perr = g.subscribe(s, &req); perr == nil {
+			return
+		}
 	case req.Op == proto.OpUnsub:
 		perr = g.unsubscribe(s, req.Topics)
 	case req.Op == proto.OpPub:
@@ -142,15 +145,6 @@ func expired(s *session) bool {
 	return exp != 0 && time.Now().UnixMilli() >= exp
 }
 
-// reply seals a reply built after frame.Reserve and queues it.
-func (g *Gateway) reply(s *session, b []byte) {
-	op := ws.OpText
-	if codecs[s.codec].Binary() {
-		op = ws.OpBinary
-	}
-	_ = s.c.Enqueue(frame.Seal(b, op))
-}
-
 // checkTopicCount bounds the topics of one sub or unsub request.
 func (g *Gateway) checkTopicCount(topics []string) *proto.Error {
 	if len(topics) > g.cfg.MaxTopicsPerRequest {
@@ -160,23 +154,33 @@ func (g *Gateway) checkTopicCount(topics []string) *proto.Error {
 	return nil
 }
 
-func (g *Gateway) subscribe(s *session, topics []string) *proto.Error {
+// subscribe joins the topics at once and queues the request's reply in the
+// connection's reply order; the Router answers it once every topic is live
+// upstream (ack), or it fails (unavailable, the new subscriptions rolled
+// back). It returns an error only for a request refused outright.
+func (g *Gateway) subscribe(s *session, req *proto.Request) *proto.Error {
+	topics := req.Topics
 	if err := g.checkTopicCount(topics); err != nil {
 		return err
 	}
-	fresh := 0
 	for _, t := range topics {
 		if err := g.authorize(s, t, false); err != nil {
 			return err
 		}
+	}
+	s.mu.Lock()
+	fresh := 0
+	for _, t := range topics {
 		if !s.subs.Has(t) {
 			fresh++
 		}
 	}
 	if s.subs.Len()+fresh > g.cfg.MaxSubsPerConn {
+		s.mu.Unlock()
 		return &proto.Error{Code: proto.CodeTooManySubscriptions,
 			Msg: fmt.Sprintf("subscribing would exceed %d subscriptions per connection", g.cfg.MaxSubsPerConn)}
 	}
+	pr := &pendingReply{wait: len(topics), deadline: g.subscribeDeadline(), id: req.ID, hasID: req.HasID}
 	for _, t := range topics {
 		if s.subs.Has(t) {
 			continue
@@ -186,17 +190,13 @@ func (g *Gateway) subscribe(s *session, topics []string) *proto.Error {
 		if _, first := g.reg.Join(t, s, &s.subs); first {
 			g.router.Acquire(t)
 		}
+		pr.fresh = append(pr.fresh, t)
 	}
-	// Acknowledge only once upstream interest is in place, so a publish
-	// made after the ack reaches this subscriber. Live topics return at
-	// once; a new one waits for the Router's next batch (-interest-batch-delay).
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
+	g.awaitLocked(s, pr)
+	s.mu.Unlock()
+	g.deadlines.watchSession(s)
 	for _, t := range topics {
-		if err := g.router.Ready(ctx, t); err != nil {
-			return &proto.Error{Code: proto.CodeUnavailable,
-				Msg: "subscribed here, but the broker has not confirmed " + t + " yet; messages resume when it does"}
-		}
+		g.router.Await(t, func(err error) { g.settleSub(s, pr, err) })
 	}
 	return nil
 }
@@ -205,14 +205,16 @@ func (g *Gateway) unsubscribe(s *session, topics []string) *proto.Error {
 	if err := g.checkTopicCount(topics); err != nil {
 		return err
 	}
+	s.mu.Lock()
 	for _, t := range topics {
-		g.leave(s, t)
+		g.leaveLocked(s, t)
 	}
+	s.mu.Unlock()
 	return nil
 }
 
-// leave drops one subscription of s.
-func (g *Gateway) leave(s *session, topic string) {
+// leaveLocked drops one subscription of s; s.mu is held.
+func (g *Gateway) leaveLocked(s *session, topic string) {
 	if !s.subs.Has(topic) {
 		return
 	}

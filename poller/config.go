@@ -33,6 +33,13 @@ type Config struct {
 	// that, at the cost of more writev calls for fast readers of large
 	// messages.
 	SendBuffer int
+	// RecvBuffer, when positive, sets SO_RCVBUF on the listener, inherited
+	// by every accepted socket. It bounds how much a peer can have in
+	// flight towards the node, and so how much netpoll (which reads every
+	// readable socket, with no way to pause one) takes from a flooding
+	// peer before its handler can cut it off. Default: 0 (the kernel's
+	// autotuning, up to tcp_rmem's maximum, 6 MiB).
+	RecvBuffer int
 	// OverflowFinal is written, best effort, to a connection whose queue
 	// overflowed, just before it is closed (a WebSocket close frame).
 	OverflowFinal []byte

@@ -102,6 +102,41 @@ func (c *Conn) Abort(final []byte) {
 	c.mu.Unlock()
 }
 
+// Reset is Abort carried out at once, on the caller's goroutine, rather
+// than by the connection's writer: for a peer whose input is being cut
+// off, every moment it stays open netpoll keeps reading it into memory.
+// The caller must not hold the Conn's locks (so not from inside Enqueue's
+// callers' critical sections); any goroutine may call it, OnData included.
+func (c *Conn) Reset(final []byte) {
+	c.wmu.Lock()
+	c.mu.Lock()
+	if c.state&stClosed != 0 {
+		c.mu.Unlock()
+		c.wmu.Unlock()
+		return
+	}
+	c.state |= stAbort
+	c.resetLocked(final)
+	c.mu.Unlock()
+	c.wmu.Unlock()
+	_ = c.nc.Close()
+}
+
+// resetLocked drops the queue, writes final if the socket takes it at once
+// at a frame boundary, and arms SO_LINGER 0 so the close that follows is an
+// RST. It runs with wmu and mu held; the caller then closes nc.
+func (c *Conn) resetLocked(final []byte) {
+	atBoundary := c.off == 0
+	c.releaseQueueLocked()
+	c.final, c.pending, c.off = nil, 0, 0
+	c.state |= stClosed
+	if len(final) > 0 && atBoundary {
+		// Best effort: a peer that stopped reading will not see it.
+		_, _ = unix.Write(c.fd, final)
+	}
+	_ = unix.SetsockoptLinger(c.fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+}
+
 func (c *Conn) abortLocked(final []byte) {
 	if c.state&(stAbort|stClosed) != 0 {
 		return

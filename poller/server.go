@@ -132,6 +132,11 @@ func (s *Server) Serve(ln net.Listener) error {
 	if err != nil {
 		return err
 	}
+	if s.cfg.RecvBuffer > 0 {
+		// Accepted sockets inherit it, and advertise a window that fits
+		// it from their SYN-ACK on.
+		_ = unix.SetsockoptInt(nl.fd, unix.SOL_SOCKET, unix.SO_RCVBUF, s.cfg.RecvBuffer)
+	}
 	s.mu.Lock()
 	s.ln = nl
 	s.mu.Unlock()

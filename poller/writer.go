@@ -125,18 +125,8 @@ func (w *writer) flush(c *Conn) {
 		c.wmu.Unlock()
 		return
 	case st&stAbort != 0:
-		final := c.final
-		atBoundary := c.off == 0
-		c.releaseQueueLocked()
-		c.final, c.pending = nil, 0
-		c.state |= stClosed
+		c.resetLocked(c.final)
 		c.mu.Unlock()
-		if len(final) > 0 && atBoundary {
-			// Best effort: a peer that stopped reading will not see it.
-			_, _ = unix.Write(c.fd, final)
-		}
-		// Reset rather than FIN: see Conn.Abort.
-		_ = unix.SetsockoptLinger(c.fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
 		c.wmu.Unlock()
 		_ = c.nc.Close()
 		return
@@ -180,6 +170,9 @@ func (w *writer) flush(c *Conn) {
 		c.releaseQueueLocked()
 		c.pending = 0
 		closeNow = true
+	case c.state&stAbort != 0:
+		// Abort came while we wrote: it left the close to this flush.
+		requeue = true
 	case n < total || err == unix.EAGAIN:
 		park = true
 		c.state |= stParked

@@ -1,0 +1,134 @@
+package gateway
+
+import (
+	"time"
+
+	"github.com/gobwas/ws"
+
+	"github.com/subsock/subsock/frame"
+	"github.com/subsock/subsock/proto"
+)
+
+// A connection's replies leave in the order of its requests (docs/protocol.md
+// promises it), but some answers wait on the backbone: a sub is acknowledged
+// only once its upstream subscription is live. Nothing waits in a netpoll
+// handler for that. The request takes a place in the session's reply queue
+// (session.rq) and the handler returns; the answer is filled in later, from
+// the Router's goroutine (or the deadline check, at -subscribe-timeout), and
+// everything ready at the front of the queue is sent. Replies made while the
+// queue is empty (the usual case) go straight to the connection.
+//
+// session.mu guards rq and subs, because a late answer may have to roll a
+// subscription back. Lock order: session.mu, then registry shard locks, then
+// Router.mu; the Router calls back with no lock held.
+
+// pendingReply is one request's place in the reply order.
+type pendingReply struct {
+	frame    []byte   // the sealed reply once known; stays nil when none is owed
+	ready    bool     // answered: may leave once everything before it has
+	wait     int      // upstream confirmations still awaited
+	deadline int64    // unix ms: answered unavailable if still waiting then
+	fresh    []string // topics the request joined; left again if it fails
+	id       uint64
+	hasID    bool
+}
+
+// reply seals a reply built after frame.Reserve and sends it in order.
+func (g *Gateway) reply(s *session, b []byte) {
+	fr := sealReply(s, b)
+	if !s.waiting.Load() {
+		// Only this goroutine (the connection's handler) adds to rq, so it
+		// cannot fill between the check and the send.
+		_ = s.c.Enqueue(fr)
+		return
+	}
+	s.mu.Lock()
+	if len(s.rq) == 0 {
+		_ = s.c.Enqueue(fr)
+	} else {
+		s.rq = append(s.rq, &pendingReply{frame: fr, ready: true})
+	}
+	s.mu.Unlock()
+}
+
+func sealReply(s *session, b []byte) []byte {
+	op := ws.OpText
+	if codecs[s.codec].Binary() {
+		op = ws.OpBinary
+	}
+	return frame.Seal(b, op)
+}
+
+// awaitLocked queues pr, which waits for pr.wait confirmations.
+func (g *Gateway) awaitLocked(s *session, pr *pendingReply) {
+	s.rq = append(s.rq, pr)
+	s.waiting.Store(true)
+}
+
+// settleSub records one upstream answer for a pending sub: the Router's
+// callback.
+func (g *Gateway) settleSub(s *session, pr *pendingReply, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if pr.ready {
+		return // timed out, or failed on another topic already
+	}
+	if err != nil {
+		g.failSubLocked(s, pr, "the broker did not confirm the subscription: "+err.Error())
+	} else if pr.wait--; pr.wait == 0 {
+		pr.ready = true
+		if pr.hasID {
+			pr.frame = sealReply(s, codecs[s.codec].AppendAck(frame.Reserve(nil), pr.id))
+		}
+	}
+	g.flushRepliesLocked(s)
+}
+
+// failSubLocked answers pr with unavailable and rolls its subscriptions
+// back, so that a retry starts clean.
+func (g *Gateway) failSubLocked(s *session, pr *pendingReply, msg string) {
+	pr.ready = true
+	g.subscribeFailures.Add(1)
+	pr.frame = sealReply(s, codecs[s.codec].AppendError(frame.Reserve(nil), pr.id, pr.hasID, proto.CodeUnavailable, msg))
+	for _, t := range pr.fresh {
+		g.leaveLocked(s, t)
+	}
+	pr.fresh = nil
+}
+
+// flushRepliesLocked sends every answered reply at the front of rq.
+func (g *Gateway) flushRepliesLocked(s *session) {
+	i := 0
+	for ; i < len(s.rq) && s.rq[i].ready; i++ {
+		if s.rq[i].frame != nil {
+			_ = s.c.Enqueue(s.rq[i].frame)
+		}
+		s.rq[i] = nil
+	}
+	if i == len(s.rq) {
+		s.rq = nil
+		s.waiting.Store(false)
+		return
+	}
+	s.rq = s.rq[i:]
+}
+
+// expireReplies answers every sub of s still waiting past its deadline;
+// the deadline check calls it for watched sessions. It reports whether
+// replies still wait.
+func (g *Gateway) expireReplies(s *session, now int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, pr := range s.rq {
+		if !pr.ready && now >= pr.deadline {
+			g.failSubLocked(s, pr, "the broker did not confirm the subscription within "+g.cfg.SubscribeTimeout.String())
+		}
+	}
+	g.flushRepliesLocked(s)
+	return len(s.rq) > 0
+}
+
+// subscribeDeadline is when a sub made now is answered unavailable at the latest.
+func (g *Gateway) subscribeDeadline() int64 {
+	return time.Now().Add(g.cfg.SubscribeTimeout).UnixMilli()
+}
