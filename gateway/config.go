@@ -33,8 +33,9 @@ type Config struct {
 	// MaxInputBacklog caps the bytes a connection may have received and not
 	// yet processed. netpoll (v0.7) reads every readable socket with no way
 	// to pause one, so a connection past the cap is closed with 1008 rather
-	// than throttled. Default: 4 × MaxMessage, room for a maximal message in
-	// assembly plus requests pipelined behind it.
+	// than throttled. Default: 2 × MaxMessage, room for a maximal message in
+	// assembly and one complete behind it; a larger cap only lets a flooder
+	// make the node execute more of its backlog before it is cut.
 	MaxInputBacklog int
 	// CloseGrace bounds a close the node started for a reason of its own
 	// (token expiry): a peer that does not read the close frame within it
@@ -88,7 +89,7 @@ func (c Config) withDefaults() Config {
 		c.MaxTopicsPerRequest = 256
 	}
 	if c.MaxInputBacklog <= 0 {
-		c.MaxInputBacklog = 4 * c.MaxMessage
+		c.MaxInputBacklog = 2 * c.MaxMessage
 	}
 	if c.SubscribeTimeout <= 0 {
 		c.SubscribeTimeout = 5 * time.Second

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -230,12 +231,28 @@ func (g *Gateway) publishFromClient(s *session, req *proto.Request) *proto.Error
 	if err := g.allowPublish(s); err != nil {
 		return err
 	}
-	if err := g.publish(context.Background(), req.Topic, codecs[s.codec].Format(), req.Data); err != nil {
+	// req.Data aliases the input buffer, so the relay form is a copy; a
+	// broker never keeps a payload past Publish (nor a Handler past its
+	// return), so the copy's buffer is reused.
+	bp := relayPool.Get().(*[]byte)
+	relay := append(append((*bp)[:0], byte(codecs[s.codec].Format())), req.Data...)
+	err := g.publishRelay(context.Background(), req.Topic, relay)
+	if cap(relay) <= maxPooledRelay {
+		*bp = relay[:0]
+		relayPool.Put(bp)
+	}
+	if err != nil {
 		g.publishErrors.Add(1)
 		return publishError(err)
 	}
 	return nil
 }
+
+// relayPool recycles the relay copies of WebSocket publishes.
+var relayPool = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxPooledRelay keeps buffers past the default -max-message out of the pool.
+const maxPooledRelay = 64<<10 + 1
 
 // publishError maps a publish failure to its protocol error.
 func publishError(err error) *proto.Error {
