@@ -31,8 +31,9 @@ type Conn struct {
 	w  *writer
 	s  *Server
 
-	wmu    sync.Mutex  // held around write syscalls and while marking closed
-	urgent atomic.Bool // scheduled ahead of ordinary connections (see SetUrgent)
+	wmu     sync.Mutex  // held around write syscalls and while marking closed
+	urgent  atomic.Bool // scheduled ahead of ordinary connections (see SetUrgent)
+	lagging atomic.Bool // the peer is not draining: scheduled after the others (see noteLag)
 
 	mu      sync.Mutex
 	state   uint8

@@ -26,6 +26,8 @@ type writer struct {
 	spare     []*Conn
 	urgent    []*Conn     // connections marked urgent jump the ready list
 	hasUrgent atomic.Bool // checked between flushes without the lock
+	lagging   []*Conn     // connections whose peer is not draining: served when nothing else waits
+	hasReady  atomic.Bool // ready is non-empty; a lagging pass yields to it
 
 	iov  []unix.Iovec // scratch for writev, reused
 	refs [][]byte     // keeps what iov points at reachable during the call
@@ -57,8 +59,11 @@ func (w *writer) push(c *Conn) {
 	if c.urgent.Load() {
 		w.urgent = append(w.urgent, c)
 		w.hasUrgent.Store(true)
+	} else if c.lagging.Load() {
+		w.lagging = append(w.lagging, c)
 	} else {
 		w.ready = append(w.ready, c)
+		w.hasReady.Store(true)
 	}
 	w.mu.Unlock()
 	select {
@@ -75,15 +80,33 @@ func (w *writer) run(stop <-chan struct{}) {
 		w.mu.Lock()
 		batch := w.ready
 		w.ready = w.spare[:0]
+		w.hasReady.Store(false)
+		lagPass := len(batch) == 0 && len(w.lagging) > 0
+		if lagPass {
+			batch, w.lagging = w.lagging, nil
+		}
 		w.mu.Unlock()
 		for i, c := range batch {
 			if w.hasUrgent.Load() {
 				w.flushUrgent()
 			}
+			if lagPass && w.hasReady.Load() {
+				// A reader that keeps up must not wait behind peers that do
+				// not: the rest of this pass goes back, ahead of later ones.
+				w.mu.Lock()
+				w.lagging = append(append([]*Conn(nil), batch[i:]...), w.lagging...)
+				w.mu.Unlock()
+				clear(batch[i:])
+				break
+			}
 			w.flush(c)
 			batch[i] = nil
 		}
-		w.spare = batch[:0]
+		if lagPass {
+			batch = nil // not the ready list's array: do not keep it as spare
+		} else {
+			w.spare = batch[:0]
+		}
 		if w.hasUrgent.Load() {
 			w.flushUrgent()
 			continue
@@ -160,6 +183,7 @@ func (w *writer) flush(c *Conn) {
 	for i := range w.refs {
 		w.refs[i] = nil
 	}
+	c.noteLag(n, total, err)
 
 	c.mu.Lock()
 	c.consumeLocked(n)
@@ -205,6 +229,28 @@ func (w *writer) flush(c *Conn) {
 		w.push(c)
 	case linger:
 		w.lingering = append(w.lingering, lingerEntry{c, time.Now().Add(w.cfg.LingerTimeout)})
+	}
+}
+
+// lagProbe is the smallest write after which the peer's window is read:
+// below it a lagging peer costs little, and the probe would cost more.
+const lagProbe = 16 << 10
+
+// noteLag classifies the peer after a write of n of total bytes: it lags
+// when the socket refused part of the write, or when after a large write
+// part of it could not even be sent because the peer's window is shut (it
+// is not draining). A lagging connection's writes wait until the others' are
+// done, so that the TCP windows of readers that stopped are not filled
+// ahead of readers that keep up. Runs with wmu held (fd is valid).
+func (c *Conn) noteLag(n, total int, err error) {
+	switch {
+	case err == unix.EAGAIN || n < total:
+		c.lagging.Store(true)
+	case n >= lagProbe:
+		ti, e := unix.GetsockoptTCPInfo(c.fd, unix.IPPROTO_TCP, unix.TCP_INFO)
+		c.lagging.Store(e == nil && (ti.Notsent_bytes > 0 || ti.Snd_wnd < lagProbe))
+	case n > 0:
+		c.lagging.Store(false)
 	}
 }
 
