@@ -83,6 +83,7 @@ func (w *writer) run(stop <-chan struct{}) {
 		w.hasReady.Store(false)
 		lagPass := len(batch) == 0 && len(w.lagging) > 0
 		if lagPass {
+			w.spare = batch // empty; its array stays the ready list's spare
 			batch, w.lagging = w.lagging, nil
 		}
 		w.mu.Unlock()
@@ -102,9 +103,7 @@ func (w *writer) run(stop <-chan struct{}) {
 			w.flush(c)
 			batch[i] = nil
 		}
-		if lagPass {
-			batch = nil // not the ready list's array: do not keep it as spare
-		} else {
+		if !lagPass {
 			w.spare = batch[:0]
 		}
 		if w.hasUrgent.Load() {
