@@ -332,3 +332,51 @@ func TestWaiterStops(t *testing.T) {
 		t.Fatalf("Err after a clean stop: %v", err)
 	}
 }
+
+// A peer that stopped reading is moved to the lagging lane once its window
+// shuts, while a reader on the same writer keeps getting every frame, in
+// order; the lagging one still gets its bytes as far as its window allows.
+func TestLaggingLane(t *testing.T) {
+	_, h, addr := startServer(t, Config{Writers: 1, SendBuffer: 16 << 10, MaxPending: 64 << 20})
+	_, stalled := dial(t, h, addr) // never read
+	readerNC, reader := dial(t, h, addr)
+	const frames, size = 64, 32 << 10
+	got := make(chan error, 1)
+	go func() {
+		buf := make([]byte, size)
+		for i := 0; i < frames; i++ {
+			_ = readerNC.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if _, err := io.ReadFull(readerNC, buf); err != nil {
+				got <- err
+				return
+			}
+			if buf[0] != byte(i) || buf[size-1] != byte(i) {
+				got <- errors.New("frame out of order")
+				return
+			}
+		}
+		got <- nil
+	}()
+	for i := 0; i < frames; i++ {
+		b := bytes.Repeat([]byte{byte(i)}, size)
+		if err := stalled.Enqueue(b); err != nil {
+			t.Fatal(err)
+		}
+		if err := reader.Enqueue(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := <-got; err != nil {
+		t.Fatalf("reader: %v", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !stalled.lagging.Load() && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if !stalled.lagging.Load() {
+		t.Fatal("a peer that never reads was not marked lagging")
+	}
+	if reader.lagging.Load() {
+		t.Fatal("a peer that read everything is marked lagging")
+	}
+}
