@@ -24,6 +24,9 @@ var (
 	// ErrUnknownKey reports a kid that no configured key carries, even
 	// after a refresh of the JWKS document.
 	ErrUnknownKey = errors.New("auth: unknown signing key")
+	// ErrKeyPending is returned by VerifyCached for a token whose kid the
+	// JWKS lacks when a refresh may bring it: AwaitKeys, then verify again.
+	ErrKeyPending = errors.New("auth: signing key not fetched yet")
 	// ErrBadPattern reports a topic pattern that does not parse.
 	ErrBadPattern = errors.New("auth: bad topic pattern")
 	// ErrNoKeySource reports a Config with no secret, key file or JWKS URL.

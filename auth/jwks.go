@@ -27,8 +27,16 @@ type jwks struct {
 	keys   atomic.Pointer[keySet]
 
 	sem       chan struct{} // holds one token while a fetch runs
-	lastEarly time.Time     // guarded by sem
+	lastEarly atomic.Int64  // unix ns of the last early refresh; written under sem
 	onRefresh func(error)   // test hook, called after every periodic refresh
+
+	// Handshakes waiting on an early refresh share one goroutine (see
+	// refreshAsync), so a burst of unknown kids costs one fetch, not one
+	// goroutine each.
+	amu     sync.Mutex
+	asyncOn bool     // the refresh goroutine runs
+	waiters []func() // called when it returns
+	closed  bool
 
 	stop context.CancelFunc
 	wg   sync.WaitGroup
@@ -70,10 +78,64 @@ func (k *jwks) run(ctx context.Context, every time.Duration) {
 }
 
 func (k *jwks) close() {
+	k.amu.Lock()
+	k.closed = true
+	k.amu.Unlock()
 	if k.stop != nil {
 		k.stop()
 	}
 	k.wg.Wait()
+}
+
+// earlyAllowed reports whether an early refresh may run now (see
+// earlyRefreshGap).
+func (k *jwks) earlyAllowed(now time.Time) bool {
+	last := k.lastEarly.Load()
+	return last == 0 || now.Sub(time.Unix(0, last)) >= earlyRefreshGap
+}
+
+// mayBring reports whether waiting could bring an unknown kid: an early
+// refresh is allowed now, or one is under way that the caller can join.
+func (k *jwks) mayBring(now time.Time) bool {
+	if k.earlyAllowed(now) {
+		return true
+	}
+	k.amu.Lock()
+	defer k.amu.Unlock()
+	return k.asyncOn
+}
+
+// refreshAsync refreshes the set for kid on a goroutine the jwks owns and
+// then calls done; callers arriving while it runs join it. done may run on
+// the caller's goroutine (after close).
+func (k *jwks) refreshAsync(kid string, timeout time.Duration, done func()) {
+	k.amu.Lock()
+	if k.closed {
+		k.amu.Unlock()
+		done()
+		return
+	}
+	k.waiters = append(k.waiters, done)
+	if k.asyncOn {
+		k.amu.Unlock()
+		return
+	}
+	k.asyncOn = true
+	k.wg.Add(1)
+	k.amu.Unlock()
+	go func() {
+		defer k.wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		k.refreshFor(ctx, kid)
+		cancel()
+		k.amu.Lock()
+		fns := k.waiters
+		k.waiters, k.asyncOn = nil, false
+		k.amu.Unlock()
+		for _, fn := range fns {
+			fn()
+		}
+	}()
 }
 
 // refreshFor fetches the key set early because a token names kid, which
@@ -90,10 +152,10 @@ func (k *jwks) refreshFor(ctx context.Context, kid string) bool {
 		return true // another caller's refresh brought it
 	}
 	now := time.Now()
-	if !k.lastEarly.IsZero() && now.Sub(k.lastEarly) < earlyRefreshGap {
+	if !k.earlyAllowed(now) {
 		return false
 	}
-	k.lastEarly = now
+	k.lastEarly.Store(now.UnixNano())
 	if k.fetch(ctx) != nil {
 		return false
 	}

@@ -146,13 +146,39 @@ type tokenClaims struct {
 // Verify checks token's signature and claims. ctx bounds the JWKS refresh
 // an unknown kid may trigger. Errors wrap the package's sentinels.
 func (j *JWT) Verify(ctx context.Context, token string) (*Claims, error) {
+	return j.verify(ctx, token, true)
+}
+
+// VerifyCached is Verify without any network call, for callers that must
+// not wait (an event loop): where Verify would fetch the JWKS for a kid it
+// lacks, it returns ErrKeyPending; AwaitKeys then says when to try again.
+func (j *JWT) VerifyCached(token string) (*Claims, error) {
+	return j.verify(context.Background(), token, false)
+}
+
+// AwaitKeys refreshes the JWKS for the kid token names, on a goroutine the
+// JWT owns (one for all callers at a time), and calls done when the
+// refresh has finished, successfully or not. Close waits for it.
+func (j *JWT) AwaitKeys(token string, timeout time.Duration, done func()) {
+	if j.jwks == nil {
+		done()
+		return
+	}
+	var kid string
+	if t, _, err := jwt.NewParser().ParseUnverified(token, jwt.MapClaims{}); err == nil {
+		kid, _ = t.Header["kid"].(string)
+	}
+	j.jwks.refreshAsync(kid, timeout, done)
+}
+
+func (j *JWT) verify(ctx context.Context, token string, wait bool) (*Claims, error) {
 	if token == "" {
 		return nil, ErrNoToken
 	}
 	var tc tokenClaims
 	var keyErr error // keyFunc's own error, kept to return it unprefixed
 	tok, err := j.parser.ParseWithClaims(token, &tc, func(t *jwt.Token) (any, error) {
-		k, err := j.keyFunc(ctx, t)
+		k, err := j.keyFunc(ctx, t, wait)
 		keyErr = err
 		return k, err
 	})
@@ -177,7 +203,7 @@ func (j *JWT) Verify(ctx context.Context, token string) (*Claims, error) {
 
 // keyFunc picks the key for t. WithValidMethods has already refused any
 // algorithm outside j.algs, "none" included.
-func (j *JWT) keyFunc(ctx context.Context, t *jwt.Token) (any, error) {
+func (j *JWT) keyFunc(ctx context.Context, t *jwt.Token, wait bool) (any, error) {
 	alg := t.Method.Alg()
 	if alg == algHS256 {
 		return j.secret, nil
@@ -198,7 +224,11 @@ func (j *JWT) keyFunc(ctx context.Context, t *jwt.Token) (any, error) {
 	k, ok := j.files.lookup(kid)
 	if !ok && j.jwks != nil {
 		k, ok = j.jwks.keys.Load().lookup(kid)
-		if !ok && j.jwks.refreshFor(ctx, kid) {
+		switch {
+		case ok:
+		case !wait && j.jwks.mayBring(time.Now()):
+			return nil, fmt.Errorf("%w: kid %q", ErrKeyPending, clip(kid))
+		case wait && j.jwks.refreshFor(ctx, kid):
 			k, ok = j.jwks.keys.Load().lookup(kid)
 		}
 	}

@@ -509,3 +509,52 @@ func BenchmarkVerifyHS256(b *testing.B) {
 		}
 	}
 }
+
+// VerifyCached never fetches: a kid the set lacks is ErrKeyPending, many
+// AwaitKeys callers share one refresh (one goroutine, one fetch), and once
+// it has run a kid still unknown is ErrUnknownKey, not pending again.
+func TestVerifyCachedAndAwaitKeys(t *testing.T) {
+	srv := newJWKSServer(t, jwksDoc(t, jwkOf(t, "r1", &rsaKeys()[0].PublicKey)))
+	j, err := NewJWT(Config{JWKSURL: srv.URL, JWKSRefresh: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	srv.set(jwksDoc(t, jwkOf(t, "r1", &rsaKeys()[0].PublicKey), jwkOf(t, "r2", &rsaKeys()[1].PublicKey)))
+	tok := signer{jwt.SigningMethodRS256, rsaKeys()[1], "r2"}.sign(t, claims(nil))
+	if _, err := j.VerifyCached(tok); !errors.Is(err, ErrKeyPending) {
+		t.Fatalf("VerifyCached with a new kid = %v, want ErrKeyPending", err)
+	}
+	if n := srv.hits.Load(); n != 1 {
+		t.Fatalf("VerifyCached fetched: %d fetches, want 1 (NewJWT's)", n)
+	}
+	const callers = 50
+	done := make(chan struct{}, callers)
+	for range callers {
+		j.AwaitKeys(tok, 5*time.Second, func() { done <- struct{}{} })
+	}
+	for i := range callers {
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%d of %d AwaitKeys callbacks ran", i, callers)
+		}
+	}
+	if n := srv.hits.Load(); n != 2 {
+		t.Fatalf("%d fetches for %d waiters, want 2 (initial + one refresh)", n, callers)
+	}
+	if _, err := j.VerifyCached(tok); err != nil {
+		t.Fatalf("VerifyCached after the refresh: %v", err)
+	}
+	bogus := signer{jwt.SigningMethodRS256, rsaKeys()[2], "bogus"}.sign(t, claims(nil))
+	if _, err := j.VerifyCached(bogus); !errors.Is(err, ErrUnknownKey) {
+		t.Fatalf("a made-up kid right after a refresh = %v, want ErrUnknownKey", err)
+	}
+	// After Close, a waiter is answered at once.
+	_ = j.Close()
+	called := false
+	j.AwaitKeys(tok, time.Second, func() { called = true })
+	if !called {
+		t.Fatal("AwaitKeys after Close did not call back")
+	}
+}

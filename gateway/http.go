@@ -3,6 +3,7 @@ package gateway
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -111,6 +112,11 @@ func (g *Gateway) upgrade(s *session, hdr []byte) {
 		io.Reader
 		io.Writer
 	}{bytes.NewReader(hdr), &out})
+	var kp *keyPendingError
+	if errors.As(err, &kp) {
+		g.suspendHandshake(s, hdr, kp.token)
+		return
+	}
 	if err != nil {
 		g.upgradeRejects.Add(1)
 		_ = s.c.Enqueue(out.Bytes())
@@ -127,6 +133,40 @@ func (g *Gateway) upgrade(s *session, hdr []byte) {
 	g.wsConns.Add(1)
 	_ = s.c.Enqueue(out.Bytes())
 	s.c.SetUrgent(false) // the 101 went ahead; the frames take their turn
+}
+
+// suspendHandshake parks an upgrade whose token names a signing key the
+// node has not fetched yet, instead of fetching it in the handler: the
+// request is kept, later input waits unprocessed in s.in (bounded by
+// MaxInputBacklog, and by RequestTimeout like any unfinished request), and
+// the handshake runs again, answered 101 or 401, once the JWKS refresh
+// returns.
+func (g *Gateway) suspendHandshake(s *session, hdr []byte, token string) {
+	s.hold = append([]byte(nil), hdr...)
+	s.suspended = true
+	g.keyWaits.Add(1)
+	g.sec.jwt.AwaitKeys(token, g.cfg.RequestTimeout, func() { g.resumeHandshake(s) })
+}
+
+// resumeHandshake runs on the JWKS refresh goroutine; s.proc keeps it
+// apart from OnData.
+func (g *Gateway) resumeHandshake(s *session) {
+	s.proc.Lock()
+	defer s.proc.Unlock()
+	if !s.suspended || s.done || s.c.Closing() {
+		return
+	}
+	hdr := s.hold
+	s.hold, s.suspended = nil, false
+	g.upgrade(s, hdr)
+	if s.suspended || s.done || len(s.in) == 0 {
+		g.trackPartial(s, true, false)
+		return
+	}
+	// Frames that arrived while the handshake waited.
+	used := g.process(s, s.in)
+	g.keepRest(s, s.in, used, false)
+	g.trackPartial(s, used > 0, false)
 }
 
 // recorder is a minimal http.ResponseWriter that buffers one response.

@@ -24,6 +24,7 @@ type counters struct {
 	requestTimeouts   atomic.Uint64
 	graceResets       atomic.Uint64
 	subscribeFailures atomic.Uint64
+	keyWaits          atomic.Uint64
 }
 
 func (g *Gateway) registerMetrics() *prometheus.Registry {
@@ -54,6 +55,7 @@ func (g *Gateway) registerMetrics() *prometheus.Registry {
 	counter("token_expiry_closes_total", "Connections closed with 4001 on token expiry.", u(&g.tokenExpiries))
 	counter("input_overflow_closes_total", "Connections closed with 1008 for unprocessed input past -max-input-backlog.", u(&g.inputOverflows))
 	counter("request_timeout_closes_total", "Connections cut for a frame or HTTP request not completed within -request-timeout.", u(&g.requestTimeouts))
+	counter("handshake_key_waits_total", "Upgrades that waited for a JWKS refresh (a token naming an unknown kid).", u(&g.keyWaits))
 	counter("subscribe_failures_total", "Subscriptions answered unavailable: the backbone failed or did not confirm within -subscribe-timeout.", u(&g.subscribeFailures))
 	counter("close_grace_resets_total", "Connections reset because they did not take a close frame within -close-grace.", u(&g.graceResets))
 	counter("publish_errors_total", "Publishes refused because the broker failed.", u(&g.publishErrors))

@@ -1,7 +1,7 @@
 package gateway
 
 import (
-	"context"
+	"errors"
 	"fmt"
 	"math"
 	"net/http"
@@ -151,6 +151,10 @@ func (g *Gateway) beforeUpgrade(s *session, hc *handshakeChecks) (ws.HandshakeHe
 		return nil, reject(http.StatusForbidden, "origin "+hc.origin+" not allowed (see -allowed-origins)", "")
 	}
 	gr, exp, err := g.authenticate(hc)
+	var kp *keyPendingError
+	if errors.As(err, &kp) {
+		return nil, kp // the handshake is answered once the key is fetched
+	}
 	if err != nil {
 		return nil, reject(http.StatusUnauthorized, err.Error(), `WWW-Authenticate: Bearer realm="subsock"`+"\r\n")
 	}
@@ -204,15 +208,28 @@ func (g *Gateway) authenticate(hc *handshakeChecks) (*grants, time.Time, error) 
 	return g.verify(token)
 }
 
+// verify checks token without waiting on the network: a token whose key
+// the node has not fetched yet fails with a *keyPendingError.
 func (g *Gateway) verify(token string) (*grants, time.Time, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	cl, err := g.sec.jwt.Verify(ctx, token)
+	cl, err := g.sec.jwt.VerifyCached(token)
+	if errors.Is(err, auth.ErrKeyPending) {
+		return nil, time.Time{}, &keyPendingError{token: token, err: err}
+	}
 	if err != nil {
 		return nil, time.Time{}, err
 	}
 	return &grants{subs: cl.Subs, pubs: cl.Pubs}, cl.Expires, nil
 }
+
+// keyPendingError carries a token whose signing key must be fetched
+// before it can be checked; the handshake waits for it (see suspend).
+type keyPendingError struct {
+	token string
+	err   error
+}
+
+func (e *keyPendingError) Error() string { return e.err.Error() }
+func (e *keyPendingError) Unwrap() error { return e.err }
 
 // authorize checks one topic against the connection's grants.
 func (g *Gateway) authorize(s *session, topic string, pub bool) *proto.Error {
@@ -240,6 +257,12 @@ func (g *Gateway) refreshAuth(s *session, token string) *proto.Error {
 		return &proto.Error{Code: proto.CodeBadRequest, Msg: "this node does not use tokens"}
 	}
 	gr, exp, err := g.verify(token)
+	var kp *keyPendingError
+	if errors.As(err, &kp) {
+		// Fetched in the background; the client's retry finds the key.
+		g.sec.jwt.AwaitKeys(token, g.cfg.RequestTimeout, func() {})
+		return &proto.Error{Code: proto.CodeUnavailable, Msg: "the token's signing key is being fetched; retry"}
+	}
 	if err != nil {
 		return &proto.Error{Code: proto.CodeForbidden, Msg: err.Error()}
 	}

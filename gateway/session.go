@@ -22,24 +22,27 @@ const (
 // comment saying otherwise are touched only from OnData and OnClose, which
 // netpoll serialises.
 type session struct {
-	c       *poller.Conn
-	seen    atomic.Int64 // unix ms of the last whole frame or request (liveness)
-	exp     atomic.Int64 // token expiry (unix ms), 0 when none; set through deadlines
-	partial atomic.Int64 // unix ms when the unfinished frame, message or request began, 0 when none
-	closeBy atomic.Int64 // unix ms by which a close the node began must be done, 0 when none
-	in      []byte       // partial input kept between reads (nil when none)
-	asm     frame.Assembler
-	mu      sync.Mutex // guards subs and rq: late answers from the Router touch them (see reply.go)
-	subs    registry.Set
-	rq      []*pendingReply // replies in request order while one waits; nil otherwise
-	waiting atomic.Bool     // len(rq) > 0
-	mode    atomic.Uint32   // modeHTTP or modeWS; read by the heartbeat wheel
-	codec   uint8           // index into codecs
-	slot    uint16
-	done    bool       // we decided to close; ignore further input
-	auth    *authState // set at upgrade; grants, publish limiter
-	expAt   int64      // key in the expiry heap; guarded by deadlines.mu
-	expIdx  int        // index in the expiry heap, -1 when absent; guarded by deadlines.mu
+	c         *poller.Conn
+	seen      atomic.Int64 // unix ms of the last whole frame or request (liveness)
+	exp       atomic.Int64 // token expiry (unix ms), 0 when none; set through deadlines
+	partial   atomic.Int64 // unix ms when the unfinished frame, message or request began, 0 when none
+	closeBy   atomic.Int64 // unix ms by which a close the node began must be done, 0 when none
+	in        []byte       // partial input kept between reads (nil when none)
+	proc      sync.Mutex   // held while input is processed: by OnData, or by a resumed handshake
+	hold      []byte       // an upgrade request waiting for its token's key (see suspendHandshake)
+	suspended bool         // hold is set: input waits unprocessed
+	asm       frame.Assembler
+	mu        sync.Mutex // guards subs and rq: late answers from the Router touch them (see reply.go)
+	subs      registry.Set
+	rq        []*pendingReply // replies in request order while one waits; nil otherwise
+	waiting   atomic.Bool     // len(rq) > 0
+	mode      atomic.Uint32   // modeHTTP or modeWS; read by the heartbeat wheel
+	codec     uint8           // index into codecs
+	slot      uint16
+	done      bool       // we decided to close; ignore further input
+	auth      *authState // set at upgrade; grants, publish limiter
+	expAt     int64      // key in the expiry heap; guarded by deadlines.mu
+	expIdx    int        // index in the expiry heap, -1 when absent; guarded by deadlines.mu
 }
 
 // OnOpen implements poller.Handler.
@@ -59,6 +62,8 @@ func (g *Gateway) OnData(c *poller.Conn, r netpoll.Reader) {
 	if n == 0 {
 		return
 	}
+	s.proc.Lock()
+	defer s.proc.Unlock()
 	// Input is not executed once we decided to close, nor once a WebSocket
 	// peer is gone (an HTTP client may half-close after its request and
 	// still read the reply).
@@ -95,6 +100,17 @@ func (g *Gateway) OnData(c *poller.Conn, r netpoll.Reader) {
 	}
 	wasInMessage := s.asm.InMessage()
 	used := g.process(s, buf)
+	g.keepRest(s, buf, used, fresh)
+	if fresh {
+		_ = r.Skip(n)
+	}
+	_ = r.Release()
+	g.trackPartial(s, used > 0, wasInMessage)
+}
+
+// keepRest keeps what process left of buf in s.in; fresh says buf is
+// netpoll's buffer rather than s.in.
+func (g *Gateway) keepRest(s *session, buf []byte, used int, fresh bool) {
 	rest := buf[used:]
 	switch {
 	case s.done || len(rest) == 0:
@@ -104,11 +120,6 @@ func (g *Gateway) OnData(c *poller.Conn, r netpoll.Reader) {
 	default:
 		s.in = append(s.in[:0], rest...)
 	}
-	if fresh {
-		_ = r.Skip(n)
-	}
-	_ = r.Release()
-	g.trackPartial(s, used > 0, wasInMessage)
 }
 
 // trackPartial starts or stops the RequestTimeout clock after a read:
@@ -123,7 +134,7 @@ func (g *Gateway) trackPartial(s *session, progressed, wasInMessage bool) {
 	}
 	inMessage := s.asm.InMessage()
 	switch {
-	case s.done || (len(s.in) == 0 && !inMessage):
+	case s.done || (len(s.in) == 0 && !inMessage && !s.suspended):
 		s.partial.Store(0)
 	case s.partial.Load() == 0:
 		s.partial.Store(now)
@@ -146,7 +157,7 @@ func (g *Gateway) discard(s *session, r netpoll.Reader, n int) {
 // of buf and returns how many bytes it consumed.
 func (g *Gateway) process(s *session, buf []byte) int {
 	used := 0
-	for used < len(buf) && !s.done {
+	for used < len(buf) && !s.done && !s.suspended {
 		var n int
 		if s.mode.Load() == modeHTTP {
 			n = g.handleHTTP(s, buf[used:])
@@ -168,6 +179,9 @@ func (g *Gateway) process(s *session, buf []byte) int {
 // every group it joined.
 func (g *Gateway) OnClose(c *poller.Conn) {
 	s := c.Value.(*session)
+	s.proc.Lock()
+	defer s.proc.Unlock()
+	s.hold, s.suspended = nil, false
 	g.wheel.remove(s)
 	g.deadlines.forget(s)
 	if s.mode.Load() == modeWS {
