@@ -66,7 +66,18 @@ func (g *Gateway) handlePublish(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "body is not one "+f.String()+" value: "+err.Error(), http.StatusBadRequest)
 		return
 	}
-	if err := g.publishRelay(r.Context(), topic, relay); err != nil {
+	// On the node's own connections the broker call is made off the
+	// handler and the response follows in order (see publisher.go).
+	if rec, ok := w.(*recorder); ok && !g.pubs.inline() {
+		rec.later = &laterPublish{topic: topic, relay: relay}
+		return
+	}
+	g.answerPublish(w, topic, g.publishRelay(r.Context(), topic, relay))
+}
+
+// answerPublish writes the answer to a publish whose outcome is err.
+func (g *Gateway) answerPublish(w http.ResponseWriter, topic string, err error) {
+	if err != nil {
 		g.publishErrors.Add(1)
 		w.Header().Set("Retry-After", "1")
 		http.Error(w, "publish failed: "+err.Error(), http.StatusServiceUnavailable)

@@ -27,9 +27,10 @@ var (
 type deadlines struct {
 	g *Gateway
 
-	mu    sync.Mutex
-	watch map[*session]struct{}
-	exp   expiryHeap
+	mu      sync.Mutex
+	watch   map[*session]struct{}
+	exp     expiryHeap
+	scratch []*session // check's copy of watch, reused (check runs on the wheel's goroutine only)
 }
 
 func newDeadlines(g *Gateway) *deadlines {
@@ -72,17 +73,26 @@ func (d *deadlines) forget(s *session) {
 	d.mu.Unlock()
 }
 
-// check acts on every deadline passed at now (unix ms).
+// check acts on every deadline passed at now (unix ms). d.mu is held only
+// to copy the watch set and to update it: handlers call watchSession, and
+// must never wait behind a walk over thousands of sessions.
 func (d *deadlines) check(now int64) {
 	g := d.g
 	reqTimeout := g.cfg.RequestTimeout.Milliseconds()
 	var expired []*session
-	var cuts []cut
 	d.mu.Lock()
 	for d.exp.Len() > 0 && d.exp[0].expAt <= now {
 		expired = append(expired, heap.Pop(&d.exp).(*session))
 	}
+	list := d.scratch[:0]
 	for s := range d.watch {
+		list = append(list, s)
+	}
+	d.mu.Unlock()
+
+	var cuts []cut
+	idle := list[:0] // sessions found with nothing pending, reusing list's array
+	for _, s := range list {
 		p, cl := s.partial.Load(), s.closeBy.Load()
 		waiting := s.waiting.Load() && g.expireReplies(s, now)
 		switch {
@@ -96,12 +106,24 @@ func (d *deadlines) check(now int64) {
 				final = requestTimeoutFrame
 			}
 			cuts = append(cuts, cut{s, final})
-		case p != 0 || cl != 0 || waiting:
-			continue
+		case p == 0 && cl == 0 && !waiting:
+			idle = append(idle, s)
 		}
-		delete(d.watch, s)
 	}
+
 	grace := now + g.cfg.CloseGrace.Milliseconds()
+	d.mu.Lock()
+	for _, c := range cuts {
+		delete(d.watch, c.s)
+	}
+	for _, s := range idle {
+		// Checked again under d.mu: a handler sets what it waits for before
+		// calling watchSession, so either this sees it or the handler
+		// re-adds the session after this delete.
+		if s.partial.Load() == 0 && s.closeBy.Load() == 0 && !s.waiting.Load() {
+			delete(d.watch, s)
+		}
+	}
 	for _, s := range expired {
 		// Requests are refused from the expiry on (see handleMessage); the
 		// close frame may wait behind a full socket, so the grace bounds it.
@@ -110,8 +132,10 @@ func (d *deadlines) check(now int64) {
 		d.watch[s] = struct{}{}
 		s.c.CloseAfter(tokenExpiredFrame)
 	}
+	clear(list)
+	d.scratch = list[:0]
 	d.mu.Unlock()
-	// Outside d.mu: a reset may run OnClose, which calls forget, here.
+	// Outside d.mu: a reset may run OnClose, which calls forget.
 	for _, c := range cuts {
 		c.s.c.Reset(c.final)
 	}

@@ -32,6 +32,7 @@ type Gateway struct {
 	api       http.Handler
 	fanout    prometheus.Histogram
 	sec       security
+	pubs      *publisher // broker calls of publishes, off the handlers
 
 	counters
 	wsConns  atomic.Int64
@@ -89,6 +90,7 @@ func New(cfg Config) (*Gateway, error) {
 		return nil, fmt.Errorf("gateway: broker: %w", err)
 	}
 	g.broker = b
+	g.pubs = newPublisher(g)
 	g.router = broker.NewRouter(b, cfg.Router)
 	g.api = g.routes(g.registerMetrics())
 	g.wg.Add(1)
@@ -162,6 +164,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	}
 	close(g.stop)
 	g.wg.Wait()
+	g.pubs.stop() // answers what is queued while the broker is still open
 	errs := []error{drainErr, g.router.Close(), g.broker.Close(), g.poller.Close()}
 	g.sec.close()
 	return errors.Join(errs...)

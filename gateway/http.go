@@ -61,11 +61,18 @@ func (g *Gateway) handleHTTP(s *session, b []byte) int {
 	rec := newRecorder()
 	g.api.ServeHTTP(rec, req)
 	keep := !req.Close && req.ProtoAtLeast(1, 1) && !g.draining.Load()
-	_ = s.c.Enqueue(rec.response(keep, req.Method == http.MethodHead))
 	if !keep {
 		s.done = true
-		s.c.CloseAfter(nil)
 	}
+	if lp := rec.later; lp != nil {
+		g.publishLater(s, lp.topic, lp.relay, !keep, func(err error) []byte {
+			ans := newRecorder()
+			g.answerPublish(ans, lp.topic, err)
+			return ans.response(keep, false)
+		})
+		return total
+	}
+	g.send(s, rec.response(keep, req.Method == http.MethodHead), !keep)
 	return total
 }
 
@@ -86,9 +93,8 @@ func isUpgradePath(hdr []byte) bool {
 func (g *Gateway) httpFail(s *session, status int, reason string) {
 	rec := newRecorder()
 	http.Error(rec, reason, status)
-	_ = s.c.Enqueue(rec.response(false, false))
 	s.done = true
-	s.c.CloseAfter(nil)
+	g.send(s, rec.response(false, false), true)
 }
 
 // upgrade performs the WebSocket handshake with gobwas/ws over exactly the
@@ -119,9 +125,8 @@ func (g *Gateway) upgrade(s *session, hdr []byte) {
 	}
 	if err != nil {
 		g.upgradeRejects.Add(1)
-		_ = s.c.Enqueue(out.Bytes())
 		s.done = true
-		s.c.CloseAfter(nil)
+		g.send(s, out.Bytes(), true)
 		return
 	}
 	codec := uint8(0)
@@ -131,7 +136,7 @@ func (g *Gateway) upgrade(s *session, hdr []byte) {
 	s.codec = codec
 	s.mode.Store(modeWS)
 	g.wsConns.Add(1)
-	_ = s.c.Enqueue(out.Bytes())
+	g.send(s, out.Bytes(), false)
 	s.c.SetUrgent(false) // the 101 went ahead; the frames take their turn
 }
 
@@ -174,6 +179,14 @@ type recorder struct {
 	h      http.Header
 	status int
 	body   bytes.Buffer
+	later  *laterPublish // set by a handler whose answer waits on the broker
+}
+
+// laterPublish is a publish handed to the publisher; its response is made
+// when the broker answers.
+type laterPublish struct {
+	topic string
+	relay []byte
 }
 
 func newRecorder() *recorder { return &recorder{h: make(http.Header)} }

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"math"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -31,24 +32,38 @@ type pendingReply struct {
 	fresh    []string // topics the request joined; left again if it fails
 	id       uint64
 	hasID    bool
+	close    bool // close the connection once this reply is out (HTTP without keep-alive)
 }
 
 // reply seals a reply built after frame.Reserve and sends it in order.
 func (g *Gateway) reply(s *session, b []byte) {
-	fr := sealReply(s, b)
+	g.send(s, sealReply(s, b), false)
+}
+
+// send queues ready bytes (a sealed frame, an HTTP response) in reply
+// order, and closes the connection after them when closeAfter is set.
+func (g *Gateway) send(s *session, fr []byte, closeAfter bool) {
 	if !s.waiting.Load() {
 		// Only this goroutine (the connection's handler) adds to rq, so it
 		// cannot fill between the check and the send.
-		_ = s.c.Enqueue(fr)
+		sendNow(s, fr, closeAfter)
 		return
 	}
 	s.mu.Lock()
 	if len(s.rq) == 0 {
-		_ = s.c.Enqueue(fr)
+		sendNow(s, fr, closeAfter)
 	} else {
-		s.rq = append(s.rq, &pendingReply{frame: fr, ready: true})
+		s.rq = append(s.rq, &pendingReply{frame: fr, ready: true, close: closeAfter})
 	}
 	s.mu.Unlock()
+}
+
+func sendNow(s *session, fr []byte, closeAfter bool) {
+	if closeAfter {
+		s.c.CloseAfter(fr)
+		return
+	}
+	_ = s.c.Enqueue(fr)
 }
 
 func sealReply(s *session, b []byte) []byte {
@@ -100,8 +115,11 @@ func (g *Gateway) failSubLocked(s *session, pr *pendingReply, msg string) {
 func (g *Gateway) flushRepliesLocked(s *session) {
 	i := 0
 	for ; i < len(s.rq) && s.rq[i].ready; i++ {
-		if s.rq[i].frame != nil {
-			_ = s.c.Enqueue(s.rq[i].frame)
+		switch pr := s.rq[i]; {
+		case pr.close:
+			s.c.CloseAfter(pr.frame)
+		case pr.frame != nil:
+			_ = s.c.Enqueue(pr.frame)
 		}
 		s.rq[i] = nil
 	}
@@ -126,6 +144,23 @@ func (g *Gateway) expireReplies(s *session, now int64) bool {
 	}
 	g.flushRepliesLocked(s)
 	return len(s.rq) > 0
+}
+
+// publishLater queues relay (which it takes over) for the publisher and
+// keeps the request's place in the reply order; answer builds the reply
+// from the outcome, on the publisher's worker.
+func (g *Gateway) publishLater(s *session, topic string, relay []byte, closeAfter bool, answer func(error) []byte) {
+	pr := &pendingReply{wait: 1, deadline: math.MaxInt64, close: closeAfter}
+	s.mu.Lock()
+	g.awaitLocked(s, pr)
+	s.mu.Unlock()
+	g.pubs.submit(topic, relay, func(err error) {
+		fr := answer(err)
+		s.mu.Lock()
+		pr.ready, pr.frame = true, fr
+		g.flushRepliesLocked(s)
+		s.mu.Unlock()
+	})
 }
 
 // subscribeDeadline is when a sub made now is answered unavailable at the latest.

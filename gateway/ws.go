@@ -118,7 +118,10 @@ func (g *Gateway) handleMessage(s *session, _ ws.OpCode, msg []byte) {
 	case req.Op == proto.OpUnsub:
 		perr = g.unsubscribe(s, req.Topics)
 	case req.Op == proto.OpPub:
-		perr = g.publishFromClient(s, &req)
+		var async bool
+		if perr, async = g.publishFromClient(s, &req); async {
+			return
+		}
 	case req.Op == proto.OpPing:
 		g.reply(s, codec.AppendPong(frame.Reserve(nil), req.ID, req.HasID))
 		return
@@ -224,28 +227,49 @@ func (g *Gateway) leaveLocked(s *session, topic string) {
 	}
 }
 
-func (g *Gateway) publishFromClient(s *session, req *proto.Request) *proto.Error {
+// publishFromClient runs a pub; async reports that its reply will come
+// from the publisher (see publisher.go) rather than from the caller.
+func (g *Gateway) publishFromClient(s *session, req *proto.Request) (perr *proto.Error, async bool) {
 	if err := g.authorize(s, req.Topic, true); err != nil {
-		return err
+		return err, false
 	}
 	if err := g.allowPublish(s); err != nil {
-		return err
+		return err, false
 	}
 	// req.Data aliases the input buffer, so the relay form is a copy; a
 	// broker never keeps a payload past Publish (nor a Handler past its
 	// return), so the copy's buffer is reused.
 	bp := relayPool.Get().(*[]byte)
 	relay := append(append((*bp)[:0], byte(codecs[s.codec].Format())), req.Data...)
-	err := g.publishRelay(context.Background(), req.Topic, relay)
-	if cap(relay) <= maxPooledRelay {
-		*bp = relay[:0]
-		relayPool.Put(bp)
+	release := func() {
+		if cap(relay) <= maxPooledRelay {
+			*bp = relay[:0]
+			relayPool.Put(bp)
+		}
 	}
+	if !g.pubs.inline() {
+		id, hasID, codec := req.ID, req.HasID, codecs[s.codec]
+		g.publishLater(s, req.Topic, relay, false, func(err error) []byte {
+			release()
+			if err != nil {
+				g.publishErrors.Add(1)
+				pe := publishError(err)
+				return sealReply(s, codec.AppendError(frame.Reserve(nil), id, hasID, pe.Code, pe.Msg))
+			}
+			if !hasID {
+				return nil
+			}
+			return sealReply(s, codec.AppendAck(frame.Reserve(nil), id))
+		})
+		return nil, true
+	}
+	err := g.publishRelay(context.Background(), req.Topic, relay)
+	release()
 	if err != nil {
 		g.publishErrors.Add(1)
-		return publishError(err)
+		return publishError(err), false
 	}
-	return nil
+	return nil, false
 }
 
 // relayPool recycles the relay copies of WebSocket publishes.

@@ -1,0 +1,108 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"hash/maphash"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	"github.com/subsock/subsock/broker"
+)
+
+// publisher makes the broker calls of publishes, WebSocket and HTTP, off
+// the netpoll handlers: a Publish to Redis or NATS waits for the server
+// (up to PublishTimeout), and a handler must never wait. A request takes a
+// place in its connection's reply order, a job goes to a worker, and the
+// worker's answer fills the place in (see reply.go).
+//
+// A topic maps to one worker, so one connection's publishes to a topic
+// reach the backbone in the order they were sent. Each worker's queue is
+// bounded; a publish that finds it full is answered unavailable at once
+// and counted (subsock_publish_queue_full_total): a stalled backbone then
+// costs a bounded queue, not a goroutine per publisher.
+//
+// The in-process memory broker never waits, so its publishes stay on the
+// handler (no hop, no reordering against replies already made).
+type publisher struct {
+	g       *Gateway
+	seed    maphash.Seed
+	queues  []chan pubJob
+	mu      sync.RWMutex // read-held while queueing, so stop never closes a queue under a send
+	stopped bool
+	full    atomic.Uint64
+	wg      sync.WaitGroup
+}
+
+type pubJob struct {
+	topic string
+	relay []byte // owned by the job
+	done  func(error)
+}
+
+// pubQueue is each worker's queue length: with the default PublishTimeout
+// a stalled backbone holds at most workers × pubQueue publishes.
+const pubQueue = 1024
+
+func newPublisher(g *Gateway) *publisher {
+	n := 4 * runtime.GOMAXPROCS(0) // most of their time is spent waiting on the network
+	p := &publisher{g: g, seed: maphash.MakeSeed(), queues: make([]chan pubJob, n)}
+	for i := range p.queues {
+		q := make(chan pubJob, pubQueue)
+		p.queues[i] = q
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			for j := range q {
+				j.done(g.publishRelay(context.Background(), j.topic, j.relay))
+			}
+		}()
+	}
+	return p
+}
+
+// inline reports whether publishes run on the caller's goroutine: the
+// in-process broker never waits.
+func (p *publisher) inline() bool {
+	_, ok := p.g.broker.(*broker.Memory)
+	return ok
+}
+
+// submit queues a publish of relay (which the job now owns); done runs on
+// a worker with the outcome, or at once with an error when the queue is
+// full or the node is stopping.
+func (p *publisher) submit(topic string, relay []byte, done func(error)) {
+	p.mu.RLock()
+	var err error
+	if p.stopped {
+		err = fmt.Errorf("%w: node shutting down", broker.ErrUnavailable)
+	} else {
+		select {
+		case p.queues[maphash.String(p.seed, topic)%uint64(len(p.queues))] <- pubJob{topic: topic, relay: relay, done: done}:
+		default:
+			p.full.Add(1)
+			err = fmt.Errorf("%w: too many publishes waiting for the backbone", broker.ErrUnavailable)
+		}
+	}
+	p.mu.RUnlock()
+	if err != nil {
+		done(err)
+	}
+}
+
+// stop answers what is queued (each within PublishTimeout) and stops the
+// workers. Called once, after the connections are gone.
+func (p *publisher) stop() {
+	p.mu.Lock()
+	if p.stopped {
+		p.mu.Unlock()
+		return
+	}
+	p.stopped = true
+	for _, q := range p.queues {
+		close(q)
+	}
+	p.mu.Unlock()
+	p.wg.Wait()
+}
