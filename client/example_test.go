@@ -17,8 +17,9 @@ func ExampleOpen() {
 	url := "ws://localhost:8080/ws"
 	paymentsToken := func(ctx context.Context) (string, error) { return "a JWT from your auth service", nil }
 	ss, err := client.Open(ctx, map[string]client.SocketConfig{
-		"prices":   {URL: url, Policy: client.Latest, Codec: proto.Msgpack, Backoff: client.Backoff{Min: 50 * time.Millisecond, Max: 2 * time.Second}},
-		"payments": {URL: url, Policy: client.All, Buffer: 1024, Token: paymentsToken, AckPublish: true},
+		"prices": {URL: url, Options: client.Options{Policy: client.Latest, Codec: proto.Msgpack,
+			Backoff: client.Backoff{Min: 50 * time.Millisecond, Max: 2 * time.Second}}},
+		"payments": {URL: url, Options: client.Options{Policy: client.All, Buffer: 1024, Token: paymentsToken, AckPublish: true}},
 	})
 	if err != nil {
 		log.Fatal(err)

@@ -45,7 +45,9 @@ type Backoff struct {
 }
 
 // Options configures one connection. The zero value is usable: JSON, no
-// token, policy All with a 256-message buffer.
+// token, policy All with a 256-message buffer. Every field is per socket:
+// Dial takes one Options, and Open one per socket, embedded in SocketConfig.
+// A zero field means the default given beside it, which Dial fills in.
 type Options struct {
 	// Codec picks the subprotocol: proto.JSON (default) or proto.Msgpack.
 	Codec proto.Codec

@@ -4,60 +4,21 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"sort"
 	"sync"
-	"time"
-
-	"go.uber.org/zap"
-
-	"github.com/subsock/subsock/proto"
 )
 
-// SocketConfig declares one micro socket for Open: the node's URL and the
-// same settings as Options (see there for each field and its default).
+// SocketConfig declares one micro socket for Open. Every setting applies to
+// that socket alone. URL is SocketConfig's own field (Dial takes it as an
+// argument); the rest are the embedded Options, each documented there with
+// its default, and Dial fills those defaults in. Options' fields read as
+// sc.Policy, but a composite literal names the embedded struct:
+//
+//	client.SocketConfig{URL: u, Options: client.Options{Policy: client.Latest}}
 type SocketConfig struct {
-	URL          string
-	Codec        proto.Codec
-	Token        func(ctx context.Context) (string, error)
-	Header       http.Header
-	HTTPClient   *http.Client
-	Backoff      Backoff
-	DialTimeout  time.Duration
-	WriteTimeout time.Duration
-	PingInterval time.Duration
-	PingTimeout  time.Duration
-	Policy       Policy
-	Buffer       int
-	AckPublish   bool
-	MaxMessage   int64
-	OnError      func(error)
-	OnConnect    func()
-	OnDisconnect func(err error)
-	Logger       *zap.Logger
-}
-
-// Options returns the socket's connection options.
-func (sc SocketConfig) Options() Options {
-	return Options{
-		Codec:        sc.Codec,
-		Token:        sc.Token,
-		Header:       sc.Header,
-		HTTPClient:   sc.HTTPClient,
-		Backoff:      sc.Backoff,
-		DialTimeout:  sc.DialTimeout,
-		WriteTimeout: sc.WriteTimeout,
-		PingInterval: sc.PingInterval,
-		PingTimeout:  sc.PingTimeout,
-		Policy:       sc.Policy,
-		Buffer:       sc.Buffer,
-		AckPublish:   sc.AckPublish,
-		MaxMessage:   sc.MaxMessage,
-		OnError:      sc.OnError,
-		OnConnect:    sc.OnConnect,
-		OnDisconnect: sc.OnDisconnect,
-		Logger:       sc.Logger,
-	}
+	// URL is the node's WebSocket endpoint, e.g. "ws://host:8080/ws".
+	URL string
+	Options
 }
 
 // Sockets is a set of named micro sockets, each its own Conn: its own
@@ -83,7 +44,7 @@ func Open(ctx context.Context, decl map[string]SocketConfig) (*Sockets, error) {
 	for name, sc := range decl {
 		ss.names = append(ss.names, name)
 		wg.Go(func() {
-			c, err := Dial(ctx, sc.URL, sc.Options())
+			c, err := Dial(ctx, sc.URL, sc.Options)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {

@@ -3,66 +3,12 @@ package client
 import (
 	"context"
 	"errors"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/subsock/subsock/gateway"
-	"github.com/subsock/subsock/proto"
 )
-
-// TestSocketConfigMirrorsOptions keeps SocketConfig and Options in step:
-// every Options field has a twin in SocketConfig, copied by Options().
-func TestSocketConfigMirrorsOptions(t *testing.T) {
-	ot, st := reflect.TypeFor[Options](), reflect.TypeFor[SocketConfig]()
-	var sc SocketConfig
-	sv := reflect.ValueOf(&sc).Elem()
-	for i := range st.NumField() {
-		f := sv.Field(i)
-		switch f.Kind() {
-		case reflect.String:
-			f.SetString("x")
-		case reflect.Bool:
-			f.SetBool(true)
-		case reflect.Int, reflect.Int64:
-			f.SetInt(7)
-		case reflect.Uint8:
-			f.SetUint(1)
-		case reflect.Func:
-			f.Set(reflect.MakeFunc(f.Type(), func([]reflect.Value) []reflect.Value {
-				out := make([]reflect.Value, f.Type().NumOut())
-				for j := range out {
-					out[j] = reflect.Zero(f.Type().Out(j))
-				}
-				return out
-			}))
-		case reflect.Pointer:
-			f.Set(reflect.New(f.Type().Elem()))
-		case reflect.Map:
-			f.Set(reflect.MakeMap(f.Type()))
-		case reflect.Interface:
-			f.Set(reflect.ValueOf(proto.Msgpack))
-		case reflect.Struct:
-			f.Field(0).SetInt(7)
-		default:
-			t.Fatalf("no test value for SocketConfig.%s (%v)", st.Field(i).Name, f.Kind())
-		}
-	}
-	if st.NumField() != ot.NumField()+1 {
-		t.Fatalf("SocketConfig has %d fields, Options %d (+URL)", st.NumField(), ot.NumField())
-	}
-	ov := reflect.ValueOf(sc.Options())
-	for i := range ot.NumField() {
-		name := ot.Field(i).Name
-		if sf, ok := st.FieldByName(name); !ok || sf.Type != ot.Field(i).Type {
-			t.Fatalf("Options.%s has no twin in SocketConfig", name)
-		}
-		if ov.Field(i).IsZero() {
-			t.Errorf("SocketConfig.Options() does not copy %s", name)
-		}
-	}
-}
 
 func TestOpenErrors(t *testing.T) {
 	if _, err := Open(context.Background(), nil); !errors.Is(err, ErrNoSockets) {
@@ -98,10 +44,10 @@ func TestMicroSocketIsolation(t *testing.T) {
 		prices, payments := startNode(t, "", gateway.Config{}), startNode(t, "", gateway.Config{})
 		disconnected := make(chan error, 4)
 		ss, err := Open(context.Background(), map[string]SocketConfig{
-			"prices": {URL: prices.url(), Policy: Latest},
-			"payments": {URL: payments.url(), Policy: All, Buffer: 64,
+			"prices": {URL: prices.url(), Options: Options{Policy: Latest}},
+			"payments": {URL: payments.url(), Options: Options{Policy: All, Buffer: 64,
 				Backoff:      Backoff{Min: 10 * time.Millisecond, Max: 50 * time.Millisecond},
-				OnDisconnect: func(err error) { notify(disconnected, err) }},
+				OnDisconnect: func(err error) { notify(disconnected, err) }}},
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -134,8 +80,8 @@ func TestMicroSocketIsolation(t *testing.T) {
 		stuck := make(chan struct{})
 		risk := newInbox()
 		ss, err := Open(context.Background(), map[string]SocketConfig{
-			"risk":   {URL: n.url(), Policy: All, Buffer: 8},
-			"prices": {URL: n.url(), Policy: Latest},
+			"risk":   {URL: n.url(), Options: Options{Policy: All, Buffer: 8}},
+			"prices": {URL: n.url(), Options: Options{Policy: Latest}},
 		})
 		if err != nil {
 			t.Fatal(err)

@@ -67,13 +67,13 @@ func run(url string, symbols []string, feed bool, every, render time.Duration, u
 	}
 	// Every socket is declared here, each with the policy its data needs.
 	decl := map[string]client.SocketConfig{
-		"prices": {URL: url, Codec: codec, Policy: client.Latest,
-			Backoff: client.Backoff{Min: 50 * time.Millisecond, Max: 2 * time.Second}, OnError: report("prices")},
-		"alerts": {URL: url, Codec: codec, Policy: client.All, Buffer: 1024,
-			Backoff: client.Backoff{Min: 200 * time.Millisecond, Max: 10 * time.Second}, OnError: report("alerts")},
+		"prices": {URL: url, Options: client.Options{Codec: codec, Policy: client.Latest,
+			Backoff: client.Backoff{Min: 50 * time.Millisecond, Max: 2 * time.Second}, OnError: report("prices")}},
+		"alerts": {URL: url, Options: client.Options{Codec: codec, Policy: client.All, Buffer: 1024,
+			Backoff: client.Backoff{Min: 200 * time.Millisecond, Max: 10 * time.Second}, OnError: report("alerts")}},
 	}
 	if feed {
-		decl["feed"] = client.SocketConfig{URL: url, Codec: codec, OnError: report("feed")}
+		decl["feed"] = client.SocketConfig{URL: url, Options: client.Options{Codec: codec, OnError: report("feed")}}
 	}
 	dialCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	ss, err := client.Open(dialCtx, decl)
