@@ -864,7 +864,9 @@ func TestE2EHostileSlowConsumers(t *testing.T) {
 			case <-stop:
 				return
 			}
-			if lastCut.Load() == 0 && n.g.Stats().SlowCloses >= stalled {
+			// Cut means gone: counted as slow and its socket closed, so only
+			// the canary is left.
+			if st := n.g.Stats(); lastCut.Load() == 0 && st.SlowCloses >= stalled && st.Connections <= 1 {
 				lastCut.Store(int64(time.Since(start)))
 			}
 			watching := lastCut.Load() != 0 && backAt.Load() == 0

@@ -26,8 +26,7 @@ type writer struct {
 	spare     []*Conn
 	urgent    []*Conn     // connections marked urgent jump the ready list
 	hasUrgent atomic.Bool // checked between flushes without the lock
-	lagging   []*Conn     // connections whose peer is not draining: served when nothing else waits
-	hasReady  atomic.Bool // ready is non-empty; a lagging pass yields to it
+	lagging   []*Conn     // connections whose peer is not draining: served at the end of the next pass
 
 	iov  []unix.Iovec // scratch for writev, reused
 	refs [][]byte     // keeps what iov points at reachable during the call
@@ -63,7 +62,6 @@ func (w *writer) push(c *Conn) {
 		w.lagging = append(w.lagging, c)
 	} else {
 		w.ready = append(w.ready, c)
-		w.hasReady.Store(true)
 	}
 	w.mu.Unlock()
 	select {
@@ -80,32 +78,21 @@ func (w *writer) run(stop <-chan struct{}) {
 		w.mu.Lock()
 		batch := w.ready
 		w.ready = w.spare[:0]
-		w.hasReady.Store(false)
-		lagPass := len(batch) == 0 && len(w.lagging) > 0
-		if lagPass {
-			w.spare = batch // empty; its array stays the ready list's spare
-			batch, w.lagging = w.lagging, nil
-		}
+		// Lagging connections close every pass: behind the readers that
+		// keep up, but never more than one pass behind, so a reader that
+		// was only briefly slow is not starved into a slow-consumer cut.
+		batch = append(batch, w.lagging...)
+		clear(w.lagging)
+		w.lagging = w.lagging[:0]
 		w.mu.Unlock()
 		for i, c := range batch {
 			if w.hasUrgent.Load() {
 				w.flushUrgent()
 			}
-			if lagPass && w.hasReady.Load() {
-				// A reader that keeps up must not wait behind peers that do
-				// not: the rest of this pass goes back, ahead of later ones.
-				w.mu.Lock()
-				w.lagging = append(append([]*Conn(nil), batch[i:]...), w.lagging...)
-				w.mu.Unlock()
-				clear(batch[i:])
-				break
-			}
 			w.flush(c)
 			batch[i] = nil
 		}
-		if !lagPass {
-			w.spare = batch[:0]
-		}
+		w.spare = batch[:0]
 		if w.hasUrgent.Load() {
 			w.flushUrgent()
 			continue
@@ -238,9 +225,9 @@ const lagProbe = 16 << 10
 // noteLag classifies the peer after a write of n of total bytes: it lags
 // when the socket refused part of the write, or when after a large write
 // part of it could not even be sent because the peer's window is shut (it
-// is not draining). A lagging connection's writes wait until the others' are
-// done, so that the TCP windows of readers that stopped are not filled
-// ahead of readers that keep up. Runs with wmu held (fd is valid).
+// is not draining). A lagging connection's writes come after the others'
+// in the next pass, so that the TCP windows of readers that stopped are
+// not filled ahead of readers that keep up. Runs with wmu held (fd is valid).
 func (c *Conn) noteLag(n, total int, err error) {
 	switch {
 	case err == unix.EAGAIN || n < total:
