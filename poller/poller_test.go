@@ -376,7 +376,17 @@ func TestLaggingLane(t *testing.T) {
 	if !stalled.lagging.Load() {
 		t.Fatal("a peer that never reads was not marked lagging")
 	}
+	// A peer's class is what its last write showed: once the reader has
+	// drained everything, the next write finds its window open.
+	if err := reader.Enqueue(bytes.Repeat([]byte{0xee}, size)); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, size)
+	_ = readerNC.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(readerNC, buf); err != nil {
+		t.Fatal(err)
+	}
 	if reader.lagging.Load() {
-		t.Fatal("a peer that read everything is marked lagging")
+		t.Fatal("a peer that read everything is marked lagging after its next write")
 	}
 }
