@@ -200,3 +200,37 @@ func TestE2EChurn(t *testing.T) {
 		t.Fatalf("connect %+v ok %v notes %v", res.Connect, res.OK, res.Notes)
 	}
 }
+
+// TestE2EHol: the hol scenario in miniature on a real redis-server the
+// harness starts: each class is counted apart, none is lost, and the
+// node's pub/sub connection is found in CLIENT LIST.
+func TestE2EHol(t *testing.T) {
+	res := runE2E(t, Params{
+		Scenario: ScenarioHol, Conns: 300, HotSubs: 200, Workers: 2, Rate: 20, SmallRate: 2, Duration: 2 * time.Second,
+	})
+	h := res.Hol
+	if h == nil {
+		t.Fatalf("no hol result: %+v", res)
+	}
+	if h.Hot.Topics != 1 || h.Hot.Subscribers != 200 || h.Small.Topics != 100 || h.Small.Subscribers != 100 {
+		t.Fatalf("classes hot %+v small %+v", h.Hot, h.Small)
+	}
+	if h.Hot.Published != 40 || h.Hot.Expected != 40*200 || h.Hot.Received != h.Hot.Expected {
+		t.Fatalf("hot %+v", h.Hot)
+	}
+	if h.Small.Published != 400 || h.Small.Expected != 400 || h.Small.Received != h.Small.Expected {
+		t.Fatalf("small %+v", h.Small)
+	}
+	if h.Hot.Latency.Count != h.Hot.Received || h.Small.Latency.Count != h.Small.Received || h.Small.PerSec <= 0 {
+		t.Fatalf("latency hot %+v small %+v", h.Hot.Latency, h.Small.Latency)
+	}
+	if d := res.Delivery; d.Gaps != 0 || d.Dups != 0 || d.Received != h.Hot.Received+h.Small.Received {
+		t.Fatalf("delivery %+v", d)
+	}
+	if h.Omem.Samples == 0 || h.Omem.Clients < 1 || h.Omem.Redis == "" {
+		t.Fatalf("omem %+v", h.Omem)
+	}
+	if flagValue(res.Node.Args, "broker") != "redis://"+h.Omem.Redis {
+		t.Fatalf("node args %v, redis %s", res.Node.Args, h.Omem.Redis)
+	}
+}

@@ -34,15 +34,30 @@ type workerSpec struct {
 	Count int `json:"count"`
 	// TopicsPerConn, Topics and TopicPrefix give connection i the topics
 	// PREFIX.((i*K + j) mod T) for j < K; K <= 0 subscribes to nothing.
+	// With HotSubs > 0 (hol) see topicOf instead.
 	TopicsPerConn int    `json:"topics_per_conn"`
 	Topics        int    `json:"topics"`
 	TopicPrefix   string `json:"topic_prefix"`
+	HotSubs       int    `json:"hot_subs,omitempty"`
 	// Concurrency is the number of dials in flight; Rate caps dials per
 	// second (0: no cap).
 	Concurrency int           `json:"concurrency"`
 	Rate        float64       `json:"rate"`
 	DialTimeout time.Duration `json:"dial_timeout"`
 	AckTimeout  time.Duration `json:"ack_timeout"`
+}
+
+// topicOf is the id of connection i's j-th topic (of k, over topics): (i*k
+// + j) mod topics; or, with hot > 0, topic 0 for the first hot connections
+// and one small topic each, 1 .. topics-1 in turn, for the others.
+func topicOf(i, j, k, topics, hot int) int {
+	if hot > 0 {
+		if i < hot {
+			return 0
+		}
+		return 1 + (i-hot)%(topics-1)
+	}
+	return (i*k + j) % topics
 }
 
 // workerStats are a worker's counters; every field sums across workers

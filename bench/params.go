@@ -36,15 +36,21 @@ const (
 	// ScenarioChurn connects, subscribes and disconnects in cycles, then
 	// checks that the node's registry and memory return to the baseline.
 	ScenarioChurn Scenario = "churn"
+	// ScenarioHol is head-of-line blocking on a Redis backbone: one hot
+	// topic with HotSubs subscribers at Rate, beside Topics-1 small topics
+	// of one subscriber each at SmallRate apiece; the small topics'
+	// latency is reported apart from the hot one's, and the node's Redis
+	// pub/sub output buffer (CLIENT LIST omem) is sampled.
+	ScenarioHol Scenario = "hol"
 )
 
 // Scenarios lists every scenario in the order of the standard set.
-var Scenarios = []Scenario{ScenarioIdle, ScenarioConnect, ScenarioLatency, ScenarioFanout, ScenarioSteps, ScenarioTopics, ScenarioChurn}
+var Scenarios = []Scenario{ScenarioIdle, ScenarioConnect, ScenarioLatency, ScenarioFanout, ScenarioSteps, ScenarioTopics, ScenarioChurn, ScenarioHol}
 
 // publishes reports whether the scenario has a publish phase.
 func (s Scenario) publishes() bool {
 	switch s {
-	case ScenarioLatency, ScenarioFanout, ScenarioSteps, ScenarioTopics:
+	case ScenarioLatency, ScenarioFanout, ScenarioSteps, ScenarioTopics, ScenarioHol:
 		return true
 	}
 	return false
@@ -103,6 +109,17 @@ type Params struct {
 	LossLimit float64       `json:"loss_limit"`
 	// Cycles is the number of connect/subscribe/disconnect cycles (churn).
 	Cycles int `json:"cycles"`
+	// HotSubs (hol) is how many connections subscribe to the hot topic,
+	// PREFIX.0, published at Rate; each other connection takes one small
+	// topic, PREFIX.1 .. PREFIX.(Topics-1), each published at SmallRate.
+	HotSubs   int     `json:"hot_subs,omitempty"`
+	SmallRate float64 `json:"small_rate,omitempty"`
+	// Redis (hol) is the host:port of the node's Redis, whose CLIENT LIST
+	// the harness samples; with Spawn and no -broker among the node's
+	// flags, the harness starts RedisServer on a free loopback port itself
+	// and points the node at it.
+	Redis       string `json:"redis,omitempty"`
+	RedisServer string `json:"redis_server,omitempty"`
 
 	// PayloadSize is the approximate JSON size of each published value.
 	PayloadSize int `json:"payload_size"`
@@ -179,6 +196,13 @@ func scenarioDefaults(s Scenario) Params {
 		base.Conns, base.TopicsPerConn, base.Rate, base.Duration = 15000, 100, 200, 10*time.Second
 	case ScenarioChurn:
 		base.Conns, base.TopicsPerConn, base.Cycles = 2000, 10, 5
+	case ScenarioHol:
+		// 10,000 × 100/s = 1M deliveries/s on the hot topic; 1,000 small
+		// topics × 10/s = 10,000 publishes/s of one delivery each.
+		base.Conns, base.TopicsPerConn, base.HotSubs = 11000, 1, 10000
+		base.Rate, base.SmallRate, base.Duration = 100, 10, 10*time.Second
+		base.DrainTimeout = 10 * time.Second
+		base.RedisServer = "redis-server"
 	}
 	return base
 }
@@ -201,6 +225,16 @@ func (p Params) Normalize() (Params, error) {
 	setInt(&p.TopicsPerConn, d.TopicsPerConn)
 	if p.TopicsPerConn < 0 {
 		p.TopicsPerConn = -1
+	}
+	if p.Scenario == ScenarioHol {
+		if p.HotSubs == 0 {
+			p.HotSubs = min(d.HotSubs, p.Conns-1)
+		}
+		setFloat(&p.SmallRate, d.SmallRate)
+		setStr(&p.RedisServer, d.RedisServer)
+		if p.Topics == 0 {
+			p.Topics = 1 + p.Conns - p.HotSubs
+		}
 	}
 	if p.Topics == 0 {
 		// Default: ten subscribers per topic, or one topic for the fan-outs.
@@ -277,6 +311,12 @@ func (p Params) check() error {
 		return bad("steps need -step-factor > 1, -max-steps >= 1 and -step-duration > 0")
 	case p.Scenario == ScenarioChurn && p.Cycles < 1:
 		return bad("-cycles must be at least 1")
+	case p.Scenario == ScenarioHol && (p.TopicsPerConn != 1 || p.HotSubs < 1 || p.HotSubs >= p.Conns || p.Topics < 2):
+		return bad("hol needs -topics-per-conn 1, 1 <= -hot-subs < -conns and -topics >= 2")
+	case p.Scenario == ScenarioHol && (p.SmallRate <= 0 || math.IsInf(p.SmallRate, 0) || math.IsNaN(p.SmallRate)):
+		return bad("-small-rate must be a positive number")
+	case p.Scenario != ScenarioHol && p.HotSubs != 0:
+		return bad("-hot-subs is for the hol scenario")
 	case p.Workers < 1 || p.Workers > maxWorkers:
 		return bad("-workers must be within 1..%d", maxWorkers)
 	case ceilDiv(p.Conns, p.Workers) > MaxConnsPerWorker:
@@ -298,6 +338,11 @@ func (p Params) check() error {
 	}
 	if err := checkPrefix(p.TopicPrefix); err != nil {
 		return err
+	}
+	if p.Redis != "" {
+		if err := checkTarget("ws://" + p.Redis); err != nil {
+			return fmt.Errorf("-redis: %w", err)
+		}
 	}
 	for _, t := range p.Targets {
 		if err := checkTarget(t); err != nil {
@@ -372,6 +417,10 @@ func NewFlagSet(name string, p *Params) *flag.FlagSet {
 	fs.DurationVar(&p.P99Limit, "p99-limit", 0, "steps: stop after a step whose p99 passes this (default 1s)")
 	fs.Float64Var(&p.LossLimit, "loss-limit", 0, "steps: stop after a step losing more than this fraction (default: any loss)")
 	fs.IntVar(&p.Cycles, "cycles", 0, "churn: connect/subscribe/disconnect cycles (default 5)")
+	fs.IntVar(&p.HotSubs, "hot-subs", 0, "hol: connections on the hot topic; the others take one small topic each (default 10000)")
+	fs.Float64Var(&p.SmallRate, "small-rate", 0, "hol: publishes per second to each small topic (default 10)")
+	fs.StringVar(&p.Redis, "redis", "", "hol: host:port of the node's Redis, to sample CLIENT LIST omem (default: started by the harness for a -spawn node)")
+	fs.StringVar(&p.RedisServer, "redis-server", "", "hol: redis-server binary the harness starts when -redis is not given (default redis-server)")
 	fs.IntVar(&p.PayloadSize, "size", 0, "approximate bytes of each published JSON value (default 64)")
 	fs.StringVar(&p.PublishVia, "publish-via", "", "http (POST /publish) or ws (op pub); default http")
 	fs.IntVar(&p.Publishers, "publishers", 0, "concurrent HTTP publishers, each with its own keep-alive connection (default 128)")

@@ -25,6 +25,7 @@ func TestNormalizeDefaults(t *testing.T) {
 		{ScenarioSteps, 5000, 1, 1, 50, 0, 2, 64},
 		{ScenarioTopics, 15000, 100, 15000, 200, 10 * time.Second, 2, 64},
 		{ScenarioChurn, 2000, 10, 2000, 0, 0, 2, 64},
+		{ScenarioHol, 11000, 1, 1001, 100, 10 * time.Second, 2, 64},
 	}
 	for _, tt := range tests {
 		t.Run(string(tt.scenario), func(t *testing.T) {
@@ -85,6 +86,10 @@ func TestNormalizeErrors(t *testing.T) {
 		{"oversized payload", func(p *Params) { p.PayloadSize = 1 << 20 }, ErrBadParams},
 		{"bad topic prefix", func(p *Params) { p.TopicPrefix = `a"b` }, ErrBadParams},
 		{"empty prefix segment", func(p *Params) { p.TopicPrefix = "a..b" }, ErrBadParams},
+		{"hot subs outside hol", func(p *Params) { p.HotSubs = 10 }, ErrBadParams},
+		{"hol without small topics", func(p *Params) { p.Scenario, p.HotSubs = ScenarioHol, 100 }, ErrBadParams},
+		{"hol with two topics per conn", func(p *Params) { p.Scenario, p.HotSubs, p.TopicsPerConn = ScenarioHol, 50, 2 }, ErrBadParams},
+		{"hol remote redis", func(p *Params) { p.Scenario, p.HotSubs, p.Redis = ScenarioHol, 50, "10.0.0.1:6379" }, ErrNotLoopback},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -175,6 +180,8 @@ func TestTopicSubs(t *testing.T) {
 		{"spread, failure", Params{Conns: 4, TopicsPerConn: 2, Topics: 4}, []int{1}, []int64{2, 2, 1, 1}},
 		{"wraps", Params{Conns: 3, TopicsPerConn: 3, Topics: 4}, nil, []int64{3, 2, 2, 2}},
 		{"none", Params{Conns: 3, TopicsPerConn: -1}, nil, nil},
+		{"hot and small", Params{Conns: 7, TopicsPerConn: 1, Topics: 4, HotSubs: 4}, nil, []int64{4, 1, 1, 1}},
+		{"hot and small, failures", Params{Conns: 7, TopicsPerConn: 1, Topics: 4, HotSubs: 4}, []int{0, 5}, []int64{3, 1, 0, 1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -207,5 +214,15 @@ func TestSpawnRefusesNonLoopbackAddr(t *testing.T) {
 	_, err := spawnNode(t.Context(), "/nonexistent/subsock", []string{"-addr", "192.0.2.1:8080"}, nil, io.Discard)
 	if !errors.Is(err, ErrNotLoopback) {
 		t.Fatalf("spawnNode = %v, want ErrNotLoopback before anything starts", err)
+	}
+}
+
+func TestHolDefaultsFollowConns(t *testing.T) {
+	p, err := Params{Scenario: ScenarioHol, Targets: []string{testTarget}, Conns: 300, HotSubs: 200}.Normalize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Topics != 101 || p.SmallRate != 10 || p.Rate != 100 || p.RedisServer != "redis-server" {
+		t.Fatalf("topics %d, small rate %v, rate %v, redis-server %q", p.Topics, p.SmallRate, p.Rate, p.RedisServer)
 	}
 }

@@ -212,6 +212,9 @@ type pacePlan struct {
 	senders  int
 	// seq holds each topic's last sequence number; phases continue it.
 	seq []uint64
+	// from and to bound the topics published, round-robin (to 0: all of
+	// seq). Plans over disjoint ranges may share seq and run at once.
+	from, to int
 }
 
 // paceResult is what a publish phase did.
@@ -284,7 +287,10 @@ func pace(ctx context.Context, pub publisher, pl pacePlan) *paceResult {
 	interval := time.Duration(float64(time.Second) / pl.rate)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
-	topic := 0
+	if pl.to == 0 {
+		pl.to = len(pl.seq)
+	}
+	topic := pl.from
 loop:
 	for k := 0; k < total; k++ {
 		due := res.start.Add(time.Duration(k) * interval)
@@ -302,7 +308,9 @@ loop:
 		case <-ctx.Done():
 			break loop
 		}
-		topic = (topic + 1) % len(pl.seq)
+		if topic++; topic == pl.to {
+			topic = pl.from
+		}
 	}
 	close(jobs)
 	wg.Wait()

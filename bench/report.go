@@ -104,6 +104,18 @@ func keyFigures(r *Result) []figure {
 	if s.DeliveriesPerWrite > 0 {
 		add("deliveries per writev", "%.1f", s.DeliveriesPerWrite)
 	}
+	if h := r.Hol; h != nil {
+		for _, c := range []struct {
+			name string
+			cls  ClassResult
+		}{{"hot topic", h.Hot}, {"small topics", h.Small}} {
+			l := c.cls.Latency
+			add(c.name, "%d topic(s), %d subscribers, %g msg/s asked, %.0f/s published (%d late) · %.0f deliveries/s · lost %d of %d · p50 %.2f · p99 %.2f · p99.9 %.2f · max %.2f ms",
+				c.cls.Topics, c.cls.Subscribers, c.cls.Rate, c.cls.PublishRate, c.cls.Late, c.cls.PerSec, c.cls.Lost, c.cls.Expected, l.P50, l.P99, l.P999, l.Max)
+		}
+		add("redis output buffer (omem)", "max %s · oll max %d · %d samples of %s, %d pub/sub connection(s)",
+			kib(float64(h.Omem.MaxBytes)), h.Omem.MaxList, h.Omem.Samples, h.Omem.Redis, h.Omem.Clients)
+	}
 	if ch := r.Churn; ch != nil {
 		add("registry back to baseline", "%v after %.1f s", ch.Returned, ch.ReturnSeconds)
 		add("node RSS after churn", "%s (baseline %s, peak %s)", mib(ch.RSSAfter), mib(ch.RSSBaseline), mib(ch.RSSPeak))
@@ -174,6 +186,9 @@ func WriteSummary(w io.Writer, results []*Result) error {
 		deliv, loss, rate, pubs := "–", "–", "–", "–"
 		if d := r.Delivery; d != nil {
 			pubs = fmt.Sprintf("%.1f (%g)", d.PublishRate, r.Params.Rate)
+			if h := r.Hol; h != nil {
+				pubs = fmt.Sprintf("%.1f (%g)", d.PublishRate, h.Hot.Rate+h.Small.Rate)
+			}
 			if r.Scenario == ScenarioSteps {
 				pubs = fmt.Sprintf("%.1f (steps)", d.PublishRate)
 			}
@@ -213,6 +228,24 @@ func WriteSummary(w io.Writer, results []*Result) error {
 			fmt.Fprintf(&b, "| %d | %.0f | %.0f | %.3f%% | %s | %s | %s | %s | %.0f%% | %s |\n",
 				s.Step, s.Rate, s.PerSec, s.LossRatio*100, ms(s.Latency.P50), ms(s.Latency.P99), ms(s.Latency.P999), ms(s.Latency.Max), s.CPUPercent, s.Stop)
 		}
+	}
+	for _, r := range results {
+		h := r.Hol
+		if h == nil {
+			continue
+		}
+		fmt.Fprintf(&b, "\n**%s** (head-of-line on Redis):\n\n", r.Name)
+		b.WriteString("| class | topics × subscribers | msg/s (asked) | deliveries/s | loss | p50 ms | p99 ms | p99.9 ms | max ms |\n|---|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+		for _, c := range []struct {
+			name string
+			cls  ClassResult
+		}{{"hot", h.Hot}, {"small", h.Small}} {
+			l := c.cls.Latency
+			fmt.Fprintf(&b, "| %s | %d × %d | %.0f (%g) | %.0f | %.3f%% | %s | %s | %s | %s |\n", c.name, c.cls.Topics,
+				c.cls.Subscribers/int64(max(1, c.cls.Topics)), c.cls.PublishRate, c.cls.Rate, c.cls.PerSec, c.cls.LossRatio*100, ms(l.P50), ms(l.P99), ms(l.P999), ms(l.Max))
+		}
+		fmt.Fprintf(&b, "\nRedis output buffer of the node's pub/sub connection (omem, CLIENT LIST every 100 ms): max %s over %d samples.\n",
+			kib(float64(h.Omem.MaxBytes)), h.Omem.Samples)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

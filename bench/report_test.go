@@ -43,6 +43,14 @@ func sampleResult(s Scenario) *Result {
 			Baseline: map[string]float64{"subsock_connections": 0}, After: map[string]float64{"subsock_connections": 0},
 			Returned: true, RSSBaseline: 10 << 20, RSSAfter: 11 << 20, RSSPeak: 30 << 20,
 		}
+	case ScenarioHol:
+		r.Hol = &HolResult{
+			Hot: ClassResult{Topics: 1, Subscribers: 900, Rate: 100, PublishRate: 99, Published: 1000,
+				Expected: 900000, Received: 900000, PerSec: 90000, Latency: summarize(h)},
+			Small: ClassResult{Topics: 100, Subscribers: 100, Rate: 1000, PublishRate: 990, Published: 10000,
+				Expected: 10000, Received: 9990, Lost: 10, LossRatio: 0.001, PerSec: 990, Latency: summarize(h)},
+			Omem: OmemResult{Redis: "127.0.0.1:6379", Samples: 100, Clients: 1, MaxBytes: 2048, MaxList: 3},
+		}
 	}
 	return r
 }
@@ -124,7 +132,7 @@ func TestWriteFilesAndReadResult(t *testing.T) {
 }
 
 func TestWriteSummary(t *testing.T) {
-	results := []*Result{sampleResult(ScenarioLatency), sampleResult(ScenarioSteps), sampleResult(ScenarioChurn)}
+	results := []*Result{sampleResult(ScenarioLatency), sampleResult(ScenarioSteps), sampleResult(ScenarioChurn), sampleResult(ScenarioHol)}
 	results[0].OK = false
 	var b bytes.Buffer
 	if err := WriteSummary(&b, results); err != nil {
@@ -144,6 +152,7 @@ func TestWriteSummary(t *testing.T) {
 	for _, want := range []string{
 		"| [latency](latency.html) | 1000 × 2 |", "99 / 100", "1.000%", "**no**",
 		"1000 × 2 × 1 cycles", "+1.0 MiB after", "**steps** (steps, 1000 subscribers)", "loss over the limit",
+		"**hol** (head-of-line on Redis)", "| hot | 1 × 900 | 99 (100) | 90000 | 0.000% |", "| small | 100 × 1 | 990 (1000) |", "max 2.00 KiB over 100 samples",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("summary lacks %q:\n%s", want, out)

@@ -34,6 +34,7 @@ type Result struct {
 	Server     ServerResult    `json:"server"`
 	Steps      []StepResult    `json:"steps,omitempty"`
 	Churn      *ChurnResult    `json:"churn,omitempty"`
+	Hol        *HolResult      `json:"hol,omitempty"`
 	Samples    []Sample        `json:"samples,omitempty"`
 
 	ServerCloses map[string]int64 `json:"server_closes,omitempty"`
@@ -168,6 +169,45 @@ type ChurnResult struct {
 	// the node was made to GC they hold uncollected garbage too.
 	HeapBaseline int64 `json:"heap_baseline"`
 	HeapAfter    int64 `json:"heap_after"`
+}
+
+// HolResult is the hol scenario's two classes of topic, measured apart,
+// and the node's Redis pub/sub output buffer over the publish phase.
+type HolResult struct {
+	Hot   ClassResult `json:"hot"`
+	Small ClassResult `json:"small"`
+	Omem  OmemResult  `json:"omem"`
+}
+
+// ClassResult is one class of topics of a hol run.
+type ClassResult struct {
+	Topics      int     `json:"topics"`
+	Subscribers int64   `json:"subscribers"`
+	Rate        float64 `json:"rate"` // publishes per second asked, over the class
+	Published   int64   `json:"published"`
+	// PublishRate is the accepted publishes per second over the class's
+	// publish phase: below Rate, the publishes ran late.
+	PublishRate float64 `json:"publish_rate"`
+	Late        int64   `json:"late_publishes"`
+	Expected    int64   `json:"expected"`
+	Received    int64   `json:"received"`
+	Lost        int64   `json:"lost"`
+	LossRatio   float64 `json:"loss_ratio"`
+	// PerSec is deliveries per second from the first publish to the
+	// class's last delivery.
+	PerSec  float64     `json:"deliveries_per_sec"`
+	Latency Percentiles `json:"latency"`
+}
+
+// OmemResult is the largest output buffer Redis held for the node's
+// pub/sub connection(s), sampled with CLIENT LIST every 100 ms.
+type OmemResult struct {
+	Redis    string `json:"redis"`
+	Samples  int    `json:"samples"`
+	Errors   int    `json:"errors"`
+	Clients  int    `json:"clients"`   // pub/sub connections seen at once
+	MaxBytes int64  `json:"max_bytes"` // omem
+	MaxList  int64  `json:"max_list"`  // oll: replies queued
 }
 
 // CycleResult is one connect/subscribe/disconnect cycle.

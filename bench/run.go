@@ -76,6 +76,8 @@ type runner struct {
 	pubStart time.Time
 	// forcedGC is set when the node collects garbage on request.
 	forcedGC bool
+	// redis is the redis-server the harness started for hol, if any.
+	redis *redisProc
 	// phase names what the progress line shows.
 	mu      sync.Mutex
 	phase   string
@@ -101,8 +103,13 @@ func Run(ctx context.Context, cfg Config, p Params) (*Result, error) {
 	r.res.LoadAvg[0] = loadAvg()
 	defer r.stopAll()
 
+	if p.Scenario == ScenarioHol {
+		if err := r.startRedis(ctx); err != nil {
+			return nil, err
+		}
+	}
 	if p.Spawn != "" {
-		r.node, err = spawnNode(ctx, p.Spawn, p.SpawnArgs, p.SpawnEnv, cfg.NodeLog)
+		r.node, err = spawnNode(ctx, p.Spawn, r.p.SpawnArgs, p.SpawnEnv, cfg.NodeLog)
 		if err != nil {
 			return nil, err
 		}
@@ -158,6 +165,10 @@ func (r *runner) stopAll() {
 		_ = r.node.stop(20 * time.Second)
 		r.node = nil
 	}
+	if r.redis != nil {
+		r.redis.stop(5 * time.Second)
+		r.redis = nil
+	}
 }
 
 // baseline reads the node before any client connects.
@@ -197,6 +208,7 @@ func (r *runner) startWorkers(ctx context.Context) error {
 			TopicsPerConn: p.TopicsPerConn,
 			Topics:        p.Topics,
 			TopicPrefix:   p.TopicPrefix,
+			HotSubs:       p.HotSubs,
 			Concurrency:   p.ConnectConcurrency,
 			Rate:          p.ConnectRate / float64(len(r.workers)),
 			DialTimeout:   p.DialTimeout,
@@ -306,6 +318,10 @@ func (r *runner) scenario(ctx context.Context) error {
 		if err := r.steps(ctx); err != nil {
 			return err
 		}
+	case ScenarioHol:
+		if err := r.hol(ctx); err != nil {
+			return err
+		}
 	}
 	r.setPhase("close")
 	_, err = r.workers.all(ctx, command{Cmd: cmdClose})
@@ -361,7 +377,7 @@ func topicSubs(p Params, failed []int) []int64 {
 			continue
 		}
 		for j := range k {
-			subs[(i*k+j)%p.Topics]++
+			subs[topicOf(i, j, k, p.Topics, p.HotSubs)]++
 		}
 	}
 	return subs
@@ -926,6 +942,9 @@ func (r *runner) judge() {
 		r.note(fmt.Sprintf("RSS did not settle within %s; the memory figure is an upper bound", r.p.SettleTimeout))
 	default:
 		r.note("memory read right after connecting, without waiting to settle; use the idle scenario for memory per connection")
+	}
+	if res.Hol != nil && !r.judgeHol() {
+		ok = false
 	}
 	if la := res.LoadAvg; la[0] > 2 || la[1] > 2 {
 		r.note(fmt.Sprintf("the box was busy with other work (1-minute load average %.1f at the start, %.1f at the end, on %d cores): figures are noisy", la[0], la[1], runtime.NumCPU()))

@@ -231,7 +231,7 @@ func (w *worker) dial(i int) {
 		c.last = make([]uint32, k)
 		c.count = make([]uint32, k)
 		for j := range k {
-			id := (i*k + j) % sp.Topics
+			id := topicOf(i, j, k, sp.Topics, sp.HotSubs)
 			c.topics[j] = uint32(id)
 			names[j] = sp.TopicPrefix + "." + strconv.Itoa(id)
 		}

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"runtime"
 	"time"
 
 	"go.uber.org/zap"
@@ -16,6 +17,14 @@ type Config struct {
 	Poller poller.Config
 	// Shards is the number of registry lock stripes. Default: 64.
 	Shards int
+	// FanoutWorkers is the number of fan-out workers: the broker hands
+	// each message over and each topic's messages are fanned out, in order,
+	// by the one worker its name hashes to. Default: GOMAXPROCS.
+	FanoutWorkers int
+	// FanoutQueue is how many messages each fan-out worker may hold; a
+	// hand-off to a full queue waits (back-pressure onto the broker, see
+	// stage) and is counted. Default: 1024.
+	FanoutQueue int
 	// MaxMessage caps an inbound WebSocket message and an HTTP publish body.
 	// Default: 64 KiB.
 	MaxMessage int
@@ -75,6 +84,12 @@ type Config struct {
 func (c Config) withDefaults() Config {
 	if c.Shards <= 0 {
 		c.Shards = 64
+	}
+	if c.FanoutWorkers <= 0 {
+		c.FanoutWorkers = runtime.GOMAXPROCS(0)
+	}
+	if c.FanoutQueue <= 0 {
+		c.FanoutQueue = 1024
 	}
 	if c.MaxMessage <= 0 {
 		c.MaxMessage = 64 << 10

@@ -31,6 +31,7 @@ type Gateway struct {
 	deadlines *deadlines
 	api       http.Handler
 	fanout    prometheus.Histogram
+	stage     *stage // runs deliver off the broker's goroutines
 	sec       security
 	pubs      *publisher // broker calls of publishes, off the handlers
 
@@ -78,18 +79,24 @@ func New(cfg Config) (*Gateway, error) {
 		return nil, fmt.Errorf("gateway: poller: %w", err)
 	}
 	g.poller = p
+	g.stage = newStage(cfg.FanoutWorkers, cfg.FanoutQueue, g.deliver)
 	var b broker.Broker
 	if cfg.OpenBroker != nil {
-		b, err = cfg.OpenBroker(g.deliver)
+		b, err = cfg.OpenBroker(g.stage.handle)
 	} else {
-		b, err = broker.Open(cfg.Broker, g.deliver, cfg.BrokerOptions)
+		b, err = broker.Open(cfg.Broker, g.stage.handle, cfg.BrokerOptions)
 	}
 	if err != nil {
+		g.stage.stop()
 		_ = p.Close()
 		g.sec.close()
 		return nil, fmt.Errorf("gateway: broker: %w", err)
 	}
 	g.broker = b
+	if _, ok := b.(*broker.Memory); ok {
+		// It hands over on the publisher's goroutine: see stage.
+		g.stage.waitForDelivery()
+	}
 	g.pubs = newPublisher(g)
 	g.router = broker.NewRouter(b, cfg.Router)
 	g.api = g.routes(g.registerMetrics())
@@ -165,7 +172,11 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	close(g.stop)
 	g.wg.Wait()
 	g.pubs.stop() // answers what is queued while the broker is still open
-	errs := []error{drainErr, g.router.Close(), g.broker.Close(), g.poller.Close()}
+	routerErr, brokerErr := g.router.Close(), g.broker.Close()
+	// Nothing hands over after the broker is closed; the connections are
+	// gone, so what is still queued is dropped (and counted).
+	g.stage.stop()
+	errs := []error{drainErr, routerErr, brokerErr, g.poller.Close()}
 	g.sec.close()
 	return errors.Join(errs...)
 }

@@ -63,6 +63,10 @@ func (g *Gateway) registerMetrics() *prometheus.Registry {
 	counter("publish_timeouts_total", "Publishes the backbone did not accept within -publish-timeout.", u(&g.publishTimeouts))
 	counter("broker_errors_total", "Broker errors.", func() float64 { return float64(g.broker.Stats().Errors) })
 	counter("broker_reconnects_total", "Broker reconnections.", func() float64 { return float64(g.broker.Stats().Reconnects) })
+	gauge("fanout_queued", "Messages waiting in the fan-out stage's queues.", func() float64 { return float64(g.stage.queued()) })
+	counter("fanout_queue_full_total", "Broker hand-offs that found their fan-out worker's queue full and waited (back-pressure onto the broker).", u(&g.stage.full))
+	counter("fanout_blocked_seconds_total", "Time broker hand-offs spent waiting for room in a full fan-out queue.", func() float64 { return float64(g.stage.blocked.Load()) / 1e9 })
+	counter("fanout_dropped_total", "Messages the fan-out stage dropped at shutdown: still queued, or handed over after it stopped.", u(&g.stage.dropped))
 	reg.MustRegister(g.fanout)
 	return reg
 }

@@ -58,6 +58,11 @@ run topics -scenario topics -conns 15000 -topics-per-conn 100 -topics 15000 -rat
 	-heapprofile "$OUT/topics.heap.prof"
 # Churn: 10 cycles of 3,000 connections × 10 topics; the registry must return.
 run churn -scenario churn -conns 3000 -topics-per-conn 10 -topics 3000 -cycles 10
+# Head-of-line on Redis (the harness starts a redis-server on a free loopback
+# port): one topic × 10,000 subscribers at 100 msg/s (1M deliveries/s) beside
+# 1,000 topics × 1 subscriber at 10 msg/s each; small topics' latency apart,
+# and the node's pub/sub output buffer in Redis (CLIENT LIST omem).
+run hol -scenario hol -conns 11000 -hot-subs 10000 -rate 100 -small-rate 10 -duration 10s
 
 # Where the node's time and memory go (profiles are *.prof: not committed).
 for prof in fanout.cpu idle.heap topics.heap; do

@@ -57,6 +57,8 @@ func run(args []string) error {
 	fs.IntVar(&cfg.Poller.SendBuffer, "send-buffer", 0, "SO_SNDBUF per connection in bytes, which Linux doubles (0: 64 KiB); bounds the kernel memory a reader that stalls can pin beyond -max-pending")
 	fs.DurationVar(&cfg.Poller.LingerTimeout, "linger", 2*time.Second, "how long a closing connection waits for the peer's FIN")
 	fs.IntVar(&cfg.Shards, "shards", 64, "registry lock stripes")
+	fs.IntVar(&cfg.FanoutWorkers, "fanout-workers", 0, "fan-out workers; each topic is fanned out, in order, by one of them (0: GOMAXPROCS)")
+	fs.IntVar(&cfg.FanoutQueue, "fanout-queue", 0, "messages each fan-out worker may hold; a full queue makes the broker wait (0: 1024)")
 	fs.IntVar(&cfg.MaxMessage, "max-message", 64<<10, "largest inbound message or publish body in bytes (1009 / 413 beyond)")
 	fs.IntVar(&cfg.MaxHeaderBytes, "max-header", 8<<10, "largest HTTP request header block in bytes (431 beyond)")
 	fs.IntVar(&cfg.MaxSubsPerConn, "max-subs-per-conn", 1000, "subscriptions per connection")
