@@ -2,17 +2,24 @@
 // poller's connections, keeps the sub-socket registry, relays publishes
 // through a broker and fans each message out to the topic's group.
 //
-// Goroutines and callbacks:
+// Goroutines and callbacks (no handler ever waits on the network):
 //   - session input (HTTP requests, WebSocket frames, protocol requests)
 //     runs in poller.Handler.OnData, one call at a time per connection, on
-//     netpoll's handler pool;
-//   - fan-out runs on whichever goroutine the broker delivers on (for the
-//     memory broker, the publisher's own), holding one registry shard's
-//     read lock while it enqueues the shared frame on each subscriber;
-//   - the heartbeat wheel is one goroutine owned by the Gateway;
+//     netpoll's handler pool, under session.proc; a handshake parked for a
+//     JWKS refresh is resumed under the same lock by the refresh goroutine;
+//   - answers that wait on the backbone (sub acks, publish results) fill
+//     the session's ordered reply queue from the Router's goroutine or a
+//     publisher worker (reply.go, publisher.go);
+//   - fan-out runs on the stage's workers (stage.go), a topic always on the
+//     same one, holding one registry shard's read lock while it enqueues
+//     the shared frame on each subscriber;
+//   - the heartbeat wheel is one goroutine owned by the Gateway; every tick
+//     it also checks the deadlines (deadline.go);
 //   - session cleanup runs in poller.Handler.OnClose, which netpoll never
 //     runs concurrently with OnData for the same connection.
 //
-// Lock order: registry shard locks before poller.Conn.mu; nothing takes a
-// registry lock while holding a Conn lock.
+// Lock order: session.proc, then session.mu, then registry shard locks,
+// then broker.Router's lock; deadlines.mu may be held while taking
+// session.mu. Registry shard locks come before poller.Conn.mu; nothing
+// takes a registry lock while holding a Conn lock.
 package gateway
