@@ -80,7 +80,7 @@ func BenchmarkMemoryPublish_100Nodes(b *testing.B) {
 // BenchmarkRouterAcquireRelease is the contended path: many sessions'
 // first-subscriber and last-subscriber transitions on distinct topics.
 func BenchmarkRouterAcquireRelease(b *testing.B) {
-	r := NewRouter(NewMemory(func(string, []byte) {}), RouterConfig{})
+	r := NewRouter(NewMemoryBus().Attach(func(string, []byte) {}), RouterConfig{})
 	defer r.Close()
 	topics := make([]string, 4096)
 	for i := range topics {

@@ -45,6 +45,13 @@ type Broker interface {
 	Close() error
 }
 
+// Broadcaster is implemented by a broker that delivers every topic to
+// every node whatever interest it holds, so a node needs none: a Router in
+// front of it books nothing and makes no calls (see NewMemory).
+type Broadcaster interface {
+	Broadcasts() bool
+}
+
 // Stats are cumulative counters.
 type Stats struct {
 	Errors     uint64 // failed calls, lost connections and failed reconnect attempts
@@ -70,6 +77,11 @@ type Options struct {
 	// the client drops them as a slow consumer. Default: 65536.
 	QueueSize int
 }
+
+// WithDefaults returns o with each zero field set to the default documented
+// on it: the options Open uses. Callers that show defaults (the command's
+// flags) take them from here, so each is written once.
+func (o Options) WithDefaults() Options { return o.withDefaults() }
 
 func (o Options) withDefaults() Options {
 	if o.Logger == nil {

@@ -20,6 +20,9 @@ type MemoryBus struct {
 	topics map[string][]*Memory // copy-on-write: Publish reads them without holding mu
 	nodes  map[*Memory]struct{}
 	down   error // non-nil while stopped
+	// single is the only node of a bus made by NewMemory: it gets every
+	// publish whatever it subscribed, so its node needs no interest.
+	single *Memory
 
 	// topicsHigh rebuilds topics once a storm of topics has left, since a
 	// Go map keeps the memory of its largest size. Guarded by mu.
@@ -98,8 +101,21 @@ type Memory struct {
 var _ Broker = (*Memory)(nil)
 
 // NewMemory returns a broker on a bus of its own: a single node that
-// loops its publishes back to h.
-func NewMemory(h Handler) *Memory { return NewMemoryBus().Attach(h) }
+// loops every publish back to h, subscribed or not (it Broadcasts), so a
+// node in front of it keeps no per-topic interest at all. Subscribe still
+// records interest, for Subscribers and Topics.
+func NewMemory(h Handler) *Memory {
+	bus := NewMemoryBus()
+	m := bus.Attach(h)
+	bus.single = m
+	return m
+}
+
+var _ Broadcaster = (*Memory)(nil)
+
+// Broadcasts reports whether m is the only node of its bus (NewMemory):
+// then every publish reaches it.
+func (m *Memory) Broadcasts() bool { return m.bus.single == m }
 
 // Bus returns the bus m is attached to, to attach more nodes to it.
 func (m *Memory) Bus() *MemoryBus { return m.bus }
@@ -117,6 +133,9 @@ func (m *Memory) Publish(ctx context.Context, topic string, payload []byte) erro
 	}
 	m.bus.mu.RLock()
 	closed, down, subs := m.closed, m.bus.down, m.bus.topics[topic]
+	if single := m.bus.single; single != nil && !single.closed {
+		subs = []*Memory{single} // no allocation: it does not escape
+	}
 	m.bus.mu.RUnlock()
 	if closed {
 		return ErrClosed

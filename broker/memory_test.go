@@ -147,3 +147,35 @@ func TestMemoryShrinksAfterStorm(t *testing.T) {
 		})
 	}
 }
+
+// A lone node (NewMemory) gets every publish without subscribing, and a
+// Router in front of it books nothing: a topic costs nothing there.
+func TestLoneMemoryBroadcasts(t *testing.T) {
+	var got []string
+	m := NewMemory(func(topic string, _ []byte) { got = append(got, topic) })
+	defer m.Close()
+	if !m.Broadcasts() {
+		t.Fatal("NewMemory's broker does not broadcast")
+	}
+	r := NewRouter(m, RouterConfig{})
+	defer r.Close()
+	r.Acquire("a")
+	answered := false
+	r.Await("a", func(err error) { answered = err == nil })
+	if !answered {
+		t.Fatal("Await on a broadcasting broker did not answer at once")
+	}
+	if r.Held() != 0 || m.Bus().Topics() != 0 {
+		t.Fatalf("Held %d, bus topics %d: want nothing booked", r.Held(), m.Bus().Topics())
+	}
+	if err := m.Publish(context.Background(), "never.subscribed", []byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0] != "never.subscribed" {
+		t.Fatalf("delivered %v, want the publish", got)
+	}
+	shared := NewMemoryBus().Attach(func(string, []byte) {})
+	if shared.Broadcasts() {
+		t.Fatal("a node on a shared bus broadcasts")
+	}
+}

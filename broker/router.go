@@ -32,6 +32,11 @@ type RouterConfig struct {
 	OnError func(error)
 }
 
+// WithDefaults returns c with each zero field set to the default documented
+// on it: the configuration NewRouter uses. Callers that show defaults (the
+// command's flags) take them from here, so each is written once.
+func (c RouterConfig) WithDefaults() RouterConfig { return c.withDefaults() }
+
 func (c RouterConfig) withDefaults() RouterConfig {
 	if c.Linger <= 0 {
 		c.Linger = 2 * time.Second
@@ -67,8 +72,9 @@ type RouterStats struct {
 // racing from two goroutines end in the right state whatever their order.
 // They take one mutex for a map update and never wait on the network.
 type Router struct {
-	b   Broker
-	cfg RouterConfig
+	b      Broker
+	cfg    RouterConfig
+	direct bool // the broker broadcasts (see Broadcaster): nothing to route
 
 	mu           sync.Mutex
 	routes       map[string]route
@@ -120,6 +126,12 @@ func NewRouter(b Broker, cfg RouterConfig) *Router {
 		ctx:    ctx,
 		cancel: cancel,
 	}
+	if bc, ok := b.(Broadcaster); ok && bc.Broadcasts() {
+		// Every topic reaches the node anyway: no route is booked and no
+		// call is made, so a topic costs nothing here.
+		r.direct = true
+		return r
+	}
 	r.wg.Add(1)
 	go r.run()
 	return r
@@ -136,6 +148,9 @@ func (r *Router) signal() {
 // topic subscribed upstream (within BatchDelay), or cancels its pending
 // release.
 func (r *Router) Acquire(topic string) {
+	if r.direct {
+		return
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
@@ -172,6 +187,9 @@ func (r *Router) queueLocked(topic string) {
 // unsubscribed upstream once Linger has passed without a new Acquire. A
 // Release that overtakes its Acquire is counted too, and the pair cancels.
 func (r *Router) Release(topic string) {
+	if r.direct {
+		return
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
@@ -202,6 +220,10 @@ func (r *Router) Release(topic string) {
 // Router's goroutine after the call returns, with no Router lock held: it
 // must be quick, and may call Acquire and Release. Await never waits.
 func (r *Router) Await(topic string, fn func(error)) {
+	if r.direct {
+		fn(nil)
+		return
+	}
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()

@@ -12,7 +12,7 @@ import (
 // Ready returns only once the upstream subscription exists, so a node that
 // acknowledges after Ready never misses a message published right after.
 func TestRouterReadyWaitsForUpstream(t *testing.T) {
-	m := NewMemory(func(string, []byte) {})
+	m := NewMemoryBus().Attach(func(string, []byte) {}) // routed: not a lone broadcasting node
 	defer m.Close()
 	r := NewRouter(m, RouterConfig{BatchDelay: 50 * time.Millisecond})
 	defer r.Close()
@@ -41,7 +41,7 @@ func TestRouterReadyWaitsForUpstream(t *testing.T) {
 }
 
 func TestRouterReadyReturnsOnClose(t *testing.T) {
-	m := NewMemory(func(string, []byte) {})
+	m := NewMemoryBus().Attach(func(string, []byte) {}) // routed: not a lone broadcasting node
 	defer m.Close()
 	r := NewRouter(m, RouterConfig{BatchDelay: time.Hour, BatchSize: 1 << 20})
 	r.Acquire("x")
@@ -78,7 +78,7 @@ func (f *failingBroker) Subscribe(ctx context.Context, topics ...string) error {
 // next Await calls the broker again, and a live topic answers at once on
 // the caller's goroutine.
 func TestRouterAwaitReportsFailureAndRetries(t *testing.T) {
-	m := NewMemory(func(string, []byte) {})
+	m := NewMemoryBus().Attach(func(string, []byte) {}) // routed: not a lone broadcasting node
 	defer m.Close()
 	fb := &failingBroker{Broker: m}
 	fb.fail.Store(true)
@@ -120,7 +120,7 @@ func TestRouterAwaitReportsFailureAndRetries(t *testing.T) {
 // A waiter whose topic is released before its batch goes out is answered,
 // not left behind.
 func TestRouterAwaitReleasedBeforeCall(t *testing.T) {
-	m := NewMemory(func(string, []byte) {})
+	m := NewMemoryBus().Attach(func(string, []byte) {}) // routed: not a lone broadcasting node
 	defer m.Close()
 	r := NewRouter(m, RouterConfig{BatchDelay: 20 * time.Millisecond})
 	defer r.Close()

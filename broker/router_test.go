@@ -293,7 +293,7 @@ func TestRouterBookkeeping(t *testing.T) {
 
 func TestRouterReportsErrorsAndBrokerRecovers(t *testing.T) {
 	in := newInbox()
-	m := NewMemory(in.handle)
+	m := NewMemoryBus().Attach(in.handle) // routed: not a lone broadcasting node
 	errs := make(chan error, 1)
 	r := newRouter(t, m, RouterConfig{BatchSize: 1, OnError: func(err error) { errs <- err }})
 	m.Bus().Stop()

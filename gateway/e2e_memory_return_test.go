@@ -175,7 +175,7 @@ var heapClasses = []string{
 
 // settledMemory collects garbage, returns free pages to the kernel and
 // reads the figures.
-func settledMemory(t *testing.T) memFigures {
+func settledMemory(t testing.TB) memFigures {
 	t.Helper()
 	runtime.GC()
 	debug.FreeOSMemory()
@@ -196,7 +196,7 @@ func settledMemory(t *testing.T) memFigures {
 }
 
 // readRSS returns the process's resident set size.
-func readRSS(t *testing.T) uint64 {
+func readRSS(t testing.TB) uint64 {
 	t.Helper()
 	b, err := os.ReadFile("/proc/self/status")
 	if err != nil {
@@ -313,4 +313,27 @@ func dialStormClient(addr string, i, perConn int) (net.Conn, error) {
 	}
 	_ = nc.SetDeadline(time.Time{})
 	return nc, nil
+}
+
+// BenchmarkE2EPerTopicCost reports the node's live heap per subscription
+// when every subscription is on a topic of its own (per-user topics such
+// as user.42.inbox): 1,000 connections × 1,000 topics on the memory
+// broker. Run with -benchtime 1x; it reports B/sub.
+func BenchmarkE2EPerTopicCost(b *testing.B) {
+	const conns, perConn = 1000, 1000
+	for range b.N {
+		n := startNode(b, gateway.Config{})
+		before := settledMemory(b)
+		held, err := dialStormClients(n.addr, conns, perConn)
+		if err != nil {
+			b.Fatal(err)
+		}
+		after := settledMemory(b)
+		if st := n.g.Stats(); st.Subscriptions != conns*perConn {
+			b.Fatalf("%d subscriptions, want %d", st.Subscriptions, conns*perConn)
+		}
+		b.ReportMetric(float64(after.heap-before.heap)/float64(conns*perConn), "B/sub")
+		closeAll(held)
+		_ = n.shutdown()
+	}
 }
