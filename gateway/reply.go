@@ -77,6 +77,9 @@ func sealReply(s *session, b []byte) []byte {
 // awaitLocked queues pr, which waits for pr.wait confirmations.
 func (g *Gateway) awaitLocked(s *session, pr *pendingReply) {
 	s.rq = append(s.rq, pr)
+	if due := s.replyDue.Load(); due == 0 || pr.deadline < due {
+		s.replyDue.Store(pr.deadline)
+	}
 	s.waiting.Store(true)
 }
 
@@ -135,13 +138,21 @@ func (g *Gateway) flushRepliesLocked(s *session) {
 // the deadline check calls it for watched sessions. It reports whether
 // replies still wait.
 func (g *Gateway) expireReplies(s *session, now int64) bool {
+	if now < s.replyDue.Load() {
+		return true // nothing due yet: no lock, no walk
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	next := int64(0)
 	for _, pr := range s.rq {
 		if !pr.ready && now >= pr.deadline {
 			g.failSubLocked(s, pr, "the broker did not confirm the subscription within "+g.cfg.SubscribeTimeout.String())
 		}
+		if !pr.ready && (next == 0 || pr.deadline < next) {
+			next = pr.deadline
+		}
 	}
+	s.replyDue.Store(next)
 	g.flushRepliesLocked(s)
 	return len(s.rq) > 0
 }

@@ -36,6 +36,7 @@ type session struct {
 	subs      registry.Set
 	rq        []*pendingReply // replies in request order while one waits; nil otherwise
 	waiting   atomic.Bool     // len(rq) > 0
+	replyDue  atomic.Int64    // unix ms: the earliest deadline of a waiting reply, 0 when none (read without mu)
 	mode      atomic.Uint32   // modeHTTP or modeWS; read by the heartbeat wheel
 	codec     uint8           // index into codecs
 	slot      uint16
