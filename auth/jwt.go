@@ -53,7 +53,18 @@ type Config struct {
 	HTTPClient *http.Client
 }
 
-const defaultJWKSRefresh = 5 * time.Minute
+// WithDefaults returns c with each zero field set to the default documented
+// on it: the configuration NewJWT uses. Callers that show defaults (the
+// command's flags) take them from here, so each is written once.
+func (c Config) WithDefaults() Config {
+	if c.JWKSRefresh <= 0 {
+		c.JWKSRefresh = 5 * time.Minute
+	}
+	if c.HTTPClient == nil {
+		c.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+	}
+	return c
+}
 
 // JWT verifies JSON Web Tokens (RFC 7519) with the keys of a Config. A
 // token's exp is enforced when present (it is not required), its nbf
@@ -82,6 +93,7 @@ func newJWT(cfg Config, onRefresh func(error)) (*JWT, error) {
 	if len(cfg.Secret) == 0 && len(cfg.PublicKeyFiles) == 0 && cfg.JWKSURL == "" {
 		return nil, ErrNoKeySource
 	}
+	cfg = cfg.WithDefaults()
 	j := &JWT{secret: cfg.Secret, aud: cfg.Audience, iss: cfg.Issuer}
 	var err error
 	if j.files, err = loadKeyFiles(cfg.PublicKeyFiles); err != nil {
@@ -91,22 +103,14 @@ func newJWT(cfg Config, onRefresh func(error)) (*JWT, error) {
 		j.algs = append(j.algs, algHS256)
 	}
 	if cfg.JWKSURL != "" {
-		client := cfg.HTTPClient
-		if client == nil {
-			client = &http.Client{Timeout: 10 * time.Second}
-		}
-		every := cfg.JWKSRefresh
-		if every <= 0 {
-			every = defaultJWKSRefresh
-		}
-		j.jwks = newJWKS(cfg.JWKSURL, client, onRefresh)
+		j.jwks = newJWKS(cfg.JWKSURL, cfg.HTTPClient, onRefresh)
 		if err := j.jwks.fetch(context.Background()); err != nil {
 			return nil, err
 		}
 		// Keys come and go with rotation, so both JWKS algorithms stay
 		// allowed; keyFunc still holds each kid to its own key type.
 		j.algs = append(j.algs, algRS256, algES256)
-		j.jwks.start(every)
+		j.jwks.start(cfg.JWKSRefresh)
 	} else {
 		for _, alg := range []string{algRS256, algES256} {
 			if j.files.has(alg) {

@@ -13,7 +13,10 @@ import (
 // Config configures a Gateway. Zero fields take the documented defaults.
 type Config struct {
 	// Poller tunes event loops, buffers and the outbound queue
-	// (MaxPending, default 1 MiB).
+	// (MaxPending, default 1 MiB). Its defaults are poller.Config's, except
+	// for the socket buffers, which a node bounds: SendBuffer 0 means
+	// 64 KiB and RecvBuffer 0 means MaxMessage/2 (at least 4 KiB); a
+	// negative one leaves that buffer to the kernel's autotuning.
 	Poller poller.Config
 	// Shards is the number of registry lock stripes. Default: 64.
 	Shards int
@@ -71,17 +74,29 @@ type Config struct {
 	// OpenBroker, when set, builds the broker instead of Broker: for
 	// embedding a node beside a broker its host already runs.
 	OpenBroker func(broker.Handler) (broker.Broker, error)
-	// BrokerOptions are passed to broker.Open.
+	// BrokerOptions are passed to broker.Open; their defaults are
+	// broker.Options', with the Logger named "broker" under Logger.
 	BrokerOptions broker.Options
-	// Router tunes interest routing (linger, batching).
+	// Router tunes interest routing (linger, batching); its defaults are
+	// broker.RouterConfig's.
 	Router broker.RouterConfig
-	// Security: tokens, permissions, origins and admission limits.
+	// Security: tokens, permissions, origins and admission limits. The
+	// JWT defaults are auth.Config's.
 	Security SecurityConfig
 	// Logger receives the node's logs. Default: zap.NewNop().
 	Logger *zap.Logger
 }
 
+// WithDefaults returns c with each zero field set to its documented
+// default, the nested Poller, BrokerOptions, Router and Security.JWT
+// included: the configuration New runs with. This is the one place a
+// default is written; cmd/subsock's flags take theirs from it.
+func (c Config) WithDefaults() Config { return c.withDefaults() }
+
 func (c Config) withDefaults() Config {
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
 	if c.Shards <= 0 {
 		c.Shards = 64
 	}
@@ -130,11 +145,28 @@ func (c Config) withDefaults() Config {
 	if c.Broker == "" {
 		c.Broker = "memory"
 	}
-	if c.Logger == nil {
-		c.Logger = zap.NewNop()
+	if c.Poller.SendBuffer == 0 {
+		// Kernel autotuning lets a reader that stalls pin up to 4 MiB of
+		// unsent bytes, on top of MaxPending; 64 KiB (doubled by Linux)
+		// keeps most of a slow consumer's backlog in the queue MaxPending
+		// bounds, so it is cut in time.
+		c.Poller.SendBuffer = 64 << 10
 	}
+	if c.Poller.RecvBuffer == 0 {
+		// Linux doubles SO_RCVBUF, so this leaves room for one maximal
+		// message in flight: a flooder then gets little into memory
+		// before OnData sees its backlog and cuts it.
+		c.Poller.RecvBuffer = max(c.MaxMessage/2, 4<<10)
+	}
+	if c.Poller.Logger == nil {
+		c.Poller.Logger = c.Logger.Named("poller")
+	}
+	c.Poller = c.Poller.WithDefaults()
 	if c.BrokerOptions.Logger == nil {
 		c.BrokerOptions.Logger = c.Logger.Named("broker")
 	}
+	c.BrokerOptions = c.BrokerOptions.WithDefaults()
+	c.Router = c.Router.WithDefaults()
+	c.Security.JWT = c.Security.JWT.WithDefaults()
 	return c
 }

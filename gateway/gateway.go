@@ -57,22 +57,6 @@ func New(cfg Config) (*Gateway, error) {
 	g.deadlines = newDeadlines(g)
 	pcfg := cfg.Poller
 	pcfg.OverflowFinal = slowFrame
-	if pcfg.SendBuffer == 0 {
-		// Kernel autotuning lets a reader that stalls pin up to 4 MiB of
-		// unsent bytes, on top of MaxPending; 64 KiB (doubled by Linux)
-		// keeps most of a slow consumer's backlog in the queue MaxPending
-		// bounds, so it is cut in time.
-		pcfg.SendBuffer = 64 << 10
-	}
-	if pcfg.RecvBuffer == 0 {
-		// Linux doubles SO_RCVBUF, so this leaves room for one maximal
-		// message in flight: a flooder then gets little into memory
-		// before OnData sees its backlog and cuts it.
-		pcfg.RecvBuffer = max(cfg.MaxMessage/2, 4<<10)
-	}
-	if pcfg.Logger == nil {
-		pcfg.Logger = cfg.Logger.Named("poller")
-	}
 	p, err := poller.New(pcfg, g)
 	if err != nil {
 		g.sec.close()

@@ -52,6 +52,11 @@ type Config struct {
 	LingerTimeout time.Duration
 }
 
+// WithDefaults returns c with each zero field set to the default documented
+// on it: the configuration New runs with. Callers that show defaults (the
+// command's flags) take them from here, so each is written once.
+func (c Config) WithDefaults() Config { return c.withDefaults() }
+
 func (c Config) withDefaults() Config {
 	if c.Loops <= 0 {
 		c.Loops = runtime.NumCPU()

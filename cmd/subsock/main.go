@@ -15,7 +15,6 @@ import (
 	"runtime/debug"
 	"strings"
 	"syscall"
-	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -44,101 +43,144 @@ func (l *list) Set(v string) error {
 	return nil
 }
 
-func run(args []string) error {
+// options is what the command line sets: the node's Config and what only
+// the command itself uses.
+type options struct {
+	cfg                      gateway.Config
+	addr                     string
+	logLevel, logFormat      string
+	demo, pprof              bool
+	jwtSecret, jwtSecretFile string
+}
+
+// newFlagSet declares every flag on o. A flag for a Config field takes its
+// default from the library (gateway.Config.WithDefaults), so each default
+// is written once and -h shows it; a flag whose default derives from
+// another setting or from the host defaults to 0, and its help says what 0
+// stands for.
+func newFlagSet(o *options) *flag.FlagSet {
 	fs := flag.NewFlagSet("subsock", flag.ContinueOnError)
-	var cfg gateway.Config
-	addr := fs.String("addr", ":8080", "listen address")
-	fs.IntVar(&cfg.Poller.Loops, "loops", runtime.NumCPU(), "netpoll event loops")
+	def := gateway.Config{}.WithDefaults()
+	cfg := &o.cfg
+	fs.StringVar(&o.addr, "addr", ":8080", "listen address")
+	fs.IntVar(&cfg.Poller.Loops, "loops", 0, "netpoll event loops (0: one per CPU)")
 	fs.IntVar(&cfg.Poller.Writers, "writers", 0, "writer goroutines that flush outbound queues (0: one per loop)")
-	fs.IntVar(&cfg.Poller.ReadBufferSize, "read-buffer", 256, "bytes of input buffer kept per connection")
-	fs.IntVar(&cfg.Poller.MaxWriteBytes, "max-write", 256<<10, "bytes one writev may carry")
-	fs.IntVar(&cfg.Poller.MaxPending, "max-pending", 1<<20, "bytes queued per connection before it is closed as a slow consumer (1013)")
-	fs.IntVar(&cfg.Poller.RecvBuffer, "recv-buffer", 0, "SO_RCVBUF per connection in bytes, which Linux doubles (0: half of -max-message); bounds what a flooding client gets into memory before it is cut")
-	fs.IntVar(&cfg.Poller.SendBuffer, "send-buffer", 0, "SO_SNDBUF per connection in bytes, which Linux doubles (0: 64 KiB); bounds the kernel memory a reader that stalls can pin beyond -max-pending")
-	fs.DurationVar(&cfg.Poller.LingerTimeout, "linger", 2*time.Second, "how long a closing connection waits for the peer's FIN")
-	fs.IntVar(&cfg.Shards, "shards", 64, "registry lock stripes")
+	fs.IntVar(&cfg.Poller.ReadBufferSize, "read-buffer", def.Poller.ReadBufferSize, "bytes of input buffer kept per connection")
+	fs.IntVar(&cfg.Poller.MaxWriteBytes, "max-write", def.Poller.MaxWriteBytes, "bytes one writev may carry")
+	fs.IntVar(&cfg.Poller.MaxPending, "max-pending", def.Poller.MaxPending, "bytes queued per connection before it is closed as a slow consumer (1013)")
+	fs.IntVar(&cfg.Poller.RecvBuffer, "recv-buffer", 0, "SO_RCVBUF per connection in bytes, which Linux doubles (0: half of -max-message, at least 4 KiB; negative: the kernel's autotuning); bounds what a flooding client gets into memory before it is cut")
+	fs.IntVar(&cfg.Poller.SendBuffer, "send-buffer", def.Poller.SendBuffer, "SO_SNDBUF per connection in bytes, which Linux doubles (negative: the kernel's autotuning, up to 4 MiB); bounds the kernel memory a reader that stalls can pin beyond -max-pending")
+	fs.DurationVar(&cfg.Poller.LingerTimeout, "linger", def.Poller.LingerTimeout, "how long a closing connection waits for the peer's FIN")
+	fs.IntVar(&cfg.Shards, "shards", def.Shards, "registry lock stripes")
 	fs.IntVar(&cfg.FanoutWorkers, "fanout-workers", 0, "fan-out workers; each topic is fanned out, in order, by one of them (0: GOMAXPROCS)")
-	fs.IntVar(&cfg.FanoutQueue, "fanout-queue", 0, "messages each fan-out worker may hold; a full queue makes the broker wait (0: 1024)")
-	fs.IntVar(&cfg.MaxMessage, "max-message", 64<<10, "largest inbound message or publish body in bytes (1009 / 413 beyond)")
-	fs.IntVar(&cfg.MaxHeaderBytes, "max-header", 8<<10, "largest HTTP request header block in bytes (431 beyond)")
-	fs.IntVar(&cfg.MaxSubsPerConn, "max-subs-per-conn", 1000, "subscriptions per connection")
-	fs.IntVar(&cfg.MaxTopicsPerRequest, "max-topics-per-request", 256, "topics in one sub or unsub request")
-	fs.DurationVar(&cfg.RequestTimeout, "request-timeout", 10*time.Second, "an HTTP request (upgrade included) or a WebSocket message must arrive within this once begun")
+	fs.IntVar(&cfg.FanoutQueue, "fanout-queue", def.FanoutQueue, "messages each fan-out worker may hold; a full queue makes the broker wait")
+	fs.IntVar(&cfg.MaxMessage, "max-message", def.MaxMessage, "largest inbound message or publish body in bytes (1009 / 413 beyond)")
+	fs.IntVar(&cfg.MaxHeaderBytes, "max-header", def.MaxHeaderBytes, "largest HTTP request header block in bytes (431 beyond)")
+	fs.IntVar(&cfg.MaxSubsPerConn, "max-subs-per-conn", def.MaxSubsPerConn, "subscriptions per connection")
+	fs.IntVar(&cfg.MaxTopicsPerRequest, "max-topics-per-request", def.MaxTopicsPerRequest, "topics in one sub or unsub request")
+	fs.DurationVar(&cfg.RequestTimeout, "request-timeout", def.RequestTimeout, "an HTTP request (upgrade included) or a WebSocket message must arrive within this once begun")
 	fs.IntVar(&cfg.MaxInputBacklog, "max-input-backlog", 0, "unprocessed input bytes one connection may hold before it is closed with 1008 (0: 2 x -max-message)")
-	fs.DurationVar(&cfg.SubscribeTimeout, "subscribe-timeout", 5*time.Second, "a sub the backbone has not confirmed within this is answered unavailable and rolled back")
-	fs.DurationVar(&cfg.CloseGrace, "close-grace", 2*time.Second, "a connection that does not take a close the node began (token expiry) within this is reset")
-	fs.DurationVar(&cfg.PingInterval, "ping-interval", 25*time.Second, "how often each connection is pinged")
-	fs.DurationVar(&cfg.PingTimeout, "ping-timeout", 60*time.Second, "close a connection silent for this long (4000)")
-	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", 10*time.Second, "graceful shutdown limit")
-	fs.DurationVar(&cfg.PublishTimeout, "publish-timeout", 2*time.Second, "a publish the backbone has not accepted within this gets 503 / unavailable")
-	fs.StringVar(&cfg.Broker, "broker", "memory", "backbone: memory, redis://host:port, redis-cluster://h1:p1,h2:p2, nats://host:port")
-	fs.DurationVar(&cfg.Router.Linger, "interest-linger", 2*time.Second, "keep upstream interest this long after a topic's last local subscriber leaves")
-	fs.DurationVar(&cfg.Router.BatchDelay, "interest-batch-delay", 2*time.Millisecond, "collect upstream (un)subscriptions this long before sending")
-	fs.IntVar(&cfg.Router.BatchSize, "interest-batch-size", 512, "topics per upstream (un)subscribe call")
+	fs.DurationVar(&cfg.SubscribeTimeout, "subscribe-timeout", def.SubscribeTimeout, "a sub the backbone has not confirmed within this is answered unavailable and rolled back")
+	fs.DurationVar(&cfg.CloseGrace, "close-grace", def.CloseGrace, "a connection that does not take a close the node began (token expiry) within this is reset")
+	fs.DurationVar(&cfg.PingInterval, "ping-interval", def.PingInterval, "how often each connection is pinged")
+	fs.DurationVar(&cfg.PingTimeout, "ping-timeout", def.PingTimeout, "close a connection silent for this long (4000)")
+	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", def.DrainTimeout, "graceful shutdown limit")
+	fs.DurationVar(&cfg.PublishTimeout, "publish-timeout", def.PublishTimeout, "a publish the backbone has not accepted within this gets 503 / unavailable")
+	fs.StringVar(&cfg.Broker, "broker", def.Broker, "backbone: memory, redis://host:port, redis-cluster://h1:p1,h2:p2, nats://host:port")
+	fs.DurationVar(&cfg.BrokerOptions.DialTimeout, "broker-dial-timeout", def.BrokerOptions.DialTimeout, "bound on each connection attempt to the backbone")
+	fs.DurationVar(&cfg.BrokerOptions.Timeout, "broker-timeout", def.BrokerOptions.Timeout, "bound on a backbone round trip without a deadline of its own, and on each resubscription after a reconnect")
+	fs.DurationVar(&cfg.BrokerOptions.BackoffMin, "broker-backoff-min", def.BrokerOptions.BackoffMin, "first wait between reconnect attempts; it doubles up to -broker-backoff-max")
+	fs.DurationVar(&cfg.BrokerOptions.BackoffMax, "broker-backoff-max", def.BrokerOptions.BackoffMax, "longest wait between reconnect attempts")
+	fs.IntVar(&cfg.BrokerOptions.QueueSize, "broker-queue", def.BrokerOptions.QueueSize, "messages NATS may hold for the node before dropping them as a slow consumer")
+	fs.DurationVar(&cfg.Router.Linger, "interest-linger", def.Router.Linger, "keep upstream interest this long after a topic's last local subscriber leaves")
+	fs.DurationVar(&cfg.Router.BatchDelay, "interest-batch-delay", def.Router.BatchDelay, "collect upstream (un)subscriptions this long before sending")
+	fs.IntVar(&cfg.Router.BatchSize, "interest-batch-size", def.Router.BatchSize, "topics per upstream (un)subscribe call")
+	fs.DurationVar(&cfg.Router.CallTimeout, "interest-call-timeout", def.Router.CallTimeout, "bound on each upstream (un)subscribe call")
 
 	sec := &cfg.Security
-	var jwtSecret, jwtSecretFile string
-	var pubKeys, anonSubs, anonPubs list
-	fs.StringVar(&jwtSecret, "jwt-secret", "", "HS256 secret for connect tokens (or $SUBSOCK_JWT_SECRET)")
-	fs.StringVar(&jwtSecretFile, "jwt-secret-file", "", "file holding the HS256 secret")
-	fs.Var(&pubKeys, "jwt-public-keys", "PEM files with RS256/ES256 public keys (comma-separated)")
+	fs.StringVar(&o.jwtSecret, "jwt-secret", "", "HS256 secret for connect tokens (or $SUBSOCK_JWT_SECRET)")
+	fs.StringVar(&o.jwtSecretFile, "jwt-secret-file", "", "file holding the HS256 secret")
+	fs.Var((*list)(&sec.JWT.PublicKeyFiles), "jwt-public-keys", "PEM files with RS256/ES256 public keys (comma-separated)")
 	fs.StringVar(&sec.JWT.JWKSURL, "jwks-url", "", "JWKS URL for RS256/ES256 keys")
-	fs.DurationVar(&sec.JWT.JWKSRefresh, "jwks-refresh", 5*time.Minute, "JWKS refresh period")
+	fs.DurationVar(&sec.JWT.JWKSRefresh, "jwks-refresh", def.Security.JWT.JWKSRefresh, "JWKS refresh period")
 	fs.StringVar(&sec.JWT.Audience, "jwt-audience", "", "required aud claim")
 	fs.StringVar(&sec.JWT.Issuer, "jwt-issuer", "", "required iss claim")
-	fs.DurationVar(&sec.JWT.Leeway, "jwt-leeway", 0, "clock skew allowed on exp and nbf")
+	fs.DurationVar(&sec.JWT.Leeway, "jwt-leeway", def.Security.JWT.Leeway, "clock skew allowed on exp and nbf")
 	fs.BoolVar(&sec.AllowAnonymous, "allow-anonymous", false, "let clients without a token in, limited to the anonymous patterns")
-	fs.Var(&anonSubs, "anonymous-subs", "topic patterns anonymous clients may subscribe to (comma-separated; * one segment, > the rest)")
-	fs.Var(&anonPubs, "anonymous-pubs", "topic patterns anonymous clients may publish to")
+	fs.Var((*list)(&sec.AnonymousSubs), "anonymous-subs", "topic patterns anonymous clients may subscribe to (comma-separated; * one segment, > the rest)")
+	fs.Var((*list)(&sec.AnonymousPubs), "anonymous-pubs", "topic patterns anonymous clients may publish to")
 	fs.StringVar(&sec.APIKey, "api-key", "", "key required by POST /publish (or $SUBSOCK_API_KEY)")
-	fs.StringVar(&sec.AllowedOrigins, "allowed-origins", "", "allowed Origin hosts, comma-separated, or *")
+	fs.StringVar(&sec.AllowedOrigins, "allowed-origins", "", "allowed Origin hosts, comma-separated, or * (empty: the request's own host only)")
 	fs.IntVar(&sec.MaxConns, "max-conns", 0, "open WebSocket connections (0: unlimited; 503 + Retry-After beyond)")
 	fs.Float64Var(&sec.AcceptRate, "accept-rate", 0, "new WebSocket connections per second (0: unlimited; 503 + Retry-After beyond)")
 	fs.IntVar(&sec.AcceptBurst, "accept-burst", 0, "connections admitted at once on top of -accept-rate (0: rate/10, at least 1)")
 	fs.Float64Var(&sec.PublishRate, "publish-rate", 0, "client publishes and token refreshes per second per connection (0: unlimited)")
-	fs.IntVar(&sec.PublishBurst, "publish-burst", 0, "publish token bucket depth (0: the rate)")
+	fs.IntVar(&sec.PublishBurst, "publish-burst", 0, "publish token bucket depth (0: the rate, at least 1)")
 
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	logFormat := fs.String("log-format", "console", "json or console")
-	serveDemo := fs.Bool("demo", false, "serve the demo page at /")
-	debugPprof := fs.Bool("pprof", false, "serve Go profiles at /debug/pprof/ (keep it off on public listeners)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return err
+	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&o.logFormat, "log-format", "console", "json or console")
+	fs.BoolVar(&o.demo, "demo", false, "serve the demo page at /")
+	fs.BoolVar(&o.pprof, "pprof", false, "serve Go profiles at /debug/pprof/ (keep it off on public listeners)")
+	return fs
+}
+
+// parseFlags parses args into options, secrets from the environment and
+// files included. It returns flag.ErrHelp for -h.
+func parseFlags(args []string) (*options, error) {
+	o := &options{}
+	if err := newFlagSet(o).Parse(args); err != nil {
+		return nil, err
 	}
-	if jwtSecret == "" {
-		jwtSecret = os.Getenv("SUBSOCK_JWT_SECRET")
+	return o, o.resolveSecrets()
+}
+
+// resolveSecrets fills the secrets a flag names indirectly, through the
+// environment or a file.
+func (o *options) resolveSecrets() error {
+	sec := &o.cfg.Security
+	secret := o.jwtSecret
+	if secret == "" {
+		secret = os.Getenv("SUBSOCK_JWT_SECRET")
 	}
-	if jwtSecretFile != "" {
-		b, err := os.ReadFile(jwtSecretFile)
+	if o.jwtSecretFile != "" {
+		b, err := os.ReadFile(o.jwtSecretFile)
 		if err != nil {
 			return err
 		}
-		jwtSecret = strings.TrimSpace(string(b))
+		secret = strings.TrimSpace(string(b))
 	}
-	if jwtSecret != "" {
-		sec.JWT.Secret = []byte(jwtSecret)
+	if secret != "" {
+		sec.JWT.Secret = []byte(secret)
 	}
 	if sec.APIKey == "" {
 		sec.APIKey = os.Getenv("SUBSOCK_API_KEY")
 	}
-	sec.JWT.PublicKeyFiles = pubKeys
-	sec.AnonymousSubs, sec.AnonymousPubs = anonSubs, anonPubs
+	return nil
+}
 
-	log, err := newLogger(*logLevel, *logFormat)
+func run(args []string) error {
+	o, err := parseFlags(args)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+
+	log, err := newLogger(o.logLevel, o.logFormat)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = log.Sync() }()
+	cfg := o.cfg
 	cfg.Logger = log
+	cfg = cfg.WithDefaults() // what the node runs with, for the log lines below
 
 	g, err := gateway.New(cfg)
 	if err != nil {
 		return err
 	}
-	if *debugPprof {
+	if o.pprof {
 		g.Handle("/debug/pprof/", http.HandlerFunc(pprof.Index))
 		g.Handle("/debug/pprof/profile", http.HandlerFunc(pprof.Profile))
 		g.Handle("/debug/pprof/symbol", http.HandlerFunc(pprof.Symbol))
@@ -148,10 +190,10 @@ func run(args []string) error {
 			debug.FreeOSMemory()
 		}))
 	}
-	if *serveDemo {
+	if o.demo {
 		g.Handle("/", demo.Handler())
 	}
-	ln, err := net.Listen("tcp", *addr)
+	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {
 		_ = g.Shutdown(context.Background())
 		return err
