@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+
+	"github.com/subsock/subsock/frame"
 )
 
 // conn is one light client connection. Exactly one goroutine owns it at a
@@ -165,24 +167,16 @@ func (c *conn) process(now time.Time) error {
 	nowNs := now.UnixNano()
 	defer c.w.rec.flush(c.idx, nowNs, &c.b)
 	for c.r < c.n {
-		h, ok, err := parseFrameHeader(c.buf[c.r:c.n])
+		h, payload, ok, err := c.nextFrame()
 		if err != nil {
 			return err
 		}
-		if !ok || c.n-c.r < h.size+h.length {
-			if ok {
-				c.reserve(h.size + h.length)
-			}
+		if !ok {
 			break
 		}
-		payload := c.buf[c.r+h.size : c.r+h.size+h.length]
-		c.r += h.size + h.length
-		if h.masked {
-			return fmt.Errorf("%w: masked server frame", ErrMalformed)
-		}
-		switch h.op {
+		switch h.OpCode {
 		case ws.OpText, ws.OpBinary:
-			if !h.fin {
+			if !h.Fin {
 				return fmt.Errorf("%w: fragmented server message", ErrMalformed)
 			}
 			if err := c.message(payload, now, nowNs); err != nil {
@@ -206,7 +200,7 @@ func (c *conn) process(now time.Time) error {
 			return errServerClose
 		case ws.OpPong:
 		default:
-			return fmt.Errorf("%w: opcode %d", ErrMalformed, h.op)
+			return fmt.Errorf("%w: opcode %d", ErrMalformed, h.OpCode)
 		}
 		if c.b.full() {
 			c.w.rec.flush(c.idx, nowNs, &c.b)
@@ -217,6 +211,38 @@ func (c *conn) process(now time.Time) error {
 		c.buf, c.r, c.n = make([]byte, readBufSize), 0, 0
 	}
 	return nil
+}
+
+// maxClientFrame bounds a payload the clients accept; the node's own limit
+// is 64 KiB by default.
+const maxClientFrame = 16 << 20
+
+// nextFrame returns the next whole frame buffered and consumes it. ok is
+// false when more bytes are needed; room for the frame is then made. The
+// clients cut frames out of a per-connection buffer rather than read them
+// through a bufio.Reader (frame.ReadServerFrame): a worker holds 15,000
+// connections, and the server coalesces many frames into one TCP write, so
+// one Read usually carries several.
+func (c *conn) nextFrame() (h ws.Header, payload []byte, ok bool, err error) {
+	h, hn, err := frame.ParseHeader(c.buf[c.r:c.n])
+	if err == nil {
+		err = frame.CheckServerFrame(h, maxClientFrame)
+	}
+	switch {
+	case err == nil:
+	case errors.Is(err, frame.ErrShort):
+		return h, nil, false, nil
+	default:
+		return h, nil, false, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	end := hn + int(h.Length)
+	if c.n-c.r < end {
+		c.reserve(end)
+		return h, nil, false, nil
+	}
+	payload = c.buf[c.r+hn : c.r+end]
+	c.r += end
+	return h, payload, true, nil
 }
 
 // reserve makes room for a frame of need bytes starting at c.r.
@@ -310,7 +336,7 @@ func (c *conn) write(op ws.OpCode, payload []byte, deadline time.Time) error {
 	var stack [256]byte
 	key := [4]byte{}
 	binary.LittleEndian.PutUint32(key[:], rand.Uint32())
-	f := appendClientFrame(stack[:0], op, payload, key)
+	f := frame.AppendMaskedFrame(stack[:0], op, payload, key)
 	if err := c.nc.SetWriteDeadline(deadline); err != nil {
 		return err
 	}

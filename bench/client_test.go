@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+
+	"github.com/subsock/subsock/frame"
 )
 
 // pair returns the two ends of a loopback TCP connection.
@@ -69,6 +71,61 @@ func readClientFrame(t *testing.T, c net.Conn) ws.Frame {
 func newTestConn(w *worker, nc net.Conn, topics ...uint32) *conn {
 	return &conn{w: w, idx: 3, nc: nc, buf: make([]byte, readBufSize), topics: topics,
 		last: make([]uint32, len(topics)), count: make([]uint32, len(topics))}
+}
+
+// TestConnNextFrame covers the framing of the reader's buffer: partial
+// frames wait (with room made for them), whole ones are consumed, and what
+// a server may not send ends the connection as malformed.
+func TestConnNextFrame(t *testing.T) {
+	hello := frame.AppendFrame(nil, ws.OpText, []byte("hello"))
+	big := frame.AppendFrame(nil, ws.OpBinary, make([]byte, 3*readBufSize))
+	tests := []struct {
+		name string
+		in   []byte
+		ok   bool
+		bad  bool
+		room int // bytes of buffer from c.r on that a partial frame needs
+	}{
+		{"empty", nil, false, false, 0},
+		{"one byte", hello[:1], false, false, 0},
+		{"no payload yet", hello[:2], false, false, len(hello)},
+		{"partial payload", hello[:5], false, false, len(hello)},
+		{"text", hello, true, false, 0},
+		{"partial 16-bit length", big[:3], false, false, 0},
+		{"larger than the buffer, partial", big[:1000], false, false, len(big)},
+		{"64-bit length, partial", []byte{0x82, 127, 0, 0, 0, 0, 0, 1, 0}, false, false, 0},
+		{"too large", frame.AppendHeader(nil, ws.OpBinary, maxClientFrame+1), false, true, 0},
+		{"masked", frame.AppendMaskedFrame(nil, ws.OpText, []byte("hi"), [4]byte{1, 2, 3, 4}), false, true, 0},
+		{"rsv", frame.AppendRawHeader(nil, ws.Header{Fin: true, Rsv: 4, OpCode: ws.OpText}), false, true, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := &conn{buf: make([]byte, readBufSize)}
+			c.r, c.n = 7, 7+copy(c.buf[7:], tt.in) // not at the buffer's start
+			h, payload, ok, err := c.nextFrame()
+			if tt.bad {
+				if !errors.Is(err, ErrMalformed) {
+					t.Fatalf("err = %v, want ErrMalformed", err)
+				}
+				return
+			}
+			if err != nil || ok != tt.ok {
+				t.Fatalf("ok, err = %v, %v; want %v", ok, err, tt.ok)
+			}
+			if !ok {
+				if got := c.buf[c.r:c.n]; !bytes.Equal(got, tt.in) {
+					t.Fatalf("buffered bytes changed: %q", got)
+				}
+				if len(c.buf)-c.r < tt.room {
+					t.Fatalf("room for %d bytes, want %d", len(c.buf)-c.r, tt.room)
+				}
+				return
+			}
+			if h.OpCode != ws.OpText || !h.Fin || string(payload) != "hello" || c.r != c.n {
+				t.Fatalf("header %+v payload %q, r=%d n=%d", h, payload, c.r, c.n)
+			}
+		})
+	}
 }
 
 // TestConnReader drives one client reader with frames as a server writes

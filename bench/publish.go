@@ -19,6 +19,8 @@ import (
 
 	hdr "github.com/HdrHistogram/hdrhistogram-go"
 	"github.com/gobwas/ws"
+
+	"github.com/subsock/subsock/frame"
 )
 
 // publisher sends one value to a topic. subscribers is the node's count of
@@ -132,19 +134,14 @@ func (p *wsPublisher) read(c *conn) {
 	defer close(p.done)
 	for {
 		for c.r < c.n {
-			h, ok, err := parseFrameHeader(c.buf[c.r:c.n])
+			h, payload, ok, err := c.nextFrame()
 			if err != nil {
 				return
 			}
-			if !ok || c.n-c.r < h.size+h.length {
-				if ok {
-					c.reserve(h.size + h.length)
-				}
+			if !ok {
 				break
 			}
-			payload := c.buf[c.r+h.size : c.r+h.size+h.length]
-			c.r += h.size + h.length
-			switch h.op {
+			switch h.OpCode {
 			case ws.OpPing:
 				p.mu.Lock()
 				_ = c.write(ws.OpPong, payload, time.Now().Add(time.Second))
@@ -181,13 +178,13 @@ func (p *wsPublisher) publish(_ context.Context, topic string, body []byte) (int
 	req = append(req, '}')
 	var key [4]byte
 	binary.LittleEndian.PutUint32(key[:], rand.Uint32())
-	frame := appendClientFrame(nil, ws.OpText, req, key)
+	f := frame.AppendMaskedFrame(nil, ws.OpText, req, key)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if err := p.nc.SetWriteDeadline(time.Now().Add(5 * time.Second)); err != nil {
 		return -1, err
 	}
-	_, err := p.nc.Write(frame)
+	_, err := p.nc.Write(f)
 	return -1, err
 }
 
@@ -195,7 +192,7 @@ func (p *wsPublisher) close() error {
 	p.mu.Lock()
 	var key [4]byte
 	_ = p.nc.SetWriteDeadline(time.Now().Add(time.Second))
-	_, _ = p.nc.Write(appendCloseFrame(nil, 1000, key))
+	_, _ = p.nc.Write(frame.AppendMaskedFrame(nil, ws.OpClose, closePayload(1000), key))
 	p.mu.Unlock()
 	err := p.nc.Close()
 	<-p.done

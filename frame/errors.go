@@ -26,6 +26,7 @@ func protocolError(reason string) *CloseError {
 // The violations are values so that checking them allocates nothing.
 var (
 	ErrUnmasked          = protocolError("client frame is not masked")
+	ErrMasked            = protocolError("server frame is masked")
 	ErrRsv               = protocolError("reserved bits set without a negotiated extension")
 	ErrReservedOpCode    = protocolError("reserved opcode")
 	ErrControlTooLong    = protocolError("control frame payload over 125 bytes")

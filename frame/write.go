@@ -9,6 +9,10 @@ import (
 // MaxHeaderSize is the longest header of an unmasked (server) frame.
 const MaxHeaderSize = 10
 
+// MaxMaskedHeaderSize is the longest header of a masked (client) frame:
+// MaxHeaderSize plus the 4-byte mask key (RFC 6455 section 5.2).
+const MaxMaskedHeaderSize = MaxHeaderSize + 4
+
 // HeaderSize returns the header length of an unmasked frame with an
 // n-byte payload.
 func HeaderSize(n int) int {
@@ -65,4 +69,35 @@ func AppendClose(dst []byte, code ws.StatusCode, reason string) []byte {
 	dst = AppendHeader(dst, ws.OpClose, 2+len(reason))
 	dst = binary.BigEndian.AppendUint16(dst, uint16(code))
 	return append(dst, reason...)
+}
+
+// AppendRawHeader appends h exactly as given, valid or not (RFC 6455
+// section 5.2): any RSV bits (the low three bits of h.Rsv) and opcode, the
+// mask bit and key when h.Masked, and the shortest length encoding for
+// h.Length. A negative h.Length is written as its 64-bit two's-complement
+// pattern, so a length with the most significant bit set, which section 5.2
+// forbids, can be declared. It exists to craft the frames a peer must
+// reject; a valid frame is built with AppendFrame or AppendMaskedFrame.
+func AppendRawHeader(dst []byte, h ws.Header) []byte {
+	b0 := (h.Rsv&7)<<4 | byte(h.OpCode)&0x0f
+	if h.Fin {
+		b0 |= 0x80
+	}
+	var mask byte
+	if h.Masked {
+		mask = 0x80
+	}
+	switch n := h.Length; {
+	case n >= 0 && n <= 125:
+		dst = append(dst, b0, mask|byte(n))
+	case n >= 0 && n <= 0xffff:
+		dst = append(dst, b0, mask|126, byte(n>>8), byte(n))
+	default:
+		dst = append(dst, b0, mask|127)
+		dst = binary.BigEndian.AppendUint64(dst, uint64(n))
+	}
+	if h.Masked {
+		dst = append(dst, h.Mask[:]...)
+	}
+	return dst
 }

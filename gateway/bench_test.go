@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gobwas/ws"
+
+	"github.com/subsock/subsock/frame"
 	"github.com/subsock/subsock/poller"
 	"github.com/subsock/subsock/proto"
 )
@@ -39,7 +42,7 @@ func benchmarkDeliver(b *testing.B, subs int) {
 			_ = c.Close()
 		}
 	}()
-	sub := clientFrame([]byte(`{"op":"sub","id":1,"topics":["` + topic + `"]}`))
+	sub := frame.AppendMaskedFrame(nil, ws.OpText, []byte(`{"op":"sub","id":1,"topics":["`+topic+`"]}`), [4]byte{1, 2, 3, 4})
 	for i := 0; i < subs; i++ {
 		c, err := net.Dial("tcp", ln.Addr().String())
 		if err != nil {
@@ -88,17 +91,6 @@ func benchmarkDeliver(b *testing.B, subs int) {
 	b.StopTimer()
 	b.ReportMetric(float64(inDeliver.Nanoseconds())/float64(b.N*subs), "ns-enqueue/delivery")
 	b.ReportMetric(float64(b.N*subs)/b.Elapsed().Seconds(), "deliveries/s")
-}
-
-// clientFrame masks payload into one final text frame.
-func clientFrame(p []byte) []byte {
-	mask := [4]byte{1, 2, 3, 4}
-	f := []byte{0x81, 0x80 | byte(len(p))}
-	f = append(f, mask[:]...)
-	for i, c := range p {
-		f = append(f, c^mask[i%4])
-	}
-	return f
 }
 
 func BenchmarkDeliver_100Subs(b *testing.B)  { benchmarkDeliver(b, 100) }

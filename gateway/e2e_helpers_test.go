@@ -22,8 +22,10 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/gobwas/ws"
 	"github.com/vmihailenco/msgpack/v5"
 
+	wsframe "github.com/subsock/subsock/frame"
 	"github.com/subsock/subsock/gateway"
 )
 
@@ -541,66 +543,62 @@ func dialRawWith(t testing.TB, n *node, subprotocol string, d *net.Dialer) *rawC
 	return &rawConn{nc: nc, br: br}
 }
 
-// Opcodes, written out here so the tests do not lean on the node's library.
+// Opcodes as the tests write them: bytes, so a test can as well name the
+// reserved ones a server must refuse.
 const (
-	opCont   byte = 0x0
-	opText   byte = 0x1
-	opBinary byte = 0x2
-	opClose  byte = 0x8
-	opPing   byte = 0x9
-	opPong   byte = 0xA
+	opCont   = byte(ws.OpContinuation)
+	opText   = byte(ws.OpText)
+	opBinary = byte(ws.OpBinary)
+	opClose  = byte(ws.OpClose)
+	opPing   = byte(ws.OpPing)
+	opPong   = byte(ws.OpPong)
 )
 
-// clientFrame describes a frame as a client puts it on the wire.
+// clientFrame describes a frame as a client puts it on the wire, valid or
+// not.
 type clientFrame struct {
 	notFin   bool
 	rsv      byte // the three RSV bits, 0–7
 	op       byte
 	payload  []byte
 	unmasked bool
-	length   uint64 // declared length when lengthSet; the payload is sent as is
+	length   uint64 // declared length when lenSet; the payload is sent as is
 	lenSet   bool
 }
 
 // frameBytes encodes f (masked unless f.unmasked), RFC 6455 section 5.2.
+// The header is written as given, so every field can be wrong on purpose.
 func frameBytes(f clientFrame) []byte {
-	b0 := f.rsv<<4 | f.op&0x0f
-	if !f.notFin {
-		b0 |= 0x80
-	}
-	n := uint64(len(f.payload))
+	h := ws.Header{Fin: !f.notFin, Rsv: f.rsv, OpCode: ws.OpCode(f.op), Masked: !f.unmasked, Length: int64(len(f.payload))}
 	if f.lenSet {
-		n = f.length
+		// 1<<63 becomes a negative Length, which AppendRawHeader writes
+		// with the most significant bit set.
+		h.Length = int64(f.length)
 	}
-	var mbit byte
-	if !f.unmasked {
-		mbit = 0x80
+	if h.Masked {
+		h.Mask = maskKey()
 	}
-	out := []byte{b0}
-	switch {
-	case n <= 125:
-		out = append(out, mbit|byte(n))
-	case n <= 0xffff:
-		out = append(out, mbit|126, byte(n>>8), byte(n))
-	default:
-		out = append(out, mbit|127)
-		out = binary.BigEndian.AppendUint64(out, n)
-	}
-	if f.unmasked {
-		return append(out, f.payload...)
-	}
-	var key [4]byte
-	_, _ = rand.Read(key[:])
-	key[0] |= 1 // never the all-zero key, so masking really changes the bytes
-	out = append(out, key[:]...)
-	for i, c := range f.payload {
-		out = append(out, c^key[i&3])
+	out := wsframe.AppendRawHeader(nil, h)
+	start := len(out)
+	out = append(out, f.payload...)
+	if h.Masked {
+		ws.Cipher(out[start:], h.Mask, 0)
 	}
 	return out
 }
 
 // frame is a masked final frame.
-func frame(op byte, payload []byte) []byte { return frameBytes(clientFrame{op: op, payload: payload}) }
+func frame(op byte, payload []byte) []byte {
+	return wsframe.AppendMaskedFrame(nil, ws.OpCode(op), payload, maskKey())
+}
+
+// maskKey returns a random key, never all zeros, so masking really changes
+// the bytes.
+func maskKey() (key [4]byte) {
+	_, _ = rand.Read(key[:])
+	key[0] |= 1
+	return key
+}
 
 // closePayload is a close frame's payload: code then reason.
 func closePayload(code uint16, reason string) []byte {
@@ -614,40 +612,14 @@ type serverFrame struct {
 	payload []byte
 }
 
-// readFrame reads one frame. Server frames must be unmasked with no RSV bits.
+// maxServerFrame bounds a frame the tests accept from the node.
+const maxServerFrame = 16 << 20
+
+// readFrame reads one frame into a new payload. Server frames must be
+// unmasked with no RSV bits; io.EOF means the node closed between frames.
 func readFrame(br *bufio.Reader) (serverFrame, error) {
-	var h [2]byte
-	if _, err := io.ReadFull(br, h[:]); err != nil {
-		return serverFrame{}, err
-	}
-	f := serverFrame{fin: h[0]&0x80 != 0, op: h[0] & 0x0f}
-	if rsv := h[0] & 0x70; rsv != 0 {
-		return f, fmt.Errorf("server frame has RSV bits %#x", rsv)
-	}
-	if h[1]&0x80 != 0 {
-		return f, errors.New("server frame is masked")
-	}
-	n := uint64(h[1] & 0x7f)
-	switch n {
-	case 126:
-		var e [2]byte
-		if _, err := io.ReadFull(br, e[:]); err != nil {
-			return f, err
-		}
-		n = uint64(binary.BigEndian.Uint16(e[:]))
-	case 127:
-		var e [8]byte
-		if _, err := io.ReadFull(br, e[:]); err != nil {
-			return f, err
-		}
-		n = binary.BigEndian.Uint64(e[:])
-	}
-	if n > 16<<20 {
-		return f, fmt.Errorf("server frame of %d bytes", n)
-	}
-	f.payload = make([]byte, n)
-	_, err := io.ReadFull(br, f.payload)
-	return f, err
+	h, p, err := wsframe.ReadServerFrame(br, nil, maxServerFrame)
+	return serverFrame{fin: h.Fin, op: byte(h.OpCode), payload: p}, err
 }
 
 func (r *rawConn) write(t testing.TB, b []byte) {

@@ -5,7 +5,6 @@ package gateway_test
 import (
 	"bufio"
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	wsframe "github.com/subsock/subsock/frame"
 	"github.com/subsock/subsock/gateway"
 	"github.com/subsock/subsock/internal/testserver"
 )
@@ -711,27 +711,12 @@ func (s *stallStorm) take(i int, buf []byte) {
 
 // stallCutFrame splits the first whole server frame off b.
 func stallCutFrame(b []byte) (op byte, payload, rest []byte, ok bool) {
-	if len(b) < 2 {
+	h, n, err := wsframe.ParseHeader(b)
+	if err != nil || int64(len(b)-n) < h.Length {
 		return 0, nil, b, false
 	}
-	h, n := 2, uint64(b[1]&0x7f)
-	switch n {
-	case 126:
-		if len(b) < 4 {
-			return 0, nil, b, false
-		}
-		h, n = 4, uint64(binary.BigEndian.Uint16(b[2:]))
-	case 127:
-		if len(b) < 10 {
-			return 0, nil, b, false
-		}
-		h, n = 10, binary.BigEndian.Uint64(b[2:])
-	}
-	if uint64(len(b)-h) < n {
-		return 0, nil, b, false
-	}
-	end := h + int(n)
-	return b[0] & 0x0f, b[h:end], b[end:], true
+	end := n + int(h.Length)
+	return byte(h.OpCode), b[n:end], b[end:], true
 }
 
 // wait waits up to limit for every client's reply and returns how many
