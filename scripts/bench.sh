@@ -56,6 +56,10 @@ run steps -scenario steps -conns 5000 -rate 50 -step-factor 1.5 -max-steps 8 -st
 # Many topics: 15,000 connections × 100 subscriptions over 15,000 topics.
 run topics -scenario topics -conns 15000 -topics-per-conn 100 -topics 15000 -rate 200 -duration 10s \
 	-heapprofile "$OUT/topics.heap.prof"
+# Per-topic cost: 1,000 connections × 1,000 topics drawn from 1M (per-user topics such as
+# user.42.inbox: nearly every subscription on a topic of its own); RSS/conn ÷ 1,000 is the cost
+# of one subscription.
+run pertopic -scenario topics -conns 1000 -topics-per-conn 1000 -topics 1000000 -rate 10 -duration 3s
 # Churn: 10 cycles of 3,000 connections × 10 topics; the registry must return.
 run churn -scenario churn -conns 3000 -topics-per-conn 10 -topics 3000 -cycles 10
 # Head-of-line on Redis (the harness starts a redis-server on a free loopback
