@@ -65,7 +65,7 @@ func benchmarkDeliver(b *testing.B, subs int) {
 		time.Sleep(time.Millisecond)
 	}
 	data := []byte(`{"price":101.25,"symbol":"ACME"}`)
-	payload := encodeRelay(proto.FormatJSON, data)
+	payload := appendRelay(nil, proto.FormatJSON, data)
 	fr, _ := buildMessage(proto.JSON, topic, proto.FormatJSON, data)
 	perMsg := uint64(len(fr) * subs)
 	// Each message is written out before the next, as when the writers keep

@@ -784,3 +784,44 @@ func scrape(t testing.TB, hc *http.Client, n *node, name string) float64 {
 	}
 	return v
 }
+
+// dialEach runs dial(i) for every i < n on a few workers (the race detector
+// caps live goroutines) and returns what each call returned, stored even
+// when it failed. It stops at the first error and returns it with what was
+// opened so far, for the caller to close.
+func dialEach[C any](n, workers int, dial func(i int) (C, error)) ([]C, error) {
+	out := make([]C, n)
+	next := make(chan int)
+	errs := make(chan error, workers)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for i := range next {
+				c, err := dial(i)
+				out[i] = c
+				if err != nil {
+					errs <- fmt.Errorf("connection %d: %w", i, err)
+					return
+				}
+			}
+		})
+	}
+	var err error
+feed:
+	for i := range n {
+		select {
+		case next <- i:
+		case err = <-errs:
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+	if err == nil {
+		select {
+		case err = <-errs:
+		default:
+		}
+	}
+	return out, err
+}

@@ -1238,48 +1238,16 @@ func hostileSmallRcvBuf() *net.Dialer {
 // workers (the race detector caps live goroutines) and runs setup on each
 // before returning. On error it returns what it opened, for closing.
 func hostileDialMany(addr string, conns int, setup func(i int, rc *rawConn) error) ([]*rawConn, error) {
-	const workers = 32
-	out := make([]*rawConn, conns)
-	next := make(chan int)
-	errs := make(chan error, workers)
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				rc, err := hostileDial(&net.Dialer{Timeout: waitFor}, addr, "/ws")
-				if err == nil {
-					out[i] = rc
-					_ = rc.nc.SetDeadline(time.Now().Add(waitFor))
-					err = setup(i, rc)
-					_ = rc.nc.SetDeadline(time.Time{})
-				}
-				if err != nil {
-					errs <- fmt.Errorf("connection %d: %w", i, err)
-					return
-				}
-			}
-		}()
-	}
-	var err error
-feed:
-	for i := range conns {
-		select {
-		case next <- i:
-		case err = <-errs:
-			break feed
+	return dialEach(conns, 32, func(i int) (*rawConn, error) {
+		rc, err := hostileDial(&net.Dialer{Timeout: waitFor}, addr, "/ws")
+		if err != nil {
+			return nil, err
 		}
-	}
-	close(next)
-	wg.Wait()
-	if err == nil {
-		select {
-		case err = <-errs:
-		default:
-		}
-	}
-	return out, err
+		_ = rc.nc.SetDeadline(time.Now().Add(waitFor))
+		err = setup(i, rc)
+		_ = rc.nc.SetDeadline(time.Time{})
+		return rc, err
+	})
 }
 
 // hostileCloseAll closes every connection in cs.

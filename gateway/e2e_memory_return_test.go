@@ -12,7 +12,6 @@ import (
 	"runtime/debug"
 	"runtime/metrics"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -222,42 +221,7 @@ func readRSS(t testing.TB) uint64 {
 // subscription is acknowledged. Raw connections need no goroutine each, so
 // the clients add little to the process's memory; a few workers dial.
 func dialStormClients(addr string, conns, perConn int) ([]net.Conn, error) {
-	const workers = 16
-	held := make([]net.Conn, conns)
-	next := make(chan int)
-	errs := make(chan error, workers)
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				c, err := dialStormClient(addr, i, perConn)
-				if err != nil {
-					errs <- fmt.Errorf("connection %d: %w", i, err)
-					return
-				}
-				held[i] = c
-			}
-		}()
-	}
-	var err error
-feed:
-	for i := range conns {
-		select {
-		case next <- i:
-		case err = <-errs:
-			break feed
-		}
-	}
-	close(next)
-	wg.Wait()
-	if err == nil {
-		select {
-		case err = <-errs:
-		default:
-		}
-	}
+	held, err := dialEach(conns, 16, func(i int) (net.Conn, error) { return dialStormClient(addr, i, perConn) })
 	if err != nil {
 		closeAll(held)
 		return nil, err

@@ -13,7 +13,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -177,42 +176,7 @@ func TestHelperProcess(t *testing.T) {
 // subscription is acknowledged. A few workers do the dialling: the race
 // detector allows 8,128 live goroutines, too few for one per connection.
 func dialScaleClients(addr string, conns int) ([]net.Conn, error) {
-	const workers = 32
-	held := make([]net.Conn, conns)
-	next := make(chan int)
-	errs := make(chan error, workers)
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				c, err := dialScaleClient(addr, i)
-				if err != nil {
-					errs <- fmt.Errorf("connection %d: %w", i, err)
-					return
-				}
-				held[i] = c
-			}
-		}()
-	}
-	var err error
-feed:
-	for i := range conns {
-		select {
-		case next <- i:
-		case err = <-errs:
-			break feed
-		}
-	}
-	close(next)
-	wg.Wait()
-	if err == nil {
-		select {
-		case err = <-errs:
-		default:
-		}
-	}
+	held, err := dialEach(conns, 32, func(i int) (net.Conn, error) { return dialScaleClient(addr, i) })
 	if err != nil {
 		for _, c := range held {
 			if c != nil {

@@ -17,21 +17,12 @@ import (
 
 // A relay payload is what crosses the broker: one format byte, then the
 // data exactly as the publisher sent it. Each node converts it at most once
-// per codec in use.
-func encodeRelay(f proto.Format, data []byte) []byte {
-	b := make([]byte, 0, 1+len(data))
-	b = append(b, byte(f))
-	return append(b, data...)
+// per codec in use. appendRelay appends it to dst.
+func appendRelay(dst []byte, f proto.Format, data []byte) []byte {
+	return append(append(dst, byte(f)), data...)
 }
 
-// publish sends one message into the backbone; local subscribers get it
-// when it comes back through deliver, so every node, this one included,
-// delivers it exactly once.
-func (g *Gateway) publish(ctx context.Context, topic string, f proto.Format, data []byte) error {
-	return g.publishRelay(ctx, topic, encodeRelay(f, data))
-}
-
-// publishRelay sends a payload already in relay form (see encodeRelay).
+// publishRelay sends a payload already in relay form (see appendRelay).
 // Every publish, HTTP or WebSocket, passes here, so this is where its
 // answer is made to agree with /healthz: it succeeds only if the broker
 // is healthy (connected, every held topic subscribed) and accepts the

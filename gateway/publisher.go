@@ -27,6 +27,7 @@ import (
 // handler (no hop, no reordering against replies already made).
 type publisher struct {
 	g       *Gateway
+	local   bool // the in-process broker: publishes stay inline, no workers
 	seed    maphash.Seed
 	queues  []chan pubJob
 	mu      sync.RWMutex // read-held while queueing, so stop never closes a queue under a send
@@ -46,8 +47,13 @@ type pubJob struct {
 const pubQueue = 1024
 
 func newPublisher(g *Gateway) *publisher {
+	_, local := g.broker.(*broker.Memory)
+	p := &publisher{g: g, local: local, seed: maphash.MakeSeed()}
+	if local {
+		return p // no queues (their buffers are ~50 KB each) and no goroutines
+	}
 	n := 4 * runtime.GOMAXPROCS(0) // most of their time is spent waiting on the network
-	p := &publisher{g: g, seed: maphash.MakeSeed(), queues: make([]chan pubJob, n)}
+	p.queues = make([]chan pubJob, n)
 	for i := range p.queues {
 		q := make(chan pubJob, pubQueue)
 		p.queues[i] = q
@@ -64,10 +70,7 @@ func newPublisher(g *Gateway) *publisher {
 
 // inline reports whether publishes run on the caller's goroutine: the
 // in-process broker never waits.
-func (p *publisher) inline() bool {
-	_, ok := p.g.broker.(*broker.Memory)
-	return ok
-}
+func (p *publisher) inline() bool { return p.local }
 
 // submit queues a publish of relay (which the job now owns); done runs on
 // a worker with the outcome, or at once with an error when the queue is

@@ -53,9 +53,30 @@ func (g *Gateway) send(s *session, fr []byte, closeAfter bool) {
 	if len(s.rq) == 0 {
 		sendNow(s, fr, closeAfter)
 	} else {
-		s.rq = append(s.rq, &pendingReply{frame: fr, ready: true, close: closeAfter})
+		g.holdLocked(s, &pendingReply{frame: fr, ready: true, close: closeAfter})
 	}
 	s.mu.Unlock()
+}
+
+// maxHeldReplies bounds the replies a connection may have waiting behind
+// one the backbone has not answered: they are memory the client controls.
+const maxHeldReplies = 1024
+
+var heldOverflowFrame = frame.AppendClose(nil, ws.StatusPolicyViolation, "too many requests waiting for the backbone")
+
+// holdLocked appends pr to the reply queue, or, past maxHeldReplies, stops
+// reading the connection and closes it with 1008. Only the connection's
+// input side (OnData, or a resumed handshake) calls it, so s.done is its.
+func (g *Gateway) holdLocked(s *session, pr *pendingReply) {
+	if len(s.rq) >= maxHeldReplies {
+		if !s.done {
+			s.done = true
+			g.inputOverflows.Add(1)
+			s.c.Abort(heldOverflowFrame) // asynchronous: s.mu is held
+		}
+		return
+	}
+	s.rq = append(s.rq, pr)
 }
 
 func sendNow(s *session, fr []byte, closeAfter bool) {
@@ -76,7 +97,7 @@ func sealReply(s *session, b []byte) []byte {
 
 // awaitLocked queues pr, which waits for pr.wait confirmations.
 func (g *Gateway) awaitLocked(s *session, pr *pendingReply) {
-	s.rq = append(s.rq, pr)
+	g.holdLocked(s, pr)
 	if due := s.replyDue.Load(); due == 0 || pr.deadline < due {
 		s.replyDue.Store(pr.deadline)
 	}

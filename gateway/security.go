@@ -61,7 +61,6 @@ type security struct {
 	anon       *grants // nil: anonymous clients are refused
 	origins    auth.Origins
 	admission  *limit.Admission
-	burst      int
 	everything *grants
 }
 
@@ -116,10 +115,6 @@ func (sec *security) init(cfg SecurityConfig) error {
 	}
 	sec.origins = o
 	sec.admission = limit.NewAdmission(limit.AdmissionConfig{MaxConns: cfg.MaxConns, Rate: cfg.AcceptRate, Burst: cfg.AcceptBurst})
-	sec.burst = cfg.PublishBurst
-	if sec.burst <= 0 {
-		sec.burst = int(math.Max(1, cfg.PublishRate))
-	}
 	return nil
 }
 
@@ -167,7 +162,7 @@ func (g *Gateway) beforeUpgrade(s *session, hc *handshakeChecks) (ws.HandshakeHe
 		return nil, reject(http.StatusServiceUnavailable, reason, "Retry-After: "+strconv.Itoa(secs)+"\r\n")
 	}
 	st := &authState{grants: gr, admitted: true}
-	st.limiter = limit.NewPublishLimiter(sec.cfg.PublishRate, sec.burst)
+	st.limiter = limit.NewPublishLimiter(sec.cfg.PublishRate, sec.cfg.PublishBurst)
 	if gr != sec.everything || st.limiter != nil {
 		s.auth = st
 	} else {

@@ -240,7 +240,7 @@ func (g *Gateway) publishFromClient(s *session, req *proto.Request) (perr *proto
 	// broker never keeps a payload past Publish (nor a Handler past its
 	// return), so the copy's buffer is reused.
 	bp := relayPool.Get().(*[]byte)
-	relay := append(append((*bp)[:0], byte(codecs[s.codec].Format())), req.Data...)
+	relay := appendRelay((*bp)[:0], codecs[s.codec].Format(), req.Data)
 	release := func() {
 		if cap(relay) <= maxPooledRelay {
 			*bp = relay[:0]
