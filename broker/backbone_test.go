@@ -35,6 +35,11 @@ type backbone struct {
 	// moveSlot hands a slot to another master and returns both masters'
 	// addresses (cluster only).
 	moveSlot func(t *testing.T, slot int) (from, to string)
+	// kill ends the backbone as a crash would (SIGKILL), losing its data;
+	// start brings it back. Nil where stop is the only way.
+	kill func()
+	// flush drops every key the backbone holds (FLUSHALL; Redis only).
+	flush func(t *testing.T)
 }
 
 // backboneKinds lists every implementation; each setup starts a fresh
@@ -151,6 +156,18 @@ func redisBackbone(t *testing.T) *backbone {
 		start:  srv.Start,
 		pause:  srv.Pause,
 		resume: srv.Resume,
+		kill:   srv.Kill,
+		flush:  func(t *testing.T) { flushAll(t, c) },
+	}
+}
+
+// flushAll drops every key of each server.
+func flushAll(t *testing.T, clients ...rueidis.Client) {
+	t.Helper()
+	for _, c := range clients {
+		if err := c.Do(queryCtx(t), c.B().Flushall().Build()).Error(); err != nil {
+			t.Fatalf("FLUSHALL: %v", err)
+		}
 	}
 }
 
@@ -182,6 +199,7 @@ func redisClusterBackbone(t *testing.T) *backbone {
 		},
 		stop:  cl.Stop,
 		start: cl.Start,
+		flush: func(t *testing.T) { flushAll(t, clients...) },
 		keySlot: func(t *testing.T, key string) int {
 			t.Helper()
 			n, err := clients[0].Do(queryCtx(t), clients[0].B().ClusterKeyslot().Key(key).Build()).AsInt64()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/subsock/subsock/internal/testserver"
 )
@@ -97,4 +98,44 @@ func BenchmarkRouterAcquireRelease(b *testing.B) {
 			i++
 		}
 	})
+}
+
+// benchPublishStream publishes 64-byte payloads on 1,000 topics of history
+// from p goroutines per CPU, and reports publishes per second.
+func benchPublishStream(b *testing.B, s Streamer, p int) {
+	topics := make([]string, 1000)
+	for i := range topics {
+		topics[i] = fmt.Sprintf("topic.%d", i)
+	}
+	payload := make([]byte, 64)
+	policy := StreamPolicy{Size: 100, TTL: time.Minute}
+	var next atomic.Uint64
+	b.SetParallelism(p)
+	b.ReportAllocs()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		i := next.Add(1) * 7919
+		for pb.Next() {
+			if _, err := s.PublishStream(context.Background(), topics[i%uint64(len(topics))], payload, policy); err != nil {
+				b.Error(err)
+				return
+			}
+			i++
+		}
+	})
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "publishes/s")
+}
+
+// BenchmarkMemoryPublishStream: 2 goroutines per CPU on a lone node,
+// whose Handler gets every publication.
+func BenchmarkMemoryPublishStream(b *testing.B) {
+	benchPublishStream(b, NewMemory(func(string, []byte) {}), 2)
+}
+
+// BenchmarkRedisPublishStream: 128 goroutines per CPU, which rueidis
+// pipelines onto its connection.
+func BenchmarkRedisPublishStream(b *testing.B) {
+	br := openBench(b, testserver.Redis(b).URL)(func(string, []byte) {})
+	defer br.Close()
+	benchPublishStream(b, br.(Streamer), 128)
 }

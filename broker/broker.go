@@ -76,6 +76,11 @@ type Options struct {
 	// QueueSize is how many messages NATS may hold for the Handler before
 	// the client drops them as a slow consumer. Default: 65536.
 	QueueSize int
+	// HistoryMemory caps the bytes the streams of the memory broker hold
+	// (see MemoryBus.HistoryStats for what counts); past it the least
+	// recently published streams are dropped whole. Redis keeps its own
+	// streams, under its maxmemory. Default: 256 MiB.
+	HistoryMemory int64
 }
 
 // WithDefaults returns o with each zero field set to the default documented
@@ -105,6 +110,9 @@ func (o Options) withDefaults() Options {
 	if o.QueueSize <= 0 {
 		o.QueueSize = 65536
 	}
+	if o.HistoryMemory <= 0 {
+		o.HistoryMemory = defaultHistoryMemory
+	}
 	return o
 }
 
@@ -128,7 +136,9 @@ func Open(url string, h Handler, opts Options) (Broker, error) {
 	opts = opts.withDefaults()
 	switch ep.kind {
 	case kindMemory:
-		return NewMemory(h), nil
+		m := NewMemory(h)
+		m.bus.SetHistoryMemory(opts.HistoryMemory)
+		return m, nil
 	case kindRedis, kindRedisCluster:
 		return openRedis(ep, h, opts)
 	default:

@@ -21,6 +21,15 @@
 // connection the broker reconnects by itself with backoff, resubscribes
 // every topic it holds and counts a reconnect; Health is non-nil meanwhile.
 //
+// # History
+//
+// Memory, Redis and Redis Cluster brokers also implement Streamer (see
+// stream.go): a topic with history gets an offset per publication from the
+// backbone and keeps its last publications, under an epoch that changes
+// whenever that past is lost. Redis keeps a stream as two keys in the
+// topic's slot and does each call as one script (redis_stream.go); memory
+// keeps them on the bus, under a byte cap (memory_stream.go).
+//
 // # Callback rules
 //
 // The Handler runs on the broker's own goroutine: rueidis's reader of the
@@ -28,7 +37,8 @@
 // for Memory, the publisher's goroutine. It must return quickly: while it
 // runs, no other message of that connection is read. It must not call
 // Subscribe, Unsubscribe or Close of the broker that called it (Publish is
-// allowed). payload is read-only and valid only until the handler returns.
+// allowed; on Memory, PublishStream and ReadStream are not, see Streamer).
+// payload is read-only and valid only until the handler returns.
 //
 // # Interest
 //

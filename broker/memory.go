@@ -27,11 +27,18 @@ type MemoryBus struct {
 	// topicsHigh rebuilds topics once a storm of topics has left, since a
 	// Go map keeps the memory of its largest size. Guarded by mu.
 	topicsHigh shrink.Watermark
+
+	// hist holds the streams of history topics (memory_stream.go), with
+	// locks of its own.
+	hist memHistory
 }
 
-// NewMemoryBus returns an empty, running bus.
+// NewMemoryBus returns an empty, running bus whose streams may hold the
+// default 256 MiB (see SetHistoryMemory).
 func NewMemoryBus() *MemoryBus {
-	return &MemoryBus{topics: make(map[string][]*Memory), nodes: make(map[*Memory]struct{})}
+	bus := &MemoryBus{topics: make(map[string][]*Memory), nodes: make(map[*Memory]struct{})}
+	bus.hist.init()
+	return bus
 }
 
 // Attach connects a new broker, delivering to h, to the bus.

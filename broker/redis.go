@@ -150,6 +150,28 @@ var errLostWhilePublishing = errors.New("connection lost or resubscribing while 
 
 // Publish sends one PUBLISH (SPUBLISH in a cluster), only while healthy.
 func (b *redisBroker) Publish(ctx context.Context, topic string, payload []byte) error {
+	err := b.roundTrip(ctx, "publish", topic, func(ctx context.Context) error {
+		var cmd rueidis.Completed
+		if b.cluster {
+			cmd = b.pub.B().Spublish().Channel(topic).Message(rueidis.BinaryString(payload)).Build()
+		} else {
+			cmd = b.pub.B().Publish().Channel(topic).Message(rueidis.BinaryString(payload)).Build()
+		}
+		// PUBLISH is not retryable in rueidis, so a failed one is never
+		// sent again behind our back on a new connection.
+		return b.pub.Do(ctx, cmd).Error()
+	})
+	if err == nil {
+		b.stats.published.Add(1)
+	}
+	return err
+}
+
+// roundTrip runs do, a call that publishes to or reads for topic, under the
+// rules of Publish: it fails at once while Health is non-nil, bounds ctx by
+// Options.Timeout when it has no deadline, and fails when a loss was
+// recorded while do was under way. op names the call in the error.
+func (b *redisBroker) roundTrip(ctx context.Context, op, topic string, do func(context.Context) error) error {
 	if b.closed.Load() {
 		return ErrClosed
 	}
@@ -163,15 +185,7 @@ func (b *redisBroker) Publish(ctx context.Context, topic string, payload []byte)
 	// until ConnWriteTimeout closes the connection.
 	ctx, cancel := callContext(ctx, b.opts.Timeout)
 	defer cancel()
-	var cmd rueidis.Completed
-	if b.cluster {
-		cmd = b.pub.B().Spublish().Channel(topic).Message(rueidis.BinaryString(payload)).Build()
-	} else {
-		cmd = b.pub.B().Publish().Channel(topic).Message(rueidis.BinaryString(payload)).Build()
-	}
-	// PUBLISH is not retryable in rueidis, so a failed one is never sent
-	// again behind our back on a new connection.
-	err := b.pub.Do(ctx, cmd).Error()
+	err := do(ctx)
 	if err == nil && b.health.load().epoch != st.epoch {
 		err = errLostWhilePublishing
 	}
@@ -184,9 +198,8 @@ func (b *redisBroker) Publish(ctx context.Context, topic string, payload []byte)
 		// Refused connections, timeouts and CLUSTERDOWN alike mean the
 		// message did not get onto the backbone, or not while this node
 		// was subscribed.
-		return fmt.Errorf("%w: publish %q: %w", ErrUnavailable, topic, err)
+		return fmt.Errorf("%w: %s %q: %w", ErrUnavailable, op, topic, err)
 	}
-	b.stats.published.Add(1)
 	return nil
 }
 

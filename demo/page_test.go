@@ -59,10 +59,11 @@ func tickerPrice(t *testing.T, symbol string) string {
 	return `document.querySelector(` + js(t, `#ticker [data-symbol="`+symbol+`"] .price`) + `)?.textContent`
 }
 
-// TestDemoPageInChromium drives the demo page in a real headless Chromium against a real node:
-// a backend publish shows on the ticker, a chat message goes round trip, the node's figures
-// are charted, and after the node restarts on the same address the page reconnects,
-// resubscribes and shows new publishes.
+// TestDemoPageInChromium drives the demo page in a real headless Chromium against a real node
+// set up as `make run` does (memory broker, history for demo.chat): a backend publish shows on
+// the ticker, a chat message goes round trip, the node's figures are charted, and after the
+// node restarts on the same address the page reconnects, resubscribes, says the chat's
+// history was lost (a memory node's streams do not survive it) and shows new publishes.
 func TestDemoPageInChromium(t *testing.T) {
 	// examples/browser is served from another origin, as an application's own site would be:
 	// the node must allow that origin for WebSockets and serves /js/ with CORS.
@@ -70,6 +71,7 @@ func TestDemoPageInChromium(t *testing.T) {
 	t.Cleanup(example.Close)
 	node := browsertest.StartNode(t, gateway.Config{
 		Security: gateway.SecurityConfig{AllowedOrigins: strings.TrimPrefix(example.URL, "http://")},
+		History:  chatRule(t),
 	}, map[string]http.Handler{"/": demo.Handler()})
 	tab := browsertest.NewTab(t)
 	tab.Do("open the page", 30*time.Second,
@@ -115,6 +117,8 @@ func TestDemoPageInChromium(t *testing.T) {
 	)
 	tab.Wait("the second chat message to come back", chatHas(msg2), 10*time.Second)
 	tab.Wait("the restart in the events list", `[...document.querySelectorAll("#events li")].some(e => e.textContent.includes("dropped (1001"))`, 5*time.Second)
+	tab.Wait("the lost chat history in the events list", `[...document.querySelectorAll("#events li")].some(e => e.textContent.includes("chat: demo.chat not recovered"))`, 5*time.Second)
+	tab.Wait("the lost lines noted in the chat", `[...document.querySelectorAll("#chat-log li.system")].some(e => e.textContent.includes("lines were lost"))`, 5*time.Second)
 
 	// The demo feed publishes from the page; the rates chart shows the traffic.
 	tab.Do("start the demo feed", 10*time.Second, chromedp.Click(chromedp.ID("feed")))

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/subsock/subsock/broker"
 	"github.com/subsock/subsock/proto"
 )
 
@@ -18,6 +20,7 @@ func (g *Gateway) routes(reg *prometheus.Registry) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /publish", g.handlePublish)
 	mux.HandleFunc("GET /healthz", g.handleHealth)
+	mux.HandleFunc("GET /history", g.handleHistory)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, g.Stats()) })
 	return mux
@@ -69,21 +72,36 @@ func (g *Gateway) handlePublish(w http.ResponseWriter, r *http.Request) {
 	// On the node's own connections the broker call is made off the
 	// handler and the response follows in order (see publisher.go).
 	if rec, ok := w.(*recorder); ok && !g.pubs.inline() {
-		rec.later = &laterPublish{topic: topic, relay: relay}
+		rec.later = &laterCall{topic: topic,
+			run: func() func(http.ResponseWriter) {
+				pos, err := g.publishRelay(context.Background(), topic, relay)
+				return func(w http.ResponseWriter) { g.answerPublish(w, topic, pos, err) }
+			},
+			refuse: func(w http.ResponseWriter, err error) { g.answerPublish(w, topic, broker.Position{}, err) },
+		}
 		return
 	}
-	g.answerPublish(w, topic, g.publishRelay(r.Context(), topic, relay))
+	pos, err := g.publishRelay(r.Context(), topic, relay)
+	g.answerPublish(w, topic, pos, err)
+}
+
+// publishAnswer is the body of a 200 to POST /publish; a history topic's
+// adds the publication's place in the stream.
+type publishAnswer struct {
+	Subscribers int    `json:"subscribers"`
+	Offset      uint64 `json:"offset,omitempty"`
+	Epoch       string `json:"epoch,omitempty"`
 }
 
 // answerPublish writes the answer to a publish whose outcome is err.
-func (g *Gateway) answerPublish(w http.ResponseWriter, topic string, err error) {
+func (g *Gateway) answerPublish(w http.ResponseWriter, topic string, pos broker.Position, err error) {
 	if err != nil {
 		g.publishErrors.Add(1)
 		w.Header().Set("Retry-After", "1")
 		http.Error(w, "publish failed: "+err.Error(), http.StatusServiceUnavailable)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]int{"subscribers": g.reg.Count(topic)})
+	writeJSON(w, http.StatusOK, publishAnswer{Subscribers: g.reg.Count(topic), Offset: pos.Offset, Epoch: pos.Epoch})
 }
 
 // handleHealth reports ok, or degraded with the broker's reason.

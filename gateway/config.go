@@ -83,6 +83,15 @@ type Config struct {
 	// Security: tokens, permissions, origins and admission limits. The
 	// JWT defaults are auth.Config's.
 	Security SecurityConfig
+	// History lists the topics that keep a stream (offsets, recovery,
+	// GET /history); the first rule whose pattern matches a topic applies.
+	// Topics that match none have no history and pay nothing for it. The
+	// broker must keep streams (memory, Redis, Redis Cluster): New fails
+	// with ErrNoHistory otherwise.
+	History []HistoryRule
+	// HistoryReadLimit caps the publications one GET /history answers.
+	// Default: 1000.
+	HistoryReadLimit int
 	// Logger receives the node's logs. Default: zap.NewNop().
 	Logger *zap.Logger
 }
@@ -141,6 +150,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.PublishTimeout <= 0 {
 		c.PublishTimeout = 2 * time.Second
+	}
+	if c.HistoryReadLimit <= 0 {
+		c.HistoryReadLimit = 1000
 	}
 	if c.Broker == "" {
 		c.Broker = "memory"

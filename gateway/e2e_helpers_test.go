@@ -221,6 +221,7 @@ type reply struct {
 	topic   string
 	data    any // normalised (see norm)
 	hasData bool
+	fields  map[string]any // every field, normalised: offset, epoch, positions
 }
 
 func (r reply) String() string {
@@ -281,6 +282,10 @@ func (c wireCodec) decodeReply(b []byte) (reply, error) {
 	}
 	if v, present := m["data"]; present {
 		r.data, r.hasData = norm(v), true
+	}
+	r.fields = make(map[string]any, len(m))
+	for k, v := range m {
+		r.fields[k] = norm(v)
 	}
 	return r, nil
 }

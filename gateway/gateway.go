@@ -34,6 +34,7 @@ type Gateway struct {
 	stage     *stage // runs deliver off the broker's goroutines
 	sec       security
 	pubs      *publisher // broker calls of publishes, off the handlers
+	hist      history
 
 	counters
 	wsConns  atomic.Int64
@@ -77,6 +78,13 @@ func New(cfg Config) (*Gateway, error) {
 		return nil, fmt.Errorf("gateway: broker: %w", err)
 	}
 	g.broker = b
+	if err := g.hist.init(cfg.History, b); err != nil {
+		_ = b.Close()
+		g.stage.stop()
+		_ = p.Close()
+		g.sec.close()
+		return nil, err
+	}
 	if _, ok := b.(*broker.Memory); ok {
 		// It hands over on the publisher's goroutine: see stage.
 		g.stage.waitForDelivery()

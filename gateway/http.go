@@ -64,12 +64,14 @@ func (g *Gateway) handleHTTP(s *session, b []byte) int {
 	if !keep {
 		s.done = true
 	}
-	if lp := rec.later; lp != nil {
-		g.publishLater(s, lp.topic, lp.relay, !keep, func(err error) []byte {
+	if lj := rec.later; lj != nil {
+		respond := func(write func(http.ResponseWriter)) []byte {
 			ans := newRecorder()
-			g.answerPublish(ans, lp.topic, err)
+			write(ans)
 			return ans.response(keep, false)
-		})
+		}
+		g.later(s, lj.topic, !keep, func() []byte { return respond(lj.run()) },
+			func(err error) []byte { return respond(func(w http.ResponseWriter) { lj.refuse(w, err) }) })
 		return total
 	}
 	g.send(s, rec.response(keep, req.Method == http.MethodHead), !keep)
@@ -179,14 +181,16 @@ type recorder struct {
 	h      http.Header
 	status int
 	body   bytes.Buffer
-	later  *laterPublish // set by a handler whose answer waits on the broker
+	later  *laterCall // set by a handler whose answer waits on the broker
 }
 
-// laterPublish is a publish handed to the publisher; its response is made
-// when the broker answers.
-type laterPublish struct {
-	topic string
-	relay []byte
+// laterCall is a handler's broker call, made on the publisher's worker for
+// topic rather than on the handler: run makes it and returns what writes
+// the response; refuse writes the response when it cannot be queued.
+type laterCall struct {
+	topic  string
+	run    func() func(http.ResponseWriter)
+	refuse func(http.ResponseWriter, error)
 }
 
 func newRecorder() *recorder { return &recorder{h: make(http.Header)} }

@@ -27,23 +27,29 @@ func appendRelay(dst []byte, f proto.Format, data []byte) []byte {
 // answer is made to agree with /healthz: it succeeds only if the broker
 // is healthy (connected, every held topic subscribed) and accepts the
 // message within PublishTimeout; otherwise the error wraps
-// broker.ErrUnavailable (503 / unavailable).
-func (g *Gateway) publishRelay(ctx context.Context, topic string, relay []byte) error {
+// broker.ErrUnavailable (503 / unavailable). On a history topic the
+// backbone appends it to the topic's stream and pos is its place there;
+// elsewhere pos is zero.
+func (g *Gateway) publishRelay(ctx context.Context, topic string, relay []byte) (pos broker.Position, err error) {
 	g.msgsIn.Add(1)
 	// While the broker reconnects or resubscribes, a message the backbone
 	// accepted would not come back to this node's subscribers: fail at
 	// once, as /healthz does, rather than answer 200 for a lost message.
 	if err := g.broker.Health(); err != nil {
 		g.publishRejects.Add(1)
-		return asUnavailable(err)
+		return pos, asUnavailable(err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, g.cfg.PublishTimeout)
 	defer cancel()
-	err := g.broker.Publish(ctx, topic, relay)
+	if pol, ok := g.hist.policy(topic); ok {
+		pos, err = g.hist.streams.PublishStream(ctx, topic, relay, pol)
+	} else {
+		err = g.broker.Publish(ctx, topic, relay)
+	}
 	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		g.publishTimeouts.Add(1)
 	}
-	return asUnavailable(err)
+	return pos, asUnavailable(err)
 }
 
 // asUnavailable makes a broker failure (a timeout, a closed broker while
@@ -62,6 +68,10 @@ func asUnavailable(err error) error {
 // subsock_fanout_duration_seconds times one such pass.
 func (g *Gateway) deliver(topic string, payload []byte) {
 	if len(payload) == 0 {
+		return
+	}
+	if payload[0] == broker.StreamMark {
+		g.deliverStream(topic, payload)
 		return
 	}
 	start := time.Now()

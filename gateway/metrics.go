@@ -57,6 +57,14 @@ func (g *Gateway) registerMetrics() *prometheus.Registry {
 	counter("request_timeout_closes_total", "Connections cut for a frame or HTTP request not completed within -request-timeout.", u(&g.requestTimeouts))
 	counter("handshake_key_waits_total", "Upgrades that waited for a JWKS refresh (a token naming an unknown kid).", u(&g.keyWaits))
 	counter("subscribe_failures_total", "Subscriptions answered unavailable: the backbone failed or did not confirm within -subscribe-timeout.", u(&g.subscribeFailures))
+	counter("history_recovered_total", "Subscriptions that asked to recover (since) and got every publication they missed.", u(&g.hist.recovered))
+	counter("history_not_recovered_total", "Subscriptions that asked to recover and could not (another epoch, or the stream no longer holds the offset): recovered:false.", u(&g.hist.notRecovered))
+	counter("history_replayed_total", "Publications replayed from history to subscribers before their ack.", u(&g.hist.replayed))
+	counter("history_held_overflow_closes_total", "Connections closed with 1013 because the live messages held while their sub was recovering passed -max-pending.", u(&g.hist.heldOverflows))
+	if hs, ok := g.broker.(interface{ HistoryStats() (int, int64) }); ok {
+		gauge("history_streams", "Streams the in-process broker holds.", func() float64 { n, _ := hs.HistoryStats(); return float64(n) })
+		gauge("history_bytes", "Bytes the in-process broker holds in streams (capped by -history-memory).", func() float64 { _, b := hs.HistoryStats(); return float64(b) })
+	}
 	counter("close_grace_resets_total", "Connections reset because they did not take a close frame within -close-grace.", u(&g.graceResets))
 	counter("publish_errors_total", "Publishes refused because the broker failed.", u(&g.publishErrors))
 	counter("publish_unavailable_total", "Publishes refused at once because the broker was reconnecting or resubscribing (/healthz 503).", u(&g.publishRejects))

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"context"
 	"fmt"
 	"hash/maphash"
 	"runtime"
@@ -36,10 +35,11 @@ type publisher struct {
 	wg      sync.WaitGroup
 }
 
+// pubJob is one broker call: a publish, or a history read. run makes the
+// call and answers; refuse answers instead when the job cannot be queued.
 type pubJob struct {
-	topic string
-	relay []byte // owned by the job
-	done  func(error)
+	run    func()
+	refuse func(error)
 }
 
 // pubQueue is each worker's queue length: with the default PublishTimeout
@@ -61,7 +61,7 @@ func newPublisher(g *Gateway) *publisher {
 		go func() {
 			defer p.wg.Done()
 			for j := range q {
-				j.done(g.publishRelay(context.Background(), j.topic, j.relay))
+				j.run()
 			}
 		}()
 	}
@@ -72,17 +72,17 @@ func newPublisher(g *Gateway) *publisher {
 // in-process broker never waits.
 func (p *publisher) inline() bool { return p.local }
 
-// submit queues a publish of relay (which the job now owns); done runs on
-// a worker with the outcome, or at once with an error when the queue is
-// full or the node is stopping.
-func (p *publisher) submit(topic string, relay []byte, done func(error)) {
+// submit queues a broker call on topic's worker; run makes it there, or
+// refuse runs at once with an error when the queue is full or the node is
+// stopping.
+func (p *publisher) submit(topic string, run func(), refuse func(error)) {
 	p.mu.RLock()
 	var err error
 	if p.stopped {
 		err = fmt.Errorf("%w: node shutting down", broker.ErrUnavailable)
 	} else {
 		select {
-		case p.queues[maphash.String(p.seed, topic)%uint64(len(p.queues))] <- pubJob{topic: topic, relay: relay, done: done}:
+		case p.queues[maphash.String(p.seed, topic)%uint64(len(p.queues))] <- pubJob{run: run, refuse: refuse}:
 		default:
 			p.full.Add(1)
 			err = fmt.Errorf("%w: too many publishes waiting for the backbone", broker.ErrUnavailable)
@@ -90,7 +90,7 @@ func (p *publisher) submit(topic string, relay []byte, done func(error)) {
 	}
 	p.mu.RUnlock()
 	if err != nil {
-		done(err)
+		refuse(err)
 	}
 }
 

@@ -1,11 +1,13 @@
 package gateway
 
 import (
+	"context"
 	"math"
 	"time"
 
 	"github.com/gobwas/ws"
 
+	"github.com/subsock/subsock/broker"
 	"github.com/subsock/subsock/frame"
 	"github.com/subsock/subsock/proto"
 )
@@ -32,7 +34,9 @@ type pendingReply struct {
 	fresh    []string // topics the request joined; left again if it fails
 	id       uint64
 	hasID    bool
-	close    bool // close the connection once this reply is out (HTTP without keep-alive)
+	close    bool        // close the connection once this reply is out (HTTP without keep-alive)
+	hist     *subHistory // a sub with history topics: read once live upstream
+	recovers bool        // frame is its replay and ack: the held live messages follow it
 }
 
 // reply seals a reply built after frame.Reserve and sends it in order.
@@ -108,19 +112,30 @@ func (g *Gateway) awaitLocked(s *session, pr *pendingReply) {
 // callback.
 func (g *Gateway) settleSub(s *session, pr *pendingReply, err error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if pr.ready {
+		s.mu.Unlock()
 		return // timed out, or failed on another topic already
 	}
+	read := false
 	if err != nil {
 		g.failSubLocked(s, pr, "the broker did not confirm the subscription: "+err.Error())
 	} else if pr.wait--; pr.wait == 0 {
-		pr.ready = true
-		if pr.hasID {
-			pr.frame = sealReply(s, codecs[s.codec].AppendAck(frame.Reserve(nil), pr.id))
+		if pr.hist != nil {
+			// Live upstream: what the stream holds now is all a
+			// subscriber can miss. Read it, then answer (finishSub).
+			read = true
+		} else {
+			pr.ready = true
+			if pr.hasID {
+				pr.frame = sealReply(s, codecs[s.codec].AppendAck(frame.Reserve(nil), pr.id))
+			}
 		}
 	}
 	g.flushRepliesLocked(s)
+	s.mu.Unlock()
+	if read {
+		g.readHistory(s, pr)
+	}
 }
 
 // failSubLocked answers pr with unavailable and rolls its subscriptions
@@ -142,6 +157,11 @@ func (g *Gateway) flushRepliesLocked(s *session) {
 		switch pr := s.rq[i]; {
 		case pr.close:
 			s.c.CloseAfter(pr.frame)
+		case pr.recovers:
+			if pr.frame != nil {
+				_ = s.c.Enqueue(pr.frame)
+			}
+			g.endRecovering(s, pr.hist)
 		case pr.frame != nil:
 			_ = s.c.Enqueue(pr.frame)
 		}
@@ -178,21 +198,29 @@ func (g *Gateway) expireReplies(s *session, now int64) bool {
 	return len(s.rq) > 0
 }
 
-// publishLater queues relay (which it takes over) for the publisher and
-// keeps the request's place in the reply order; answer builds the reply
-// from the outcome, on the publisher's worker.
-func (g *Gateway) publishLater(s *session, topic string, relay []byte, closeAfter bool, answer func(error) []byte) {
+// later keeps the request's place in the reply order and runs call, a
+// broker call, on the publisher's worker for topic; call returns the
+// reply. A call that cannot be queued is answered by refuse.
+func (g *Gateway) later(s *session, topic string, closeAfter bool, call func() []byte, refuse func(error) []byte) {
 	pr := &pendingReply{wait: 1, deadline: math.MaxInt64, close: closeAfter}
 	s.mu.Lock()
 	g.awaitLocked(s, pr)
 	s.mu.Unlock()
-	g.pubs.submit(topic, relay, func(err error) {
-		fr := answer(err)
+	answer := func(fr []byte) {
 		s.mu.Lock()
 		pr.ready, pr.frame = true, fr
 		g.flushRepliesLocked(s)
 		s.mu.Unlock()
-	})
+	}
+	g.pubs.submit(topic, func() { answer(call()) }, func(err error) { answer(refuse(err)) })
+}
+
+// publishLater queues relay (which it takes over) for the publisher;
+// answer builds the reply from the outcome, on the publisher's worker.
+func (g *Gateway) publishLater(s *session, topic string, relay []byte, closeAfter bool, answer func(broker.Position, error) []byte) {
+	g.later(s, topic, closeAfter, func() []byte {
+		return answer(g.publishRelay(context.Background(), topic, relay))
+	}, func(err error) []byte { return answer(broker.Position{}, err) })
 }
 
 // subscribeDeadline is when a sub made now is answered unavailable at the latest.

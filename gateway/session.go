@@ -34,6 +34,7 @@ type session struct {
 	asm       frame.Assembler
 	mu        sync.Mutex // guards subs and rq: late answers from the Router touch them (see reply.go)
 	subs      registry.Set
+	hist      *sessionStreams // history topics' state; nil until the first (set under mu, before the Join)
 	rq        []*pendingReply // replies in request order while one waits; nil otherwise
 	waiting   atomic.Bool     // len(rq) > 0
 	replyDue  atomic.Int64    // unix ms: the earliest deadline of a waiting reply, 0 when none (read without mu)

@@ -185,6 +185,9 @@ func (g *Gateway) subscribe(s *session, req *proto.Request) *proto.Error {
 			Msg: fmt.Sprintf("subscribing would exceed %d subscriptions per connection", g.cfg.MaxSubsPerConn)}
 	}
 	pr := &pendingReply{wait: len(topics), deadline: g.subscribeDeadline(), id: req.ID, hasID: req.HasID}
+	if pr.hist = g.planHistory(s, req); pr.hist != nil {
+		startRecovering(s, pr.hist)
+	}
 	for _, t := range topics {
 		if s.subs.Has(t) {
 			continue
@@ -225,6 +228,7 @@ func (g *Gateway) leaveLocked(s *session, topic string) {
 	if _, last := g.reg.Leave(topic, s, &s.subs); last {
 		g.router.Release(topic)
 	}
+	forgetStream(s, topic)
 }
 
 // publishFromClient runs a pub; async reports that its reply will come
@@ -249,7 +253,7 @@ func (g *Gateway) publishFromClient(s *session, req *proto.Request) (perr *proto
 	}
 	if !g.pubs.inline() {
 		id, hasID, codec := req.ID, req.HasID, codecs[s.codec]
-		g.publishLater(s, req.Topic, relay, false, func(err error) []byte {
+		g.publishLater(s, req.Topic, relay, false, func(pos broker.Position, err error) []byte {
 			release()
 			if err != nil {
 				g.publishErrors.Add(1)
@@ -259,17 +263,30 @@ func (g *Gateway) publishFromClient(s *session, req *proto.Request) (perr *proto
 			if !hasID {
 				return nil
 			}
-			return sealReply(s, codec.AppendAck(frame.Reserve(nil), id))
+			return sealReply(s, appendPubAck(codec, id, pos))
 		})
 		return nil, true
 	}
-	err := g.publishRelay(context.Background(), req.Topic, relay)
+	pos, err := g.publishRelay(context.Background(), req.Topic, relay)
 	release()
 	if err != nil {
 		g.publishErrors.Add(1)
 		return publishError(err), false
 	}
+	if req.HasID && pos.Epoch != "" {
+		g.reply(s, appendPubAck(codecs[s.codec], req.ID, pos))
+		return nil, true
+	}
 	return nil, false
+}
+
+// appendPubAck builds the ack of a pub: with its place in the stream on a
+// history topic (pos set), plain otherwise.
+func appendPubAck(c proto.Codec, id uint64, pos broker.Position) []byte {
+	if pos.Epoch == "" {
+		return c.AppendAck(frame.Reserve(nil), id)
+	}
+	return c.AppendPubAck(frame.Reserve(nil), id, pos.Offset, pos.Epoch)
 }
 
 // relayPool recycles the relay copies of WebSocket publishes.

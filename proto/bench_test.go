@@ -6,8 +6,9 @@ import (
 )
 
 const (
-	benchSub = `{"op":"sub","id":17,"topics":["prices.AAPL","prices.MSFT","alerts.user.42"]}`
-	benchPub = `{"op":"pub","id":18,"topic":"chat.lobby","data":{"user":"ada","text":"hello, world","ts":1700000000123,"tags":["a","b"],"score":4.5}}`
+	benchSub      = `{"op":"sub","id":17,"topics":["prices.AAPL","prices.MSFT","alerts.user.42"]}`
+	benchPub      = `{"op":"pub","id":18,"topic":"chat.lobby","data":{"user":"ada","text":"hello, world","ts":1700000000123,"tags":["a","b"],"score":4.5}}`
+	benchSubSince = `{"op":"sub","id":17,"topics":["prices.AAPL","prices.MSFT","alerts.user.42"],"since":{"prices.AAPL":{"offset":41,"epoch":"a1b2"},"alerts.user.42":{"offset":7,"epoch":"a1b2"}},"last":50}`
 	// benchData is a typical small message: what a price ticker publishes.
 	benchData = `{"sym":"AAPL","bid":189.42,"ask":189.44,"size":[300,120],"ts":1700000000123,"venue":"XNAS","halted":false}`
 )
@@ -24,10 +25,14 @@ func benchDecodeRequest(b *testing.B, c Codec, env string) {
 	}
 }
 
-func BenchmarkDecodeRequest_JSON_Sub(b *testing.B)    { benchDecodeRequest(b, JSON, benchSub) }
-func BenchmarkDecodeRequest_JSON_Pub(b *testing.B)    { benchDecodeRequest(b, JSON, benchPub) }
-func BenchmarkDecodeRequest_Msgpack_Sub(b *testing.B) { benchDecodeRequest(b, Msgpack, benchSub) }
-func BenchmarkDecodeRequest_Msgpack_Pub(b *testing.B) { benchDecodeRequest(b, Msgpack, benchPub) }
+func BenchmarkDecodeRequest_JSON_Sub(b *testing.B)      { benchDecodeRequest(b, JSON, benchSub) }
+func BenchmarkDecodeRequest_JSON_Pub(b *testing.B)      { benchDecodeRequest(b, JSON, benchPub) }
+func BenchmarkDecodeRequest_Msgpack_Sub(b *testing.B)   { benchDecodeRequest(b, Msgpack, benchSub) }
+func BenchmarkDecodeRequest_Msgpack_Pub(b *testing.B)   { benchDecodeRequest(b, Msgpack, benchPub) }
+func BenchmarkDecodeRequest_JSON_SubSince(b *testing.B) { benchDecodeRequest(b, JSON, benchSubSince) }
+func BenchmarkDecodeRequest_Msgpack_SubSince(b *testing.B) {
+	benchDecodeRequest(b, Msgpack, benchSubSince)
+}
 
 func benchAppendMessage(b *testing.B, c Codec, data string) {
 	d := inFormat(b, c.Format(), data)
@@ -44,6 +49,37 @@ func BenchmarkAppendMessage_JSON_4K(b *testing.B)       { benchAppendMessage(b, 
 func BenchmarkAppendMessage_Msgpack_Small(b *testing.B) { benchAppendMessage(b, Msgpack, benchData) }
 func BenchmarkAppendMessage_Msgpack_4K(b *testing.B)    { benchAppendMessage(b, Msgpack, bigData(4096)) }
 
+func benchAppendStreamMessage(b *testing.B, c Codec, data, epoch string) {
+	d := inFormat(b, c.Format(), data)
+	buf := make([]byte, 0, 96+len(d))
+	b.ReportAllocs()
+	b.SetBytes(int64(len(d)))
+	offset := uint64(1 << 20)
+	for b.Loop() {
+		offset++
+		buf = c.AppendStreamMessage(buf[:0], "prices.AAPL", offset, epoch, d)
+	}
+}
+
+func BenchmarkAppendStreamMessage_JSON_Small(b *testing.B) {
+	benchAppendStreamMessage(b, JSON, benchData, "")
+}
+func BenchmarkAppendStreamMessage_JSON_Epoch(b *testing.B) {
+	benchAppendStreamMessage(b, JSON, benchData, "a1b2c3d4")
+}
+func BenchmarkAppendStreamMessage_JSON_4K(b *testing.B) {
+	benchAppendStreamMessage(b, JSON, bigData(4096), "")
+}
+func BenchmarkAppendStreamMessage_Msgpack_Small(b *testing.B) {
+	benchAppendStreamMessage(b, Msgpack, benchData, "")
+}
+func BenchmarkAppendStreamMessage_Msgpack_Epoch(b *testing.B) {
+	benchAppendStreamMessage(b, Msgpack, benchData, "a1b2c3d4")
+}
+func BenchmarkAppendStreamMessage_Msgpack_4K(b *testing.B) {
+	benchAppendStreamMessage(b, Msgpack, bigData(4096), "")
+}
+
 // The fan-out path shares one message among many goroutines' queues; the
 // parallel case shows encoding does not contend on anything shared.
 func BenchmarkAppendMessage_JSON_Parallel(b *testing.B) {
@@ -53,6 +89,17 @@ func BenchmarkAppendMessage_JSON_Parallel(b *testing.B) {
 		buf := make([]byte, 0, 64+len(d))
 		for pb.Next() {
 			buf = JSON.AppendMessage(buf[:0], "prices.AAPL", d)
+		}
+	})
+}
+
+func BenchmarkAppendStreamMessage_JSON_Parallel(b *testing.B) {
+	d := []byte(benchData)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		buf := make([]byte, 0, 96+len(d))
+		for offset := uint64(1); pb.Next(); offset++ {
+			buf = JSON.AppendStreamMessage(buf[:0], "prices.AAPL", offset, "", d)
 		}
 	})
 }

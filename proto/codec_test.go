@@ -536,12 +536,20 @@ func TestAppendAllocatesNothing(t *testing.T) {
 	forEachCodec(t, func(t *testing.T, c Codec) {
 		buf := make([]byte, 0, 512)
 		req := Request{Op: OpSub, ID: 1, HasID: true, Topics: []string{"a", "b"}}
+		since := Request{Op: OpSub, ID: 1, HasID: true, Topics: []string{"a", "b", "c"}, Last: 10,
+			Since: map[string]Position{"c": {41, "a1b2"}, "a": {7, "a1b2"}, "b": {0, ""}}}
+		positions := []TopicPosition{{Topic: "a", Offset: 57, Epoch: "a1b2", Asked: true, Recovered: true}, {Topic: "b", Offset: 3, Epoch: "x"}}
 		encoders := map[string]func(){
-			"AppendMessage": func() { c.AppendMessage(buf, "prices.AAPL", data) },
-			"AppendAck":     func() { c.AppendAck(buf, 12345) },
-			"AppendError":   func() { c.AppendError(buf, 1, true, CodeForbidden, "not allowed") },
-			"AppendPong":    func() { c.AppendPong(buf, 1, true) },
-			"AppendRequest": func() { c.AppendRequest(buf, &req) },
+			"AppendMessage":             func() { c.AppendMessage(buf, "prices.AAPL", data) },
+			"AppendStreamMessage":       func() { c.AppendStreamMessage(buf, "prices.AAPL", 1<<40, "", data) },
+			"AppendStreamMessage epoch": func() { c.AppendStreamMessage(buf, "prices.AAPL", 1, "a1b2", data) },
+			"AppendAck":                 func() { c.AppendAck(buf, 12345) },
+			"AppendAckPositions":        func() { c.AppendAckPositions(buf, 12345, positions) },
+			"AppendPubAck":              func() { c.AppendPubAck(buf, 12345, 58, "a1b2") },
+			"AppendError":               func() { c.AppendError(buf, 1, true, CodeForbidden, "not allowed") },
+			"AppendPong":                func() { c.AppendPong(buf, 1, true) },
+			"AppendRequest":             func() { c.AppendRequest(buf, &req) },
+			"AppendRequest since":       func() { c.AppendRequest(buf, &since) },
 		}
 		for name, f := range encoders {
 			if n := testing.AllocsPerRun(100, f); n != 0 {

@@ -18,10 +18,16 @@ const (
 	fToken
 	fCode
 	fMsg
+	fSince
+	fLast
+	fOffset
+	fEpoch
+	fPositions
 	nFields
 )
 
-var fieldNames = [nFields]string{"op", "id", "topics", "topic", "data", "token", "code", "msg"}
+var fieldNames = [nFields]string{"op", "id", "topics", "topic", "data", "token", "code", "msg",
+	"since", "last", "offset", "epoch", "positions"}
 
 func fieldByName(k []byte) (field, bool) {
 	switch bstr(k) {
@@ -41,6 +47,16 @@ func fieldByName(k []byte) (field, bool) {
 		return fCode, true
 	case "msg":
 		return fMsg, true
+	case "since":
+		return fSince, true
+	case "last":
+		return fLast, true
+	case "offset":
+		return fOffset, true
+	case "epoch":
+		return fEpoch, true
+	case "positions":
+		return fPositions, true
 	}
 	return 0, false
 }
@@ -72,12 +88,19 @@ type fieldReader interface {
 	// text returns a string's content, unescaped into buf when needed;
 	// ok is false when the value is not a string.
 	text(s span, buf []byte) (b []byte, ok bool)
-	// uint returns a non-negative integer, or a message saying why the
-	// value is not one.
+	// uint returns a non-negative integer, or what is wrong with the value
+	// as a predicate to follow the field's name ("must be ..., got ...").
 	uint(s span) (v uint64, problem string)
+	// boolean returns a boolean's value; ok is false when the value is not
+	// a boolean.
+	boolean(s span) (v, ok bool)
 	// elems calls fn for each element of an array, stopping when fn
 	// returns false; ok is false when the value is not an array.
 	elems(s span, fn func(i int, e span) bool) (n int, ok bool)
+	// members calls fn for each key and value of an object (a map, in
+	// MessagePack), stopping when fn returns false; ok is false when the
+	// value is not one. The key is a string span, read with text.
+	members(s span, fn func(k, v span) bool) (n int, ok bool)
 	// raw returns the encoded value itself.
 	raw(s span) []byte
 }
@@ -120,11 +143,25 @@ func (r envReader) uint(s span) (uint64, string) {
 	return jsonReader{r.b}.uint(s)
 }
 
+func (r envReader) boolean(s span) (bool, bool) {
+	if r.mp {
+		return mpReader{r.b}.boolean(s)
+	}
+	return jsonReader{r.b}.boolean(s)
+}
+
 func (r envReader) elems(s span, fn func(int, span) bool) (int, bool) {
 	if r.mp {
 		return mpReader{r.b}.elems(s, fn)
 	}
 	return jsonReader{r.b}.elems(s, fn)
+}
+
+func (r envReader) members(s span, fn func(k, v span) bool) (int, bool) {
+	if r.mp {
+		return mpReader{r.b}.members(s, fn)
+	}
+	return jsonReader{r.b}.members(s, fn)
 }
 
 func (r envReader) raw(s span) []byte { return r.b[s.start:s.end] }
@@ -175,12 +212,22 @@ func readString(r envReader, f *fields, k field) (string, *Error) {
 	return string(b), nil
 }
 
+// readUint reads a non-negative integer; name introduces the value in the
+// message (`field "last"`).
+func readUint(r envReader, s span, name string) (uint64, *Error) {
+	v, problem := r.uint(s)
+	if problem != "" {
+		return 0, badRequest(name + " " + problem)
+	}
+	return v, nil
+}
+
 // decodeFields interprets a request's fields; the caller has reset req.
 func decodeFields(r envReader, f *fields, req *Request) *Error {
 	if s := f[fID]; !absent(r, s) {
-		v, problem := r.uint(s)
-		if problem != "" {
-			return badRequest(problem)
+		v, e := readUint(r, s, `field "id"`)
+		if e != nil {
+			return e
 		}
 		req.ID, req.HasID = v, true
 	}
@@ -232,6 +279,16 @@ func decodeOpFields(r envReader, f *fields, req *Request) *Error {
 			return bad
 		}
 		req.Topics = topics
+		if op == OpSub {
+			if req.Since, e = readSince(r, f[fSince], topics); e != nil {
+				return e
+			}
+			if s := f[fLast]; !absent(r, s) {
+				if req.Last, e = readUint(r, s, `field "last"`); e != nil {
+					return e
+				}
+			}
+		}
 	case OpPub:
 		topic, e := readString(r, f, fTopic)
 		if e != nil {
@@ -262,9 +319,9 @@ func decodeOpFields(r envReader, f *fields, req *Request) *Error {
 // decodeReplyFields interprets a server envelope; the caller has reset rep.
 func decodeReplyFields(r envReader, f *fields, rep *Reply) *Error {
 	if s := f[fID]; !absent(r, s) {
-		v, problem := r.uint(s)
-		if problem != "" {
-			return badRequest(problem)
+		v, e := readUint(r, s, `field "id"`)
+		if e != nil {
+			return e
 		}
 		rep.ID, rep.HasID = v, true
 	}
@@ -280,6 +337,12 @@ func decodeReplyFields(r envReader, f *fields, rep *Reply) *Error {
 	case OpAck:
 		if !rep.HasID {
 			return badRequest(`ack without "id"`)
+		}
+		if e := readStreamFields(r, f, rep); e != nil {
+			return e
+		}
+		if rep.Positions, e = readPositions(r, f[fPositions]); e != nil {
+			return e
 		}
 	case OpErr:
 		code, e := readString(r, f, fCode)
@@ -303,6 +366,9 @@ func decodeReplyFields(r envReader, f *fields, rep *Reply) *Error {
 		}
 		rep.Topic = topic
 		rep.Data = r.raw(s)
+		if e := readStreamFields(r, f, rep); e != nil {
+			return e
+		}
 	}
 	return nil
 }

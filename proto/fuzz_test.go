@@ -67,13 +67,82 @@ func checkDecodedRequest(t *testing.T, c Codec, in []byte) (ok bool) {
 	return true
 }
 
+// checkDecodedReply holds for any input: decoding a reply never panics, a
+// failure is an *Error and leaves r empty, and a success re-encodes, with
+// the encoder the server would use, to the same reply.
+func checkDecodedReply(t *testing.T, c Codec, in []byte) (ok bool) {
+	t.Helper()
+	var r Reply
+	err := c.DecodeReply(in, &r)
+	if err != nil {
+		var pe *Error
+		if !errors.As(err, &pe) {
+			t.Fatalf("error %v is %T, not *Error", err, err)
+		}
+		if pe.Msg == "" || !reflect.DeepEqual(r, Reply{}) {
+			t.Fatalf("error %+v left reply %+v", pe, r)
+		}
+		return false
+	}
+	if !r.Op.IsReply() {
+		t.Fatalf("decoded non-reply op %v", r.Op)
+	}
+	var out []byte
+	switch {
+	case r.Op == OpMsg && r.Offset == 0 && r.Epoch == "":
+		out = c.AppendMessage(nil, r.Topic, r.Data)
+	case r.Op == OpMsg:
+		out = c.AppendStreamMessage(nil, r.Topic, r.Offset, r.Epoch, r.Data)
+	case r.Op == OpAck && r.Positions == nil && r.Offset == 0 && r.Epoch == "":
+		out = c.AppendAck(nil, r.ID)
+	case r.Op == OpAck && r.Positions == nil:
+		out = c.AppendPubAck(nil, r.ID, r.Offset, r.Epoch)
+	case r.Op == OpAck && r.Offset == 0 && r.Epoch == "":
+		out = c.AppendAckPositions(nil, r.ID, r.Positions)
+	case r.Op == OpErr:
+		out = c.AppendError(nil, r.ID, r.HasID, r.Code, r.Msg)
+	case r.Op == OpPong:
+		out = c.AppendPong(nil, r.ID, r.HasID)
+	default: // an ack with both positions and an offset: no encoder writes one
+		return true
+	}
+	var again Reply
+	if err := c.DecodeReply(out, &again); err != nil {
+		t.Fatalf("re-encoded %q does not decode: %v", out, err)
+	}
+	if !reflect.DeepEqual(r, again) {
+		t.Fatalf("re-encoding changed the reply\n %+v\n %+v", r, again)
+	}
+	return true
+}
+
 func seedRequests(f *testing.F, fmt Format) {
 	f.Helper()
 	for _, tt := range sharedRequestCases {
 		f.Add(inFormat(f, fmt, tt.in))
 	}
+	for _, tt := range historyRequestCases {
+		if len(tt.in) < 300 {
+			f.Add(inFormat(f, fmt, tt.in))
+		}
+	}
+	for _, rep := range historyReplySeeds {
+		f.Add(inFormat(f, fmt, rep))
+	}
 	f.Add([]byte{})
 	f.Add([]byte{0xc1})
+}
+
+// Replies with the history fields; the request targets decode every input
+// as a reply too.
+var historyReplySeeds = []string{
+	`{"op":"msg","topic":"chat.1","offset":42,"data":{"a":1}}`,
+	`{"op":"msg","topic":"chat.1","offset":1,"epoch":"x9","data":[1,"b"]}`,
+	`{"op":"ack","id":1,"positions":{"chat.1":{"offset":57,"epoch":"a1b2","recovered":true},"b":{"offset":0,"epoch":""}}}`,
+	`{"op":"ack","id":1,"positions":{"a":{"offset":1,"epoch":"e","recovered":null}},"offset":2}`,
+	`{"op":"ack","id":3,"offset":58,"epoch":"a1b2"}`,
+	`{"op":"err","id":3,"code":"forbidden","msg":"no"}`,
+	`{"op":"pong","id":4}`,
 }
 
 func FuzzDecodeRequestJSON(f *testing.F) {
@@ -87,6 +156,9 @@ func FuzzDecodeRequestJSON(f *testing.F) {
 		if checkDecodedRequest(t, JSON, in) && !json.Valid(in) {
 			t.Fatalf("accepted %q, which encoding/json rejects", in)
 		}
+		if checkDecodedReply(t, JSON, in) && !json.Valid(in) {
+			t.Fatalf("accepted reply %q, which encoding/json rejects", in)
+		}
 	})
 }
 
@@ -95,8 +167,11 @@ func FuzzDecodeRequestMsgpack(f *testing.F) {
 	f.Add([]byte{0x81, 0xdb, 0xff, 0xff, 0xff, 0xff})
 	f.Add([]byte("\x83\xa2op\xa3pub\xa5topic\xa1a\xa4data\xd6\xff\x00\x00\x00\x01"))
 	f.Add([]byte("\x83\xa2op\xa3pub\xa5topic\xa1a\xa4data\x81\x01\x02"))
+	f.Add([]byte("\x84\xa2op\xa3sub\xa6topics\x91\xa1a\xa5since\x81\xa1a\x82\xa6offset\xd0\xff\xa5epoch\xc4\x01e\xa4last\xcb\x3f\xf0\x00\x00\x00\x00\x00\x00"))
+	f.Add([]byte("\x83\xa2op\xa3ack\xa2id\x01\xa9positions\x81\xa1a\x83\xa6offset\xcf\xff\xff\xff\xff\xff\xff\xff\xff\xa5epoch\xa0\xa9recovered\xc3"))
 	f.Fuzz(func(t *testing.T, in []byte) {
-		if checkDecodedRequest(t, Msgpack, in) {
+		req, rep := checkDecodedRequest(t, Msgpack, in), checkDecodedReply(t, Msgpack, in)
+		if req || rep {
 			if _, err := msgpack.NewDecoder(bytes.NewReader(in)).DecodeInterface(); err != nil {
 				t.Fatalf("accepted %x, which vmihailenco/msgpack rejects: %v", in, err)
 			}

@@ -114,10 +114,10 @@ func jsonKey(raw []byte, escaped bool) (field, bool) {
 	if !escaped {
 		return fieldByName(raw)
 	}
-	if len(raw) > 48 { // longer than any known key written with \u escapes
+	if len(raw) > 64 { // longer than any known key written with \u escapes
 		return 0, false
 	}
-	var buf [48]byte
+	var buf [64]byte
 	return fieldByName(appendUnescaped(buf[:0], raw))
 }
 
@@ -159,18 +159,28 @@ func (r jsonReader) uint(s span) (uint64, string) {
 	num := r.b[s.start:s.end]
 	switch c := num[0]; {
 	case c == '-':
-		return 0, `field "id" must be a non-negative integer, got a negative number`
+		return 0, "must be a non-negative integer, got a negative number"
 	case c < '0' || c > '9':
-		return 0, `field "id" must be a non-negative integer, got ` + r.kind(s)
+		return 0, "must be a non-negative integer, got " + r.kind(s)
 	}
 	if bytes.ContainsAny(num, ".eE") {
-		return 0, `field "id" must be a non-negative integer, got a number with a fraction or exponent`
+		return 0, "must be a non-negative integer, got a number with a fraction or exponent"
 	}
 	v, err := strconv.ParseUint(bstr(num), 10, 64)
 	if err != nil {
-		return 0, `field "id" is larger than 2^64-1`
+		return 0, "is larger than 2^64-1"
 	}
 	return v, ""
+}
+
+func (r jsonReader) boolean(s span) (bool, bool) {
+	switch r.b[s.start] {
+	case 't':
+		return true, true
+	case 'f':
+		return false, true
+	}
+	return false, false
 }
 
 func (r jsonReader) elems(s span, fn func(int, span) bool) (int, bool) {
@@ -200,12 +210,42 @@ func (r jsonReader) elems(s span, fn func(int, span) bool) (int, bool) {
 	}
 }
 
+func (r jsonReader) members(s span, fn func(k, v span) bool) (int, bool) {
+	b := r.b
+	if b[s.start] != '{' {
+		return 0, false
+	}
+	i := jsonSkipWS(b, s.start+1)
+	if b[i] == '}' {
+		return 0, true
+	}
+	n := 0
+	for {
+		// As in elems, the object is already checked: this only measures.
+		ks := i
+		ke, _, _ := jsonString(b, ks)
+		vs := jsonSkipWS(b, jsonSkipWS(b, ke)+1)
+		i, _ = jsonValue(b, vs, 0)
+		n++
+		if !fn(span{ks, ke}, span{vs, i}) {
+			return n, true
+		}
+		i = jsonSkipWS(b, i)
+		if b[i] != ',' {
+			return n, true
+		}
+		i = jsonSkipWS(b, i+1)
+	}
+}
+
 func (r jsonReader) raw(s span) []byte { return r.b[s.start:s.end] }
 
 // Envelope openings, written once so each encoder is a few appends.
 const (
 	jsonMsgPrefix  = `{"op":"msg","topic":`
 	jsonMsgData    = `,"data":`
+	jsonOffset     = `,"offset":`
+	jsonEpoch      = `,"epoch":`
 	jsonAckPrefix  = `{"op":"ack","id":`
 	jsonErrPrefix  = `{"op":"err"`
 	jsonPongPrefix = `{"op":"pong"`
@@ -214,6 +254,20 @@ const (
 func (jsonCodec) AppendMessage(dst []byte, topic string, data []byte) []byte {
 	dst = append(dst, jsonMsgPrefix...)
 	dst = appendJSONString(dst, topic)
+	dst = append(dst, jsonMsgData...)
+	dst = appendJSONData(dst, data)
+	return append(dst, '}')
+}
+
+func (jsonCodec) AppendStreamMessage(dst []byte, topic string, offset uint64, epoch string, data []byte) []byte {
+	dst = append(dst, jsonMsgPrefix...)
+	dst = appendJSONString(dst, topic)
+	dst = append(dst, jsonOffset...)
+	dst = strconv.AppendUint(dst, offset, 10)
+	if epoch != "" {
+		dst = append(dst, jsonEpoch...)
+		dst = appendJSONString(dst, epoch)
+	}
 	dst = append(dst, jsonMsgData...)
 	dst = appendJSONData(dst, data)
 	return append(dst, '}')
@@ -229,6 +283,42 @@ func appendJSONData(dst, data []byte) []byte {
 func (jsonCodec) AppendAck(dst []byte, id uint64) []byte {
 	dst = append(dst, jsonAckPrefix...)
 	dst = strconv.AppendUint(dst, id, 10)
+	return append(dst, '}')
+}
+
+func (jsonCodec) AppendAckPositions(dst []byte, id uint64, positions []TopicPosition) []byte {
+	dst = append(dst, jsonAckPrefix...)
+	dst = strconv.AppendUint(dst, id, 10)
+	if len(positions) > 0 {
+		dst = append(dst, `,"positions":{`...)
+		for i := range positions {
+			p := &positions[i]
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = appendJSONString(dst, p.Topic)
+			dst = append(dst, `:{"offset":`...)
+			dst = strconv.AppendUint(dst, p.Offset, 10)
+			dst = append(dst, jsonEpoch...)
+			dst = appendJSONString(dst, p.Epoch)
+			if p.Asked {
+				dst = append(dst, `,"recovered":`...)
+				dst = strconv.AppendBool(dst, p.Recovered)
+			}
+			dst = append(dst, '}')
+		}
+		dst = append(dst, '}')
+	}
+	return append(dst, '}')
+}
+
+func (jsonCodec) AppendPubAck(dst []byte, id uint64, offset uint64, epoch string) []byte {
+	dst = append(dst, jsonAckPrefix...)
+	dst = strconv.AppendUint(dst, id, 10)
+	dst = append(dst, jsonOffset...)
+	dst = strconv.AppendUint(dst, offset, 10)
+	dst = append(dst, jsonEpoch...)
+	dst = appendJSONString(dst, epoch)
 	return append(dst, '}')
 }
 
@@ -270,6 +360,13 @@ func (jsonCodec) AppendRequest(dst []byte, r *Request) []byte {
 			dst = appendJSONString(dst, t)
 		}
 		dst = append(dst, ']')
+		if r.Op == OpSub {
+			dst = appendJSONSince(dst, r.Since)
+			if r.Last != 0 {
+				dst = append(dst, `,"last":`...)
+				dst = strconv.AppendUint(dst, r.Last, 10)
+			}
+		}
 	case OpPub:
 		dst = append(dst, `,"topic":`...)
 		dst = appendJSONString(dst, r.Topic)
@@ -278,6 +375,27 @@ func (jsonCodec) AppendRequest(dst []byte, r *Request) []byte {
 	case OpAuth:
 		dst = append(dst, `,"token":`...)
 		dst = appendJSONString(dst, r.Token)
+	}
+	return append(dst, '}')
+}
+
+func appendJSONSince(dst []byte, since map[string]Position) []byte {
+	if len(since) == 0 {
+		return dst
+	}
+	var buf [8]string
+	dst = append(dst, `,"since":{`...)
+	for i, t := range sinceTopics(since, buf[:0]) {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		p := since[t]
+		dst = appendJSONString(dst, t)
+		dst = append(dst, `:{"offset":`...)
+		dst = strconv.AppendUint(dst, p.Offset, 10)
+		dst = append(dst, jsonEpoch...)
+		dst = appendJSONString(dst, p.Epoch)
+		dst = append(dst, '}')
 	}
 	return append(dst, '}')
 }

@@ -104,11 +104,16 @@ func (r mpReader) uint(s span) (uint64, string) {
 	t := r.token(s)
 	switch {
 	case t.kind != mpInt:
-		return 0, `field "id" must be a non-negative integer, got ` + article(t.kind)
+		return 0, "must be a non-negative integer, got " + article(t.kind)
 	case t.neg:
-		return 0, `field "id" must be a non-negative integer, got a negative number`
+		return 0, "must be a non-negative integer, got a negative number"
 	}
 	return t.u, ""
+}
+
+func (r mpReader) boolean(s span) (bool, bool) {
+	t := r.token(s)
+	return t.u == 1, t.kind == mpBool
 }
 
 func (r mpReader) elems(s span, fn func(int, span) bool) (int, bool) {
@@ -126,21 +131,58 @@ func (r mpReader) elems(s span, fn func(int, span) bool) (int, bool) {
 	return t.n, true
 }
 
+func (r mpReader) members(s span, fn func(k, v span) bool) (int, bool) {
+	t, i, _ := mpNext(r.b, s.start)
+	if t.kind != mpMap {
+		return 0, false
+	}
+	for k := 0; k < t.n; k++ {
+		// The envelope scan checked the map, its keys strings included.
+		ks := i
+		vs, _ := mpValue(r.b, ks, 0)
+		i, _ = mpValue(r.b, vs, 0)
+		if !fn(span{ks, vs}, span{vs, i}) {
+			return t.n, true
+		}
+	}
+	return t.n, true
+}
+
 func (r mpReader) raw(s span) []byte { return r.b[s.start:s.end] }
 
 // Envelope openings: fixmap headers and fixstr keys, written once.
 const (
-	mpKeyOp    = "\xa2op"
-	mpKeyID    = "\xa2id"
-	mpKeyTopic = "\xa5topic"
-	mpKeyData  = "\xa4data"
-	mpMsgHead  = "\x83" + mpKeyOp + "\xa3msg" + mpKeyTopic
-	mpAckHead  = "\x82" + mpKeyOp + "\xa3ack" + mpKeyID
+	mpKeyOp        = "\xa2op"
+	mpKeyID        = "\xa2id"
+	mpKeyTopic     = "\xa5topic"
+	mpKeyData      = "\xa4data"
+	mpKeyOffset    = "\xa6offset"
+	mpKeyEpoch     = "\xa5epoch"
+	mpKeyPositions = "\xa9positions"
+	mpKeyRecovered = "\xa9recovered"
+	mpKeySince     = "\xa5since"
+	mpKeyLast      = "\xa4last"
+	mpMsgHead      = "\x83" + mpKeyOp + "\xa3msg" + mpKeyTopic
+	mpAckHead      = "\x82" + mpKeyOp + "\xa3ack" + mpKeyID
 )
 
 func (msgpackCodec) AppendMessage(dst []byte, topic string, data []byte) []byte {
 	dst = append(dst, mpMsgHead...)
 	dst = mpAppendString(dst, topic)
+	dst = append(dst, mpKeyData...)
+	return mpAppendData(dst, data)
+}
+
+func (msgpackCodec) AppendStreamMessage(dst []byte, topic string, offset uint64, epoch string, data []byte) []byte {
+	dst = append(dst, 0x84+byte(b2i(epoch != "")))
+	dst = append(dst, mpKeyOp+"\xa3msg"+mpKeyTopic...)
+	dst = mpAppendString(dst, topic)
+	dst = append(dst, mpKeyOffset...)
+	dst = mpAppendUint(dst, offset)
+	if epoch != "" {
+		dst = append(dst, mpKeyEpoch...)
+		dst = mpAppendString(dst, epoch)
+	}
 	dst = append(dst, mpKeyData...)
 	return mpAppendData(dst, data)
 }
@@ -155,6 +197,39 @@ func mpAppendData(dst, data []byte) []byte {
 func (msgpackCodec) AppendAck(dst []byte, id uint64) []byte {
 	dst = append(dst, mpAckHead...)
 	return mpAppendUint(dst, id)
+}
+
+func (msgpackCodec) AppendAckPositions(dst []byte, id uint64, positions []TopicPosition) []byte {
+	if len(positions) == 0 {
+		return mpAppendUint(append(dst, mpAckHead...), id)
+	}
+	dst = append(dst, "\x83"+mpKeyOp+"\xa3ack"+mpKeyID...)
+	dst = mpAppendUint(dst, id)
+	dst = append(dst, mpKeyPositions...)
+	dst = mpAppendContainer(dst, 0x80, len(positions))
+	for i := range positions {
+		p := &positions[i]
+		dst = mpAppendString(dst, p.Topic)
+		dst = append(dst, 0x82+byte(b2i(p.Asked)))
+		dst = append(dst, mpKeyOffset...)
+		dst = mpAppendUint(dst, p.Offset)
+		dst = append(dst, mpKeyEpoch...)
+		dst = mpAppendString(dst, p.Epoch)
+		if p.Asked {
+			dst = append(dst, mpKeyRecovered...)
+			dst = append(dst, 0xc2+byte(b2i(p.Recovered)))
+		}
+	}
+	return dst
+}
+
+func (msgpackCodec) AppendPubAck(dst []byte, id uint64, offset uint64, epoch string) []byte {
+	dst = append(dst, "\x84"+mpKeyOp+"\xa3ack"+mpKeyID...)
+	dst = mpAppendUint(dst, id)
+	dst = append(dst, mpKeyOffset...)
+	dst = mpAppendUint(dst, offset)
+	dst = append(dst, mpKeyEpoch...)
+	return mpAppendString(dst, epoch)
 }
 
 func (msgpackCodec) AppendError(dst []byte, id uint64, hasID bool, code Code, msg string) []byte {
@@ -190,7 +265,9 @@ func b2i(b bool) int {
 func (msgpackCodec) AppendRequest(dst []byte, r *Request) []byte {
 	n := 1 + b2i(r.HasID)
 	switch r.Op {
-	case OpSub, OpUnsub, OpAuth:
+	case OpSub:
+		n += 1 + b2i(len(r.Since) > 0) + b2i(r.Last != 0)
+	case OpUnsub, OpAuth:
 		n++
 	case OpPub:
 		n += 2
@@ -206,6 +283,12 @@ func (msgpackCodec) AppendRequest(dst []byte, r *Request) []byte {
 		for _, t := range r.Topics {
 			dst = mpAppendString(dst, t)
 		}
+		if r.Op == OpSub {
+			dst = mpAppendSince(dst, r.Since)
+			if r.Last != 0 {
+				dst = mpAppendUint(append(dst, mpKeyLast...), r.Last)
+			}
+		}
 	case OpPub:
 		dst = append(dst, mpKeyTopic...)
 		dst = mpAppendString(dst, r.Topic)
@@ -214,6 +297,24 @@ func (msgpackCodec) AppendRequest(dst []byte, r *Request) []byte {
 	case OpAuth:
 		dst = append(dst, "\xa5token"...)
 		dst = mpAppendString(dst, r.Token)
+	}
+	return dst
+}
+
+func mpAppendSince(dst []byte, since map[string]Position) []byte {
+	if len(since) == 0 {
+		return dst
+	}
+	var buf [8]string
+	dst = append(dst, mpKeySince...)
+	dst = mpAppendContainer(dst, 0x80, len(since))
+	for _, t := range sinceTopics(since, buf[:0]) {
+		p := since[t]
+		dst = mpAppendString(dst, t)
+		dst = append(dst, "\x82"+mpKeyOffset...)
+		dst = mpAppendUint(dst, p.Offset)
+		dst = append(dst, mpKeyEpoch...)
+		dst = mpAppendString(dst, p.Epoch)
 	}
 	return dst
 }

@@ -134,6 +134,33 @@ type Request struct {
 	Data []byte
 	// Token is set for auth.
 	Token string
+	// Since is set for sub when the client asks to recover what it missed:
+	// for some of Topics (each appears in Topics), the position it last saw.
+	// nil when absent, null or empty ({}).
+	Since map[string]Position
+	// Last is set for sub: how many of each history topic's latest
+	// publications the client asks for on subscribing; 0 when absent or null.
+	Last uint64
+}
+
+// Position is a place in a topic's stream: the offset of the last
+// publication and the stream's epoch.
+type Position struct {
+	Offset uint64
+	Epoch  string
+}
+
+// TopicPosition is one topic's position in the ack of a sub.
+type TopicPosition struct {
+	Topic  string
+	Offset uint64
+	Epoch  string
+	// Asked reports that the sub asked to recover this topic (since): the
+	// "recovered" key is on the wire. A null "recovered" counts as absent.
+	Asked bool
+	// Recovered reports that every publication after the sub's position
+	// was sent; meaningful only when Asked.
+	Recovered bool
 }
 
 // Reply is one decoded server envelope, as a client sees it. Data may alias
@@ -146,6 +173,15 @@ type Reply struct {
 	Msg   string // err
 	Topic string // msg
 	Data  []byte // msg, in the codec's own format
+	// Offset is set on a msg of a history topic and on the ack of a pub on
+	// one; 0 when absent or null.
+	Offset uint64
+	// Epoch is set on the ack of a pub on a history topic, and on a msg
+	// when the stream's epoch changed; "" when absent or null.
+	Epoch string
+	// Positions is set on the ack of a sub that named history topics, in
+	// wire order; nil when absent, null or empty.
+	Positions []TopicPosition
 }
 
 // Codec encodes and decodes envelopes in one format. Implementations are
@@ -161,7 +197,9 @@ type Codec interface {
 	// alias b.
 	DecodeRequest(b []byte, r *Request) error
 	// AppendRequest appends the client envelope for r; fields that r.Op
-	// does not use are left out. Empty Data is sent as null.
+	// does not use are left out. Empty Data is sent as null. A sub's Since
+	// is left out when empty and written in topic order (sorting more than
+	// 8 topics costs one allocation); Last is left out when 0.
 	AppendRequest(dst []byte, r *Request) []byte
 	// DecodeReply fills r from one server message; r.Data may alias b.
 	DecodeReply(b []byte, r *Reply) error
@@ -172,6 +210,17 @@ type Codec interface {
 	// in this codec's format (empty data is sent as null). This is the
 	// fan-out path: it allocates nothing when dst has room.
 	AppendMessage(dst []byte, topic string, data []byte) []byte
+	// AppendStreamMessage appends a msg envelope of a history topic:
+	// AppendMessage plus its offset, and the epoch when non-empty. Fan-out
+	// path: it allocates nothing when dst has room.
+	AppendStreamMessage(dst []byte, topic string, offset uint64, epoch string, data []byte) []byte
+	// AppendAckPositions appends the ack of a sub carrying the position of
+	// each history topic, in the order given; the topics must be distinct.
+	// Empty positions give a plain ack, as AppendAck.
+	AppendAckPositions(dst []byte, id uint64, positions []TopicPosition) []byte
+	// AppendPubAck appends the ack of a pub on a history topic; the epoch
+	// is always written, even when empty.
+	AppendPubAck(dst []byte, id uint64, offset uint64, epoch string) []byte
 }
 
 // The codecs.

@@ -33,13 +33,15 @@ type result struct {
 }
 
 // TestClientInChromium runs the in-browser suite of subsock.js (testdata/harness.js) in a real
-// headless Chromium against real nodes: an open one that serves the module and the harness
-// and refuses anonymous access outside test.>, one that requires tokens, and a WebSocket
+// headless Chromium against real nodes: an open one that serves the module and the harness,
+// keeps history for test.h.> and refuses anonymous access outside test.>, one that requires
+// tokens, and a WebSocket
 // server that never answers (for the heartbeat). Each case becomes a subtest.
 func TestClientInChromium(t *testing.T) {
 	secret := []byte("browser-test-secret")
 	node := browsertest.StartNode(t, gateway.Config{
 		Security: gateway.SecurityConfig{AnonymousSubs: []string{"test.>"}, AnonymousPubs: []string{"test.>"}},
+		History:  historyRule(t, "test.h.>=1000,1m"),
 	}, map[string]http.Handler{
 		"/js/":   http.StripPrefix("/js/", http.FileServerFS(js.FS())),
 		"/t/":    http.StripPrefix("/t/", http.FileServer(http.Dir("testdata"))),

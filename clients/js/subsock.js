@@ -9,6 +9,13 @@
 //   await c.subscribe('prices.ACME', (data, topic) => console.log(topic, data));
 //   await c.publish('chat.lobby', { text: 'hi' }, { ack: true });
 //
+// On a topic with history (a node started with -history) every message has an offset: the
+// client keeps each topic's position, resubscribes with it after every reconnect so nothing
+// is lost or seen twice, and reports each recovery with on('recover', fn).
+//
+//   c.on('recover', ({ topic, recovered }) => { if (!recovered) reload(topic); });
+//   await c.subscribe('chat.lobby', (data, topic, { offset }) => show(offset, data), { last: 50 });
+//
 // One client is one WebSocket with its own token, retry and delivery policy: open several small
 // clients rather than one that does everything.
 
@@ -123,6 +130,13 @@ function loadCodec(protocol, custom) {
   return mod.then((mp) => ({ name: Subprotocol.msgpack, encode: (m) => mp.encode(m), decode: (b) => mp.decode(new Uint8Array(b)) }));
 }
 
+// The metadata of a message on a topic without history.
+const NO_OFFSET = Object.freeze({ offset: undefined, epoch: undefined });
+
+function validPosition(p) {
+  return p !== null && typeof p === 'object' && Number.isSafeInteger(p.offset) && p.offset >= 0 && typeof p.epoch === 'string' && p.epoch !== '';
+}
+
 const jsonCodec = Object.freeze({
   name: Subprotocol.json,
   encode: (m) => JSON.stringify(m),
@@ -171,8 +185,8 @@ export class Client {
   #state = null;
   #closed = false;
   #listeners = new Map(); // event -> Set<fn>
-  #topics = new Map(); // topic -> {handlers:Set, subscribed:boolean, waiters:[], retries, retryTimer}
-  #pending = new Map(); // request id -> {kind, resolve, reject, topics}, for the current socket only
+  #topics = new Map(); // topic -> see #newTopic
+  #pending = new Map(); // request id -> {kind, resolve, reject, topics, since}, for the current socket only
   #outbox = []; // publishes waiting for a connection
   #nextId = 1;
   #attempt = 0;
@@ -217,6 +231,12 @@ export class Client {
    *   every resubscription on reconnect: from then on their messages flow.
    * 'error': fn(SubsockError & {topics?}) — server errors with no request to reject, failed
    *   subscriptions, token and codec failures.
+   * 'recover': fn({topic, recovered, offset, epoch}) — a topic with history was resubscribed
+   *   from its position (after a reconnect, or a gap in its live stream) or its stream lost its
+   *   past. recovered true: every message missed was delivered, in order, before this event.
+   *   false: some were lost for good (the stream's epoch changed, or it no longer holds them);
+   *   the application should reload its state. offset and epoch are the position from which
+   *   messages continue.
    */
   on(event, fn) {
     if (typeof fn !== 'function') throw new TypeError('subsock: on() needs a function');
@@ -231,25 +251,43 @@ export class Client {
   }
 
   /**
-   * subscribe adds handler(data, topic) for topic. The promise resolves when the server has
-   * confirmed the subscription (at once if it already had) and rejects with a SubsockError.
-   * Subscriptions survive reconnects: the client resubscribes everything it holds.
+   * subscribe adds handler(data, topic, {offset, epoch}) for topic. The promise resolves when the
+   * server has confirmed the subscription (at once if it already had) and rejects with a
+   * SubsockError. Subscriptions survive reconnects: the client resubscribes everything it holds.
+   * On a topic with history, offset is the message's place in the stream and epoch the stream's
+   * (null while not yet known); on other topics both are undefined. Options, which count only
+   * when the topic is not held yet:
+   *   last: n — first replay the last n messages the stream holds (before the promise resolves);
+   *   since: {offset, epoch} — start after this position (from position(), kept by the
+   *     application), with a 'recover' event saying whether the messages since were replayed.
    */
-  subscribe(topic, handler) {
+  subscribe(topic, handler, { last = 0, since = null } = {}) {
     if (typeof handler !== 'function') throw new TypeError('subsock: subscribe() needs a handler function');
     const why = validTopic(topic);
     if (why) return Promise.reject(new SubsockError('invalid_topic', why));
     if (this.#closed) return Promise.reject(new SubsockError('closed', 'the client is closed'));
+    if (!Number.isSafeInteger(last) || last < 0) return Promise.reject(new SubsockError('bad_request', `last must be a whole number >= 0, not ${last}`));
+    if (since !== null && !validPosition(since)) return Promise.reject(new SubsockError('bad_request', 'since must be {offset, epoch} as position() returns it'));
     let t = this.#topics.get(topic);
     if (t) {
       t.handlers.add(handler);
       return t.subscribed ? Promise.resolve() : this.#waitFor(t);
     }
-    t = { handlers: new Set([handler]), subscribed: false, waiters: [], retries: 0, retryTimer: null };
+    t = this.#newTopic(handler, last, since);
     this.#topics.set(topic, t);
     const p = this.#waitFor(t);
     if (this.#state === State.OPEN) this.#sendSub([topic]);
     return p;
+  }
+
+  /**
+   * position returns where topic's stream stands for this client, {offset, epoch} of the last
+   * message delivered or acknowledged by the server, or null (no history, or not known yet).
+   * Hand it to subscribe(topic, handler, {since}) to resume later, on another client.
+   */
+  position(topic) {
+    const pos = this.#topics.get(topic)?.pos;
+    return pos && pos.epoch !== null ? { offset: pos.offset, epoch: pos.epoch } : null;
   }
 
   /**
@@ -273,9 +311,10 @@ export class Client {
   /**
    * publish sends data (any value the codec can carry) to topic. With {ack: true} the promise
    * resolves on the server's ack and rejects with the server's {code, msg}; without, it resolves
-   * once the message is handed to the socket. While disconnected, up to maxBuffered publishes wait
-   * for the next connection. An ack-ed publish whose connection drops before the ack rejects with
-   * code 'unavailable': the server may or may not have taken it.
+   * once the message is handed to the socket. On a topic with history the ack carries the
+   * message's place: the promise resolves with {offset, epoch}. While disconnected, up to
+   * maxBuffered publishes wait for the next connection. An ack-ed publish whose connection drops
+   * before the ack rejects with code 'unavailable': the server may or may not have taken it.
    */
   publish(topic, data, { ack = false } = {}) {
     const why = validTopic(topic);
@@ -377,9 +416,16 @@ export class Client {
     this.#openedAt = Date.now();
     this.#setState(State.OPEN, { protocol: ws.protocol });
     this.#startHeartbeat();
-    const all = [...this.#topics.keys()];
+    // 'last' applies to every history topic of a request, so topics still waiting for their
+    // first replay go in requests of their own, one per count; the rest resume from 'since'.
+    const groups = new Map(); // last -> topics
+    for (const [name, t] of this.#topics) {
+      const last = this.#sinceOf(t) ? 0 : t.last;
+      if (!groups.has(last)) groups.set(last, []);
+      groups.get(last).push(name);
+    }
     const n = this.#opts.maxTopicsPerRequest;
-    for (let i = 0; i < all.length; i += n) this.#sendSub(all.slice(i, i + n));
+    for (const names of groups.values()) for (let i = 0; i < names.length; i += n) this.#sendSub(names.slice(i, i + n));
     for (const item of this.#outbox.splice(0)) this.#sendPub(item);
   }
 
@@ -389,6 +435,7 @@ export class Client {
     this.#failPending(new SubsockError('unavailable', `connection lost (${code}${reason ? ' ' + reason : ''}) before the reply`));
     for (const t of this.#topics.values()) {
       t.subscribed = false;
+      t.recovering = false;
       clearTimeout(t.retryTimer);
     }
     // A refused handshake may have been refused for the token, and 4001 certainly was: ask the
@@ -461,9 +508,11 @@ export class Client {
       case 'msg': {
         const t = this.#topics.get(m.topic);
         if (!t) return;
+        const meta = m.offset == null ? NO_OFFSET : this.#track(m.topic, t, m);
+        if (meta === null) return;
         for (const h of [...t.handlers]) {
           try {
-            h(m.data, m.topic);
+            h(m.data, m.topic, meta);
           } catch (e) {
             report(e);
           }
@@ -471,7 +520,7 @@ export class Client {
         return;
       }
       case 'ack':
-        return this.#reply(m.id, null);
+        return this.#reply(m.id, null, m);
       case 'err': {
         const err = new SubsockError(m.code ?? 'internal', m.msg ?? '');
         if (m.id === undefined || !this.#pending.has(m.id)) this.#emit('error', err);
@@ -482,26 +531,40 @@ export class Client {
     }
   }
 
-  #reply(id, err) {
+  #reply(id, err, ack) {
     const p = this.#pending.get(id);
     if (!p) return;
     this.#pending.delete(id);
-    if (p.kind === 'sub') return this.#subReply(p.topics, err);
+    if (p.kind === 'sub') return this.#subReply(p, err, ack);
     if (err) p.reject(err);
+    else if (p.kind === 'pub' && ack.offset != null) p.resolve({ offset: ack.offset, epoch: ack.epoch ?? null });
     else p.resolve();
   }
 
-  #subReply(topics, err) {
+  #subReply({ topics, since }, err, ack) {
+    for (const name of since) {
+      const t = this.#topics.get(name);
+      if (t) t.recovering = false;
+    }
     if (!err) {
       const confirmed = [];
+      const recovered = [];
       for (const name of topics) {
         const t = this.#topics.get(name);
         if (!t || t.subscribed) continue;
+        const p = ack.positions?.[name];
+        if (p && p.offset != null) this.#place(t, p.offset, p.epoch ?? null);
+        else t.pos = null; // the topic has no history (or no longer has)
+        if (since.has(name)) {
+          recovered.push({ topic: name, recovered: p?.recovered === true, offset: t.pos?.offset, epoch: t.pos?.epoch });
+        }
+        if (t.pos?.epoch != null) t.last = 0; // replayed; from now on it resumes with since
         t.subscribed = true;
         t.retries = 0;
         confirmed.push(name);
         this.#settle(t, null);
       }
+      for (const r of recovered) this.#emit('recover', r);
       if (confirmed.length > 0) this.#emit('subscribed', confirmed);
       return;
     }
@@ -531,10 +594,94 @@ export class Client {
     }
   }
 
+  // #sendSub asks for topics, each from its kept position when it has one: the server replays
+  // what the subscriber missed before its ack. Topics without a position but asking for 'last'
+  // must share the count (see #onOpen); a single topic always does.
   #sendSub(topics) {
     const id = this.#nextId++;
-    this.#pending.set(id, { kind: 'sub', topics });
-    this.#send({ op: 'sub', id, topics });
+    const m = { op: 'sub', id, topics };
+    const since = new Set();
+    let last = 0;
+    for (const name of topics) {
+      const t = this.#topics.get(name);
+      const pos = t && this.#sinceOf(t);
+      if (pos) {
+        m.since ??= {};
+        m.since[name] = pos;
+        since.add(name);
+        t.recovering = true;
+      } else if (t) last = Math.max(last, t.last);
+    }
+    if (last > 0) m.last = last;
+    this.#pending.set(id, { kind: 'sub', topics, since });
+    this.#send(m);
+  }
+
+  // --- history ------------------------------------------------------------------------------
+
+  #newTopic(handler, last, since) {
+    return {
+      handlers: new Set([handler]),
+      subscribed: false, // the server confirmed it on the current socket
+      waiters: [], // subscribe() promises waiting for that
+      retries: 0, // transient refusals in a row
+      retryTimer: null,
+      last, // messages to replay on the first subscription
+      pos: since && { offset: since.offset, epoch: since.epoch }, // {offset, epoch|null} or null: the last message delivered
+      recovering: false, // a sub with since is on its way: its replay will bring what is missing
+    };
+  }
+
+  // #sinceOf is the position to resume t from, or null when it has none to offer the server.
+  #sinceOf(t) {
+    return t.pos && t.pos.epoch !== null ? { offset: t.pos.offset, epoch: t.pos.epoch } : null;
+  }
+
+  // #track advances topic's position with m, a msg with an offset, and returns the metadata
+  // to hand to the handlers, or null when m must not be delivered: a duplicate, or a message
+  // after a gap, which the resubscription it starts (or one already on its way) replays.
+  #track(topic, t, m) {
+    const offset = m.offset;
+    const epoch = m.epoch ?? null;
+    const pos = t.pos;
+    if (pos === null) {
+      t.pos = { offset, epoch };
+      return { offset, epoch };
+    }
+    if (epoch !== null && pos.epoch !== null && epoch !== pos.epoch) {
+      // The stream lost its past: what was missed will never come. Continue from here.
+      t.pos = { offset, epoch };
+      this.#emit('recover', { topic, recovered: false, offset, epoch });
+      return { offset, epoch };
+    }
+    if (epoch !== null) pos.epoch = epoch;
+    if (offset <= pos.offset) return null;
+    if (offset > pos.offset + 1 && pos.epoch !== null) {
+      if (t.recovering) return null;
+      if (t.subscribed) {
+        this.#recoverGap(topic, t);
+        return null;
+      }
+      // A first subscription (a 'last' replay): there is nothing before it to recover.
+    }
+    pos.offset = offset;
+    return { offset, epoch: pos.epoch };
+  }
+
+  // #recoverGap resubscribes topic from its position after its live stream skipped offsets:
+  // the node replays them before it acks, then live delivery continues after them.
+  #recoverGap(topic, t) {
+    t.subscribed = false;
+    this.#send({ op: 'unsub', topics: [topic] }); // no id: a reply would only say it is done
+    this.#sendSub([topic]);
+  }
+
+  // #place sets t's position from an ack. In the same epoch it never moves back: a message
+  // the client already delivered stays delivered.
+  #place(t, offset, epoch) {
+    const pos = t.pos;
+    if (pos && (pos.epoch === epoch || pos.epoch === null) && pos.offset > offset) offset = pos.offset;
+    t.pos = { offset, epoch };
   }
 
   #sendPub(item) {

@@ -43,6 +43,26 @@ func (l *list) Set(v string) error {
 	return nil
 }
 
+// historyRules is the repeatable -history flag.
+type historyRules []gateway.HistoryRule
+
+func (h *historyRules) String() string {
+	parts := make([]string, len(*h))
+	for i, r := range *h {
+		parts[i] = r.String()
+	}
+	return strings.Join(parts, " ")
+}
+
+func (h *historyRules) Set(v string) error {
+	r, err := gateway.ParseHistoryRule(v)
+	if err != nil {
+		return err
+	}
+	*h = append(*h, r)
+	return nil
+}
+
 // options is what the command line sets: the node's Config and what only
 // the command itself uses.
 type options struct {
@@ -117,6 +137,9 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.Float64Var(&sec.PublishRate, "publish-rate", 0, "client publishes and token refreshes per second per connection (0: unlimited)")
 	fs.IntVar(&sec.PublishBurst, "publish-burst", 0, "publish token bucket depth (0: the rate, at least 1)")
 
+	fs.Var((*historyRules)(&cfg.History), "history", "PATTERN=SIZE[,TTL]: topics matching PATTERN keep their last SIZE publications for TTL (default 10m) after the last one, with offsets and recovery; repeatable, the first match wins (e.g. -history 'chat.>=100,10m')")
+	fs.Int64Var(&cfg.BrokerOptions.HistoryMemory, "history-memory", def.BrokerOptions.HistoryMemory, "bytes the memory broker keeps in all streams together; past it the least recently published streams are dropped whole")
+	fs.IntVar(&cfg.HistoryReadLimit, "history-read-limit", def.HistoryReadLimit, "most publications one GET /history answers")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "console", "json or console")
 	fs.BoolVar(&o.demo, "demo", false, "serve the demo page at /")
@@ -174,6 +197,15 @@ func run(args []string) error {
 	defer func() { _ = log.Sync() }()
 	cfg := o.cfg
 	cfg.Logger = log
+	if o.demo && len(cfg.History) == 0 && !strings.HasPrefix(cfg.Broker, "nats://") {
+		// The demo chat shows its last lines and recovers after a restart
+		// (NATS core keeps no streams: there it runs without).
+		r, err := gateway.ParseHistoryRule("demo.chat=100,10m")
+		if err != nil {
+			return err
+		}
+		cfg.History = []gateway.HistoryRule{r}
+	}
 	cfg = cfg.WithDefaults() // what the node runs with, for the log lines below
 
 	g, err := gateway.New(cfg)

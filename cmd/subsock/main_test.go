@@ -130,10 +130,13 @@ func sentinel(t *testing.T, f *flag.Flag) string {
 	if _, ok := f.Value.(*list); ok {
 		return "sentinel.a,sentinel.b"
 	}
+	if _, ok := f.Value.(*historyRules); ok {
+		return "sentinel.>=7,7m"
+	}
 	switch v := f.Value.(flag.Getter).Get().(type) {
 	case bool:
 		return strconv.FormatBool(!v)
-	case int:
+	case int, int64:
 		return "7654321"
 	case float64:
 		return "765.5"

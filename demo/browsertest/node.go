@@ -72,6 +72,22 @@ func (n *Node) Restart() {
 	n.start()
 }
 
+// Stop shuts the node down gracefully (WebSockets get 1001); Start brings it back on the
+// same address. The node is down in between: its address refuses connections.
+func (n *Node) Stop() {
+	n.t.Helper()
+	n.stop()
+}
+
+// Start starts a stopped node again, with the same configuration on the same address.
+// Starting a running node does nothing.
+func (n *Node) Start() {
+	n.t.Helper()
+	if n.g == nil {
+		n.start()
+	}
+}
+
 func (n *Node) start() {
 	n.t.Helper()
 	g, err := gateway.New(n.cfg)

@@ -182,7 +182,11 @@ $('feed').addEventListener('click', (ev) => {
 });
 
 // --- chat: publish with ack on its own connection -----------------------------------------
+// demo.chat has history on the node (-demo adds the rule unless -history is given): the page
+// opens with the last lines, and after a reconnect the client resumes from the last offset
+// shown, so a node restart loses no line and shows none twice.
 
+const CHAT_LAST = 50; // lines replayed on load
 const chat = connect('/ws', { protocol, backoff, token });
 watch('chat', chat);
 
@@ -197,7 +201,25 @@ function hue(s) {
   return h;
 }
 
-chat.subscribe('demo.chat', (m) => {
+// chatNote adds a line of the page's own to the chat log.
+function chatNote(text) {
+  const log = $('chat-log');
+  log.append(el('li', { class: 'system' }, el('time', {}, clock()), el('span', {}, text)));
+  log.scrollTop = log.scrollHeight;
+}
+
+chat.on('recover', ({ topic, recovered, offset }) => {
+  if (recovered) {
+    logEvent(`chat: ${topic} recovered up to #${offset}`, 'good');
+    return;
+  }
+  // The node no longer holds what was missed (a memory node restarted, or too much happened
+  // meanwhile): say so where the lines are missing.
+  logEvent(`chat: ${topic} not recovered, lines lost before #${(offset ?? 0) + 1}`, 'bad');
+  chatNote('some lines were lost here');
+});
+
+chat.subscribe('demo.chat', (m, _topic, { offset }) => {
   if (!m || typeof m !== 'object') return;
   const name = String(m.name ?? 'anon').slice(0, 24);
   const who = el('span', { class: 'who' }, name);
@@ -205,10 +227,12 @@ chat.subscribe('demo.chat', (m) => {
   const at = typeof m.ts === 'number' ? new Date(m.ts) : new Date();
   const log = $('chat-log');
   const stick = log.scrollTop + log.clientHeight >= log.scrollHeight - 8;
-  log.append(el('li', { class: m.from === me ? 'mine' : '' }, el('time', {}, clock(at)), who, el('span', { class: 'text' }, String(m.text ?? ''))));
+  const li = el('li', { class: m.from === me ? 'mine' : '' }, el('time', {}, clock(at)), who, el('span', { class: 'text' }, String(m.text ?? '')));
+  if (offset !== undefined) li.dataset.offset = String(offset);
+  log.append(li);
   while (log.children.length > 200) log.firstElementChild.remove();
   if (stick) log.scrollTop = log.scrollHeight;
-}).catch((e) => logEvent(`chat: subscribe failed: ${e.code} ${e.msg}`, 'bad'));
+}, { last: CHAT_LAST }).catch((e) => logEvent(`chat: subscribe failed: ${e.code} ${e.msg}`, 'bad'));
 
 $('chat-form').addEventListener('submit', async (ev) => {
   ev.preventDefault();

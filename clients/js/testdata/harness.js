@@ -4,7 +4,9 @@
 // Query parameters (set by the Go test):
 //   jwt=host:port     a node that requires HS256 tokens; this page's origin serves /token?ttl=s
 //   silent=host:port  a WebSocket server that completes the handshake and then never answers
+// This page's own node keeps history for test.h.> (1000 publications).
 import { connect, validTopic, reconnectDelay, SubsockError, CloseCode } from '/js/subsock.js';
+import { tap, socketsOf } from './spy.js';
 
 const q = new URLSearchParams(location.search);
 const WS = `ws://${location.host}/ws`;
@@ -140,6 +142,50 @@ async function rejects(promise, code, what) {
 
 let seq = 0;
 const topic = (name) => `test.${name}.${Date.now()}.${seq++}`;
+const historyTopic = (name) => `test.h.${name}.${Date.now()}.${seq++}`;
+
+// record collects what a history topic's handler receives, and the client's recover events.
+function record(client, t) {
+  const r = { offsets: [], data: [], recovers: [], wake: null };
+  r.handler = (data, _topic, { offset }) => {
+    r.offsets.push(offset);
+    r.data.push(data);
+    if (r.wake) r.wake();
+  };
+  client.on('recover', (ev) => {
+    if (ev.topic === t) r.recovers.push(ev);
+    if (r.wake) r.wake();
+  });
+  // until waits for pred(r) after each delivery or recover event.
+  r.until = (pred, what, ms = 5000) => within(new Promise((resolve) => {
+    r.wake = () => { if (pred(r)) resolve(); };
+    r.wake();
+  }), ms, what).finally(() => { r.wake = null; });
+  return r;
+}
+
+// range returns [from, from+1, ..., to].
+const range = (from, to) => Array.from({ length: Math.max(0, to - from + 1) }, (_, i) => from + i);
+
+// publishAll publishes each value to t with an ack, in order, and returns the acks' offsets
+// and the epoch of the last.
+async function publishAll(pub, t, values) {
+  const offsets = [];
+  let epoch = null;
+  for (const v of values) {
+    const ack = await pub.publish(t, v, { ack: true });
+    offsets.push(ack.offset);
+    epoch = ack.epoch;
+  }
+  return Object.assign(offsets, { epoch });
+}
+
+// kick closes the client's current socket from the page's side, as a lost connection would end.
+function kick(tag) {
+  const [ws] = socketsOf(tag);
+  assert(ws, `no open socket tagged ${tag}`);
+  ws.close(3000, 'kicked by the test');
+}
 
 // --- cases --------------------------------------------------------------------------------
 
@@ -447,6 +493,143 @@ test('close(): final state, pending work rejected with closed, no reconnect', as
   await rejects(s, 'closed', 'unconfirmed subscription at close');
 });
 
+test('history: publish with ack resolves with the offset; topics without history have none', async () => {
+  const c = await open();
+  const t = historyTopic('offsets');
+  const first = await c.publish(t, 'a', { ack: true });
+  assert(Number.isSafeInteger(first.offset) && typeof first.epoch === 'string' && first.epoch !== '', `ack ${show(first)}`);
+  eq(await c.publish(t, 'b', { ack: true }), { offset: first.offset + 1, epoch: first.epoch }, 'second ack');
+  eq(await c.publish(topic('plain'), 'c', { ack: true }), undefined, 'ack on a topic without history');
+  const plain = topic('plain');
+  const box = inbox();
+  let meta = null;
+  await c.subscribe(plain, (d, tp, m) => { meta = m; box.handler(d, tp); });
+  await flowing(c, plain, box);
+  eq(meta, { offset: undefined, epoch: undefined }, 'metadata of a message without history');
+  eq(c.position(plain), null, 'position of a topic without history');
+});
+
+test('history: subscribe {last: k} replays exactly the last k, in order, then live', async () => {
+  for (const protocol of ['json', 'msgpack']) {
+    const pub = await open({ protocol });
+    const t = historyTopic('last');
+    const offsets = await publishAll(pub, t, range(1, 30).map((i) => ({ i })));
+    const sub = await open({ protocol });
+    const r = record(sub, t);
+    await sub.subscribe(t, r.handler, { last: 10 });
+    eq(r.offsets, offsets.slice(20), `${protocol}: offsets replayed before the subscribe resolved`);
+    eq(r.data, range(21, 30).map((i) => ({ i })), `${protocol}: data replayed`);
+    eq(sub.position(t), { offset: offsets[29], epoch: offsets.epoch }, `${protocol}: position after the replay`);
+    await pub.publish(t, { i: 31 }, { ack: true });
+    await r.until((x) => x.offsets.length === 11, `${protocol}: the live message`);
+    eq(r.offsets, offsets.slice(20).concat(offsets[29] + 1), `${protocol}: offsets`);
+    eq(r.recovers, [], `${protocol}: recover events`);
+    // More than the stream holds: everything there is.
+    const all = record(sub, t);
+    const t2 = historyTopic('lastall');
+    await publishAll(pub, t2, [1, 2, 3]);
+    await sub.subscribe(t2, all.handler, { last: 50 });
+    eq(all.data, [1, 2, 3], `${protocol}: last 50 of 3`);
+  }
+});
+
+test('history: connections cut while a publisher keeps publishing: every offset once, in order', async () => {
+  const t = historyTopic('cut');
+  const sub = await open({ protocol: 'msgpack' }, `${WS}?tag=cut-sub`);
+  const r = record(sub, t);
+  await sub.subscribe(t, r.handler);
+  const pub = await open();
+  let last = 0;
+  let running = true;
+  const publishing = (async () => {
+    for (let i = 1; running && i <= 5000; i++) last = (await pub.publish(t, i, { ack: true })).offset;
+  })();
+  try {
+    for (let cut = 1; cut <= 3; cut++) {
+      await r.until((x) => x.offsets.length >= cut * 40, `40 more messages before cut ${cut}`);
+      kick('cut-sub');
+      await r.until((x) => x.recovers.length === cut, `the recovery after cut ${cut}`);
+    }
+  } finally {
+    running = false;
+    await publishing;
+  }
+  await r.until((x) => x.offsets.at(-1) === last, `offset ${last}`);
+  // A fresh topic: publication i has offset i.
+  eq(r.offsets, range(1, last), 'offsets received');
+  eq(r.data, range(1, last), 'data received');
+  eq(r.recovers.map((e) => e.recovered), [true, true, true], 'recovered');
+});
+
+test('history: a gap in the live stream is recovered by resubscribing; duplicates are dropped', async () => {
+  const t = historyTopic('gap');
+  const sub = await open({}, `${WS}?tag=gap-sub`);
+  const r = record(sub, t);
+  await sub.subscribe(t, r.handler);
+  const pub = await open();
+  const base = (await pub.publish(t, 0, { ack: true })).offset;
+  await r.until((x) => x.offsets.length === 1, 'the first message');
+  // The socket loses base+3 once, and sees base+2 twice.
+  let lost = false;
+  tap((frame) => {
+    const m = JSON.parse(frame);
+    if (m.op !== 'msg' || m.topic !== t) return [frame];
+    if (m.offset === base + 3 && !lost) {
+      lost = true;
+      return [];
+    }
+    return m.offset === base + 2 ? [frame, frame] : [frame];
+  });
+  const offsets = await publishAll(pub, t, range(1, 10));
+  await r.until((x) => x.offsets.at(-1) === offsets.at(-1), `offset ${offsets.at(-1)}`);
+  assert(lost, 'nothing was lost');
+  eq(r.offsets, range(base, base + 10), 'offsets received');
+  eq(r.data, range(0, 10), 'data received');
+  eq(r.recovers.map((e) => [e.recovered, e.offset >= base + 3]), [[true, true]], 'recover events');
+});
+
+test('history: a message from a new epoch is an unrecoverable recovery and resets the position', async () => {
+  const t = historyTopic('epoch');
+  const sub = await open();
+  const r = record(sub, t);
+  await sub.subscribe(t, r.handler);
+  const pub = await open();
+  const { offset, epoch } = await pub.publish(t, 'before', { ack: true });
+  await r.until((x) => x.offsets.length === 1, 'the first message');
+  // The stream "loses its past" between two publications: the next one comes in a new epoch.
+  tap((frame) => {
+    const m = JSON.parse(frame);
+    if (m.op !== 'msg' || m.topic !== t || m.offset !== offset + 1) return [frame];
+    return [JSON.stringify({ ...m, offset: 1, epoch: 'other' })];
+  });
+  await pub.publish(t, 'after', { ack: true });
+  await r.until((x) => x.recovers.length === 1 && x.offsets.length === 2, 'the recover event and the message');
+  eq(r.recovers, [{ topic: t, recovered: false, offset: 1, epoch: 'other' }], 'recover event');
+  eq(r.offsets, [offset, 1], 'offsets delivered');
+  eq(sub.position(t), { offset: 1, epoch: 'other' }, 'position');
+  assert(epoch !== 'other', 'the real epoch is "other"');
+});
+
+test('history: subscribe {since} resumes from a kept position, or says it cannot', async () => {
+  const pub = await open();
+  const t = historyTopic('since');
+  const offsets = await publishAll(pub, t, range(1, 6));
+  const { epoch } = offsets;
+  const sub = await open();
+  const r = record(sub, t);
+  await sub.subscribe(t, r.handler, { since: { offset: offsets[2], epoch } });
+  eq(r.data, [4, 5, 6], 'replayed after the position');
+  eq(r.recovers, [{ topic: t, recovered: true, offset: offsets[5], epoch }], 'recover event');
+  const t2 = historyTopic('since-lost');
+  await publishAll(pub, t2, [1]);
+  const r2 = record(sub, t2);
+  await sub.subscribe(t2, r2.handler, { since: { offset: 1, epoch: 'gone' } });
+  eq(r2.data, [], 'replayed from another epoch');
+  eq(r2.recovers.map((e) => e.recovered), [false], 'recovered');
+  await rejects(sub.subscribe(historyTopic('x'), () => {}, { since: { offset: 1 } }), 'bad_request', 'since without an epoch');
+  await rejects(sub.subscribe(historyTopic('x'), () => {}, { last: -1 }), 'bad_request', 'negative last');
+});
+
 // --- runner -------------------------------------------------------------------------------
 
 async function run() {
@@ -464,6 +647,7 @@ async function run() {
       err = e instanceof Failure ? e.message : String(e?.stack ?? e);
     }
     for (const f of cleanups.splice(0)) f();
+    tap(null);
     const r = { name: c.name, ok: err === null, err: err ?? '', ms: Math.round(performance.now() - start) };
     results.push(r);
     const li = document.createElement('li');
