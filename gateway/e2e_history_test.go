@@ -372,3 +372,60 @@ func TestParseHistoryRule(t *testing.T) {
 		}
 	}
 }
+
+// TestHistoryEpochChangeOnRedis: Redis loses its data (FLUSHALL) under a
+// live subscription and between two connections of one client. The live
+// subscriber is told by an epoch on the next msg; the one that comes back
+// with since gets recovered:false and nothing stale.
+func TestHistoryEpochChangeOnRedis(t *testing.T) {
+	srv := testserver.Redis(t)
+	cfg := historyConfig(t, 100)
+	cfg.Broker = srv.URL
+	n := startNode(t, cfg)
+	hc := newHTTPClient(t)
+
+	live := dialWS(t, n, codecJSON)
+	live.sendEnv(t, envelope{{"op", "sub"}, {"id", 1}, {"topics", []string{"chat.f"}}})
+	ack := live.next(t)
+	_, epoch, _ := position(t, ack, "chat.f")
+	for i := 1; i <= 5; i++ {
+		if a := publishHist(t, hc, n, "chat.f", i); a.Offset != uint64(i) || a.Epoch != epoch {
+			t.Fatalf("publish %d: %+v, want offset %d epoch %q", i, a, i, epoch)
+		}
+		if m := live.next(t); offsetOf(t, m) != uint64(i) || m.fields["epoch"] != nil {
+			t.Fatalf("msg %d: %v %v", i, m, m.fields)
+		}
+	}
+
+	if _, err := testserver.RedisDo(t.Context(), srv.Addr, "FLUSHALL"); err != nil {
+		t.Fatal(err)
+	}
+	a := publishHist(t, hc, n, "chat.f", 6)
+	if a.Offset != 1 || a.Epoch == epoch || a.Epoch == "" {
+		t.Fatalf("first publish after FLUSHALL: %+v, want offset 1 and a new epoch (old %q)", a, epoch)
+	}
+	m := live.next(t)
+	if offsetOf(t, m) != 1 || m.fields["epoch"] != a.Epoch || m.data != int64(6) {
+		t.Fatalf("live msg after FLUSHALL: %v %v; want offset 1 with epoch %q", m, m.fields, a.Epoch)
+	}
+	publishHist(t, hc, n, "chat.f", 7)
+	if m := live.next(t); offsetOf(t, m) != 2 || m.fields["epoch"] != nil {
+		t.Fatalf("next live msg: %v %v; want offset 2 without epoch", m, m.fields)
+	}
+
+	// A client that was at offset 5 of the old epoch comes back.
+	back := dialWS(t, n, codecJSON)
+	back.sendEnv(t, envelope{{"op", "sub"}, {"id", 1}, {"topics", []string{"chat.f"}},
+		{"since", map[string]any{"chat.f": map[string]any{"offset": 5, "epoch": epoch}}}})
+	r := back.next(t)
+	if r.op != "ack" {
+		t.Fatalf("stale since: got %v before the ack; nothing may be replayed", r)
+	}
+	off, ep, rec := position(t, r, "chat.f")
+	if off != 2 || ep != a.Epoch || rec != false {
+		t.Fatalf("stale since: position %d %q recovered %v; want 2 %q false", off, ep, rec, a.Epoch)
+	}
+	if got := scrape(t, hc, n, "subsock_history_not_recovered_total"); got != 1 {
+		t.Fatalf("subsock_history_not_recovered_total = %v, want 1", got)
+	}
+}

@@ -220,3 +220,10 @@ func redisDo(ctx context.Context, addr string, args ...string) (string, error) {
 		return "", fmt.Errorf("testserver: unexpected reply %q", line)
 	}
 }
+
+// RedisDo sends one command to the Redis at addr on a fresh connection
+// and returns a simple, integer or bulk-string reply: for a test that
+// must act on the server behind a node's back (FLUSHALL, CONFIG SET).
+func RedisDo(ctx context.Context, addr string, args ...string) (string, error) {
+	return redisDo(ctx, addr, args...)
+}
