@@ -38,6 +38,7 @@ type Gateway struct {
 
 	counters
 	wsConns  atomic.Int64
+	sseConns atomic.Int64
 	draining atomic.Bool
 
 	mu   sync.Mutex
@@ -142,9 +143,12 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	defer cancel()
 	g.poller.StopAccepting()
 	g.wheel.each(func(s *session) {
-		if s.mode.Load() == modeWS {
+		switch s.mode.Load() {
+		case modeWS:
 			s.c.CloseAfter(goingAwayFrame)
-		} else {
+		case modeSSE:
+			s.c.CloseAfter(sseCloseFinal)
+		default:
 			s.c.CloseAfter(nil)
 		}
 	})
@@ -176,6 +180,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 // Stats is a snapshot of the node's main figures.
 type Stats struct {
 	Connections   int64 // open WebSocket connections
+	SSEStreams    int64 // open SSE streams
 	TCPConns      int64 // open TCP connections, HTTP included
 	Subscriptions int
 	Topics        int
@@ -192,6 +197,7 @@ func (g *Gateway) Stats() Stats {
 	ps := g.poller.Stats()
 	return Stats{
 		Connections:   g.wsConns.Load(),
+		SSEStreams:    g.sseConns.Load(),
 		TCPConns:      ps.Conns,
 		Subscriptions: rs.Subscriptions,
 		Topics:        rs.Topics,

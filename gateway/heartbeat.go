@@ -97,14 +97,18 @@ func (w *wheel) visit(slot int, now int64) {
 		// seen moves only when a whole frame or request arrives, so a peer
 		// trickling bytes is as silent as one sending nothing.
 		silent := now - s.seen.Load()
-		isWS := s.mode.Load() == modeWS
+		mode := s.mode.Load()
 		switch {
-		case silent > timeout && isWS:
+		case mode == modeSSE:
+			// A stream's client never sends: a comment keeps proxies from
+			// timing it out, and a write to a peer that is gone fails.
+			_ = s.c.Enqueue(sseHeartbeat)
+		case silent > timeout && mode == modeWS:
 			g.heartbeatCloses.Add(1)
 			s.c.Abort(heartbeatFrame)
 		case silent > timeout:
 			s.c.Abort(nil) // an idle HTTP client
-		case isWS:
+		case mode == modeWS:
 			_ = s.c.Enqueue(pingFrame)
 		}
 	}

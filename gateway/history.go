@@ -178,8 +178,8 @@ func (g *Gateway) deliverStream(topic string, payload []byte) {
 		return
 	}
 	f, data := proto.Format(relay[0]), relay[1:]
-	var frames, eframes [len(codecs)][]byte
-	var failed [len(codecs)]bool
+	var frames, eframes [nWires][]byte
+	var failed [nWires]bool
 	var epoch string // ep as a string, made at most once
 	epochStr := func() string {
 		if epoch == "" {
@@ -192,12 +192,11 @@ func (g *Gateway) deliverStream(topic string, payload []byte) {
 			return nil
 		}
 		cache := &frames[c]
-		e := ""
 		if withEpoch {
-			cache, e = &eframes[c], epochStr()
+			cache = &eframes[c]
 		}
 		if *cache == nil {
-			b, err := buildStreamMessage(codecs[c], topic, off, e, f, data)
+			b, err := buildStreamFor(c, topic, off, epochStr(), withEpoch, f, data)
 			if err != nil {
 				failed[c] = true
 				g.convertErrors.Add(1)
@@ -390,7 +389,6 @@ func (g *Gateway) finishSub(s *session, pr *pendingReply, err error) {
 		g.flushRepliesLocked(s)
 		return
 	}
-	codec := codecs[s.codec]
 	h := streamsOf(s)
 	var out []byte
 	positions := make([]proto.TopicPosition, 0, len(pr.hist.topics))
@@ -421,7 +419,7 @@ func (g *Gateway) finishSub(s *session, pr *pendingReply, err error) {
 				if len(p.Payload) == 0 {
 					continue
 				}
-				fr, err := buildStreamMessage(codec, ht.name, p.Offset, "", proto.Format(p.Payload[0]), p.Payload[1:])
+				fr, err := buildStreamFor(s.codec, ht.name, p.Offset, ht.pos.Epoch, false, proto.Format(p.Payload[0]), p.Payload[1:])
 				if err != nil {
 					g.convertErrors.Add(1)
 					continue
@@ -441,8 +439,11 @@ func (g *Gateway) finishSub(s *session, pr *pendingReply, err error) {
 		positions = append(positions, tp)
 	}
 	h.mu.Unlock()
-	if pr.hasID {
-		out = append(out, sealReply(s, codec.AppendAckPositions(frame.Reserve(nil), pr.id, positions))...)
+	switch {
+	case s.codec == wireSSE:
+		out = sseAnswer(s, out, positions)
+	case pr.hasID:
+		out = append(out, sealReply(s, codecs[s.codec].AppendAckPositions(frame.Reserve(nil), pr.id, positions))...)
 	}
 	pr.ready, pr.frame, pr.recovers = true, out, true
 	if len(out) == 0 {

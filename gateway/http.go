@@ -34,6 +34,10 @@ func (g *Gateway) handleHTTP(s *session, b []byte) int {
 		g.upgrade(s, hdr)
 		return len(hdr)
 	}
+	if isSSEPath(hdr) {
+		g.openSSE(s, hdr)
+		return len(b) // a stream has no further requests; input is dropped
+	}
 	req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(hdr)))
 	if err != nil {
 		g.httpFail(s, http.StatusBadRequest, "malformed request: "+err.Error())
@@ -165,6 +169,10 @@ func (g *Gateway) resumeHandshake(s *session) {
 	}
 	hdr := s.hold
 	s.hold, s.suspended = nil, false
+	if isSSEPath(hdr) {
+		g.openSSE(s, hdr)
+		return
+	}
 	g.upgrade(s, hdr)
 	if s.suspended || s.done || len(s.in) == 0 {
 		g.trackPartial(s, true, false)
@@ -245,6 +253,7 @@ type handshakeChecks struct {
 	host   string
 	origin string
 	authz  string
+	cookie string
 }
 
 func (h *handshakeChecks) onRequest(uri []byte) error {
@@ -260,6 +269,8 @@ func (h *handshakeChecks) onHeader(k, v []byte) error {
 		h.origin = string(v)
 	case strings.EqualFold(string(k), "Authorization"):
 		h.authz = string(v)
+	case strings.EqualFold(string(k), "Cookie"):
+		h.cookie = string(v)
 	}
 	return nil
 }

@@ -78,8 +78,8 @@ func (g *Gateway) deliver(topic string, payload []byte) {
 	f, data := proto.Format(payload[0]), payload[1:]
 	// Each codec's frame is built when its first subscriber is reached, so
 	// a topic whose subscribers all use JSON never pays for MessagePack.
-	var frames [len(codecs)][]byte
-	var failed [len(codecs)]bool
+	var frames [nWires][]byte
+	var failed [nWires]bool
 	var slow uint64
 	n := g.reg.Range(topic, func(s *session) bool {
 		fr := frames[s.codec]
@@ -87,12 +87,12 @@ func (g *Gateway) deliver(topic string, payload []byte) {
 			if failed[s.codec] {
 				return true
 			}
-			b, err := buildMessage(codecs[s.codec], topic, f, data)
+			b, err := buildFor(s.codec, topic, f, data)
 			if err != nil {
 				failed[s.codec] = true
 				g.convertErrors.Add(1)
 				if ce := g.log.Check(zap.DebugLevel, "message not representable"); ce != nil {
-					ce.Write(zap.String("topic", topic), zap.String("codec", codecs[s.codec].Name()), zap.Error(err))
+					ce.Write(zap.String("topic", topic), zap.String("wire", wireName(s.codec)), zap.Error(err))
 				}
 				return true
 			}
@@ -110,6 +110,35 @@ func (g *Gateway) deliver(topic string, payload []byte) {
 			ce.Write(zap.String("topic", topic), zap.Uint64("count", slow))
 		}
 	}
+}
+
+// buildFor returns the ready bytes of a message for wire w: a codec's
+// WebSocket frame, or an SSE chunk.
+func buildFor(w uint8, topic string, f proto.Format, data []byte) ([]byte, error) {
+	if w == wireSSE {
+		return buildSSE(topic, 0, "", false, false, f, data)
+	}
+	return buildMessage(codecs[w], topic, f, data)
+}
+
+// buildStreamFor is buildFor for a publication of a history topic; lost
+// says the stream's epoch changed since the connection's position.
+func buildStreamFor(w uint8, topic string, offset uint64, epoch string, lost bool, f proto.Format, data []byte) ([]byte, error) {
+	if w == wireSSE {
+		return buildSSE(topic, offset, epoch, true, lost, f, data)
+	}
+	if !lost {
+		epoch = ""
+	}
+	return buildStreamMessage(codecs[w], topic, offset, epoch, f, data)
+}
+
+// wireName names wire w for logs.
+func wireName(w uint8) string {
+	if w == wireSSE {
+		return "sse"
+	}
+	return codecs[w].Name()
 }
 
 // buildMessage returns a ready frame carrying the message in c's format.

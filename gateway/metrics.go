@@ -39,6 +39,11 @@ func (g *Gateway) registerMetrics() *prometheus.Registry {
 	u := func(a *atomic.Uint64) func() float64 { return func() float64 { return float64(a.Load()) } }
 
 	gauge("connections", "Open WebSocket connections.", func() float64 { return float64(g.wsConns.Load()) })
+	for tr, n := range map[string]*atomic.Int64{"websocket": &g.wsConns, "sse": &g.sseConns} {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "subsock_transport_connections",
+			Help: "Open subscriber connections by transport.", ConstLabels: prometheus.Labels{"transport": tr}},
+			func() float64 { return float64(n.Load()) }))
+	}
 	gauge("tcp_connections", "Open TCP connections, HTTP included.", func() float64 { return float64(g.poller.Stats().Conns) })
 	gauge("subscriptions", "Subscriptions held on this node.", func() float64 { return float64(g.reg.Stats().Subscriptions) })
 	gauge("topics", "Topics with at least one local subscriber.", func() float64 { return float64(g.reg.Stats().Topics) })

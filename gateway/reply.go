@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"math"
+	"net/http"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -126,7 +127,10 @@ func (g *Gateway) settleSub(s *session, pr *pendingReply, err error) {
 			read = true
 		} else {
 			pr.ready = true
-			if pr.hasID {
+			switch {
+			case s.codec == wireSSE:
+				pr.frame = sseHead(s.sse) // the stream starts
+			case pr.hasID:
 				pr.frame = sealReply(s, codecs[s.codec].AppendAck(frame.Reserve(nil), pr.id))
 			}
 		}
@@ -143,7 +147,12 @@ func (g *Gateway) settleSub(s *session, pr *pendingReply, err error) {
 func (g *Gateway) failSubLocked(s *session, pr *pendingReply, msg string) {
 	pr.ready = true
 	g.subscribeFailures.Add(1)
-	pr.frame = sealReply(s, codecs[s.codec].AppendError(frame.Reserve(nil), pr.id, pr.hasID, proto.CodeUnavailable, msg))
+	if s.codec == wireSSE {
+		// The stream has not started: the answer is a status.
+		pr.frame, pr.close = sseErrorResponse(&sseError{http.StatusServiceUnavailable, msg, "Retry-After: 1\r\n"}), true
+	} else {
+		pr.frame = sealReply(s, codecs[s.codec].AppendError(frame.Reserve(nil), pr.id, pr.hasID, proto.CodeUnavailable, msg))
+	}
 	for _, t := range pr.fresh {
 		g.leaveLocked(s, t)
 	}

@@ -32,6 +32,10 @@ type SecurityConfig struct {
 	// both empty grants everything; setting either restricts both (an empty
 	// one then grants nothing).
 	AnonymousSubs, AnonymousPubs []string
+	// TokenCookie names a cookie that may carry the connect token (for
+	// EventSource and WebSocket from browsers, which cannot set headers);
+	// ?token= and Authorization: Bearer still come first. Empty: none.
+	TokenCookie string
 	// APIKey, when set, is required by POST /publish.
 	APIKey string
 	// AllowedOrigins is a comma-separated allow-list of Origin hosts, or *.
@@ -161,17 +165,23 @@ func (g *Gateway) beforeUpgrade(s *session, hc *handshakeChecks) (ws.HandshakeHe
 		}
 		return nil, reject(http.StatusServiceUnavailable, reason, "Retry-After: "+strconv.Itoa(secs)+"\r\n")
 	}
+	s.auth = g.authStateFor(s, gr, exp)
+	return nil, nil
+}
+
+// authStateFor is the state of an admitted connection with grants gr and
+// a token expiring at exp (zero: never).
+func (g *Gateway) authStateFor(s *session, gr *grants, exp time.Time) *authState {
+	sec := &g.sec
 	st := &authState{grants: gr, admitted: true}
 	st.limiter = limit.NewPublishLimiter(sec.cfg.PublishRate, sec.cfg.PublishBurst)
-	if gr != sec.everything || st.limiter != nil {
-		s.auth = st
-	} else {
-		s.auth = admittedOnly
-	}
 	if !exp.IsZero() {
 		g.deadlines.setExpiry(s, exp.UnixMilli())
 	}
-	return nil, nil
+	if gr != sec.everything || st.limiter != nil {
+		return st
+	}
+	return admittedOnly
 }
 
 // authState is per connection; connections of an open node share one.
@@ -194,6 +204,17 @@ func (g *Gateway) authenticate(hc *handshakeChecks) (*grants, time.Time, error) 
 	}
 	q, _ := url.ParseQuery(hc.query)
 	token := auth.TokenFromRequest(h, q)
+	if token == "" && sec.cfg.TokenCookie != "" && hc.cookie != "" {
+		// Browsers cannot set headers on EventSource or WebSocket: a
+		// cookie of the page's origin carries the token instead.
+		if c, err := http.ParseCookie(hc.cookie); err == nil {
+			for _, ck := range c {
+				if ck.Name == sec.cfg.TokenCookie {
+					token = ck.Value
+				}
+			}
+		}
+	}
 	if token == "" {
 		if sec.anon != nil {
 			return sec.anon, time.Time{}, nil

@@ -16,6 +16,7 @@ import (
 const (
 	modeHTTP uint32 = iota
 	modeWS
+	modeSSE
 )
 
 // session is the gateway's state for one connection. Fields without a
@@ -43,6 +44,7 @@ type session struct {
 	slot      uint16
 	done      bool       // we decided to close; ignore further input
 	auth      *authState // set at upgrade; grants, publish limiter
+	sse       *sseState  // an SSE stream's own state; nil otherwise
 	expAt     int64      // key in the expiry heap; guarded by deadlines.mu
 	expIdx    int        // index in the expiry heap, -1 when absent; guarded by deadlines.mu
 }
@@ -69,7 +71,7 @@ func (g *Gateway) OnData(c *poller.Conn, r netpoll.Reader) {
 	// Input is not executed once we decided to close, nor once a WebSocket
 	// peer is gone (an HTTP client may half-close after its request and
 	// still read the reply).
-	if s.done || (!c.Active() && s.mode.Load() == modeWS) {
+	if s.done || s.mode.Load() == modeSSE || (!c.Active() && s.mode.Load() == modeWS) {
 		g.discard(s, r, n)
 		return
 	}
@@ -186,8 +188,12 @@ func (g *Gateway) OnClose(c *poller.Conn) {
 	s.hold, s.suspended = nil, false
 	g.wheel.remove(s)
 	g.deadlines.forget(s)
-	if s.mode.Load() == modeWS {
-		g.wsConns.Add(-1)
+	if m := s.mode.Load(); m == modeWS || m == modeSSE {
+		if m == modeWS {
+			g.wsConns.Add(-1)
+		} else {
+			g.sseConns.Add(-1)
+		}
 		s.mu.Lock()
 		g.reg.RemoveAll(s, &s.subs, g.router.Release)
 		s.rq = nil

@@ -41,6 +41,17 @@ type Conn struct {
 	pending int    // bytes queued and not yet written
 	q       *queue // shared, immutable frames; nil when none wait
 	final   []byte // written best effort before an abort
+	// overflow, when set, replaces Config.OverflowFinal for this
+	// connection (another protocol on the same loops: SSE).
+	overflow []byte
+}
+
+// SetOverflowFinal makes final what is written, best effort, when this
+// connection's queue overflows, instead of Config.OverflowFinal.
+func (c *Conn) SetOverflowFinal(final []byte) {
+	c.mu.Lock()
+	c.overflow = final
+	c.mu.Unlock()
 }
 
 // Enqueue queues b to be written. b is not copied and must not change
@@ -54,7 +65,11 @@ func (c *Conn) Enqueue(b []byte) error {
 	}
 	if c.pending+len(b) > c.w.cfg.MaxPending {
 		c.w.overflows.Add(1)
-		c.abortLocked(c.w.cfg.OverflowFinal)
+		final := c.w.cfg.OverflowFinal
+		if c.overflow != nil {
+			final = c.overflow
+		}
+		c.abortLocked(final)
 		c.mu.Unlock()
 		return ErrOverflow
 	}

@@ -129,6 +129,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.BoolVar(&sec.AllowAnonymous, "allow-anonymous", false, "let clients without a token in, limited to the anonymous patterns")
 	fs.Var((*list)(&sec.AnonymousSubs), "anonymous-subs", "topic patterns anonymous clients may subscribe to (comma-separated; * one segment, > the rest)")
 	fs.Var((*list)(&sec.AnonymousPubs), "anonymous-pubs", "topic patterns anonymous clients may publish to")
+	fs.StringVar(&sec.TokenCookie, "token-cookie", "", "name of a cookie that may carry the connect token (browsers' EventSource and WebSocket cannot set headers)")
 	fs.StringVar(&sec.APIKey, "api-key", "", "key required by POST /publish (or $SUBSOCK_API_KEY)")
 	fs.StringVar(&sec.AllowedOrigins, "allowed-origins", "", "allowed Origin hosts, comma-separated, or * (empty: the request's own host only)")
 	fs.IntVar(&sec.MaxConns, "max-conns", 0, "open WebSocket connections (0: unlimited; 503 + Retry-After beyond)")

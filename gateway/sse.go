@@ -1,0 +1,355 @@
+package gateway
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/subsock/subsock/proto"
+)
+
+// Server-Sent Events: GET /sse?topics=a,b is a receive-only subscription
+// on the same loops, queues and writers as a WebSocket. The request is a
+// sub whose "ack" is the 200 and its event-stream head: it is answered
+// only once the topics are live upstream (an error before that is an HTTP
+// status, as EventSource expects), then every message is one event, built
+// once per message (deliver's third wire) and shared by every stream:
+//
+//	id: EPOCH:OFFSET               (history topics only)
+//	data: {"topic":"a","offset":42,"data":...}
+//
+// in HTTP/1.1 chunked framing, so proxies and curl see a well-formed body.
+// Heartbeats are SSE comments; a drain ends with "event: close" and the
+// last chunk; a slow consumer is cut at -max-pending like any connection.
+
+// wireSSE is session.codec for an SSE stream: deliver's frames are indexed
+// by codec, JSON and MessagePack first.
+const wireSSE = uint8(len(codecs))
+
+// nWires is how many message encodings deliver may build.
+const nWires = len(codecs) + 1
+
+// sseState is what an SSE stream keeps beyond a session.
+type sseState struct {
+	origin string // echoed in Access-Control-Allow-Origin; "" when none
+}
+
+// Chunks that never change.
+var (
+	sseHeartbeat  = sseChunk([]byte(": ping\n\n"))
+	sseCloseFinal = append(sseChunk([]byte("event: close\ndata: server shutting down\n\n")), "0\r\n\r\n"...)
+	sseSlowFinal  = append(sseChunk([]byte("event: close\ndata: slow consumer\n\n")), "0\r\n\r\n"...)
+)
+
+// isSSEPath reports whether the request line targets /sse.
+func isSSEPath(hdr []byte) bool {
+	sp := bytes.IndexByte(hdr, ' ')
+	if sp < 0 || string(hdr[:sp]) != http.MethodGet {
+		return false
+	}
+	target := hdr[sp+1:]
+	if e := bytes.IndexAny(target, " ?\r"); e >= 0 {
+		target = target[:e]
+	}
+	return string(target) == "/sse"
+}
+
+// sseError is a refusal before the stream starts.
+type sseError struct {
+	status int
+	reason string
+	header string // extra header lines, each ending in \r\n
+}
+
+// openSSE turns an HTTP connection into an SSE stream: origin, token,
+// admission, topics, then a sub answered by the stream's head.
+func (g *Gateway) openSSE(s *session, hdr []byte) {
+	req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(hdr)))
+	if err != nil {
+		g.httpFail(s, http.StatusBadRequest, "malformed request: "+err.Error())
+		return
+	}
+	sub, origin, kp, serr := g.checkSSE(s, req)
+	if kp != nil {
+		g.suspendHandshake(s, hdr, kp.token)
+		return
+	}
+	if serr != nil {
+		g.upgradeRejects.Add(1)
+		g.sseFail(s, serr)
+		return
+	}
+	s.sse = &sseState{origin: origin}
+	s.codec = wireSSE
+	s.c.SetOverflowFinal(sseSlowFinal)
+	s.mode.Store(modeSSE)
+	g.sseConns.Add(1)
+	s.c.SetUrgent(false)
+	if perr := g.subscribe(s, sub); perr != nil {
+		// Checked above; a limit reached meanwhile still gets a status.
+		g.sseFail(s, &sseError{status: statusFor(perr.Code), reason: perr.Msg})
+	}
+}
+
+// checkSSE runs the checks of an upgrade and parses the subscription.
+func (g *Gateway) checkSSE(s *session, req *http.Request) (sub *proto.Request, origin string, kp *keyPendingError, serr *sseError) {
+	if g.draining.Load() {
+		return nil, "", nil, &sseError{http.StatusServiceUnavailable, "server shutting down", "Retry-After: 5\r\n"}
+	}
+	origin = req.Header.Get("Origin")
+	if !g.sec.origins.Allowed(origin, req.Host) {
+		return nil, "", nil, &sseError{status: http.StatusForbidden, reason: "origin " + origin + " not allowed (see -allowed-origins)"}
+	}
+	q := req.URL.Query()
+	hc := handshakeChecks{query: req.URL.RawQuery, authz: req.Header.Get("Authorization"), cookie: req.Header.Get("Cookie")}
+	gr, exp, err := g.authenticate(&hc)
+	if errors.As(err, &kp) {
+		return nil, "", kp, nil
+	}
+	if err != nil {
+		return nil, "", nil, &sseError{http.StatusUnauthorized, err.Error(), `WWW-Authenticate: Bearer realm="subsock"` + "\r\n"}
+	}
+	sub = &proto.Request{Op: proto.OpSub, HasID: true}
+	for _, t := range strings.Split(q.Get("topics"), ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			sub.Topics = append(sub.Topics, t)
+		}
+	}
+	if len(sub.Topics) == 0 {
+		return nil, "", nil, &sseError{status: http.StatusBadRequest, reason: "topics is required: /sse?topics=a,b"}
+	}
+	if n := len(sub.Topics); n > g.cfg.MaxTopicsPerRequest || n > g.cfg.MaxSubsPerConn {
+		return nil, "", nil, &sseError{status: http.StatusBadRequest, reason: fmt.Sprintf("%d topics; the limit is %d", n, min(g.cfg.MaxTopicsPerRequest, g.cfg.MaxSubsPerConn))}
+	}
+	for _, t := range sub.Topics {
+		if err := proto.ValidTopic(t); err != nil {
+			return nil, "", nil, &sseError{status: http.StatusBadRequest, reason: err.Error()}
+		}
+		if !gr.allows(t, false) {
+			return nil, "", nil, &sseError{status: http.StatusForbidden, reason: "not allowed to subscribe to " + t}
+		}
+	}
+	if sub.Since, err = g.sseSince(sub.Topics, q.Get("since"), req.Header.Get("Last-Event-ID")); err != nil {
+		return nil, "", nil, &sseError{status: http.StatusBadRequest, reason: err.Error()}
+	}
+	if v := q.Get("last"); v != "" {
+		if sub.Last, err = strconv.ParseUint(v, 10, 64); err != nil {
+			return nil, "", nil, &sseError{status: http.StatusBadRequest, reason: "last must be a non-negative integer"}
+		}
+	}
+	ok, retry, reason := g.sec.admission.Admit(time.Now())
+	if !ok {
+		secs := max(int(retry.Seconds()+0.999), 1)
+		return nil, "", nil, &sseError{http.StatusServiceUnavailable, reason, "Retry-After: " + strconv.Itoa(secs) + "\r\n"}
+	}
+	s.auth = g.authStateFor(s, gr, exp)
+	return sub, origin, nil, nil
+}
+
+// sseSince reads since=TOPIC:EPOCH:OFFSET,... and, when the stream has
+// exactly one history topic not named there, the browser's Last-Event-ID
+// (EPOCH:OFFSET, the id of the last event it got) for that topic.
+func (g *Gateway) sseSince(topics []string, param, lastID string) (map[string]proto.Position, error) {
+	in := func(t string) bool {
+		for _, x := range topics {
+			if x == t {
+				return true
+			}
+		}
+		return false
+	}
+	var since map[string]proto.Position
+	for _, item := range strings.Split(param, ",") {
+		if item == "" {
+			continue
+		}
+		// The topic may hold ':'; the epoch and the offset do not.
+		j := strings.LastIndexByte(item, ':')
+		i := -1
+		if j > 0 {
+			i = strings.LastIndexByte(item[:j], ':')
+		}
+		if i <= 0 {
+			return nil, fmt.Errorf("since item %q: want TOPIC:EPOCH:OFFSET", item)
+		}
+		off, err := strconv.ParseUint(item[j+1:], 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("since item %q: the offset must be a non-negative integer", item)
+		}
+		t := item[:i]
+		if !in(t) {
+			return nil, fmt.Errorf("since names topic %q which is not in topics", t)
+		}
+		if since == nil {
+			since = make(map[string]proto.Position)
+		}
+		since[t] = proto.Position{Offset: off, Epoch: item[i+1 : j]}
+	}
+	if lastID == "" {
+		return since, nil
+	}
+	var only string
+	for _, t := range topics {
+		if _, ok := g.hist.policy(t); ok {
+			if only != "" {
+				return since, nil // ids of two streams interleave: ambiguous
+			}
+			only = t
+		}
+	}
+	if _, named := since[only]; only == "" || named {
+		return since, nil
+	}
+	j := strings.LastIndexByte(lastID, ':')
+	off, err := strconv.ParseUint(lastID[j+1:], 10, 64)
+	if j <= 0 || err != nil {
+		return since, nil // not an id of ours: start live
+	}
+	if since == nil {
+		since = make(map[string]proto.Position)
+	}
+	since[only] = proto.Position{Offset: off, Epoch: lastID[:j]}
+	return since, nil
+}
+
+// statusFor maps a refused sub to the status an SSE request gets.
+func statusFor(c proto.Code) int {
+	switch c {
+	case proto.CodeForbidden:
+		return http.StatusForbidden
+	case proto.CodeUnavailable:
+		return http.StatusServiceUnavailable
+	case proto.CodeTooManySubscriptions, proto.CodeTooLarge, proto.CodeInvalidTopic, proto.CodeBadRequest:
+		return http.StatusBadRequest
+	}
+	return http.StatusInternalServerError
+}
+
+// sseFail answers an SSE request that will not start, and closes.
+func (g *Gateway) sseFail(s *session, e *sseError) {
+	s.done = true
+	g.send(s, sseErrorResponse(e), true)
+}
+
+func sseErrorResponse(e *sseError) []byte {
+	body := e.reason + "\n"
+	return []byte("HTTP/1.1 " + strconv.Itoa(e.status) + " " + http.StatusText(e.status) + "\r\n" +
+		"Content-Type: text/plain; charset=utf-8\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n" +
+		e.header + "Connection: close\r\n\r\n" + body)
+}
+
+// sseHead is the answer that starts a stream: the 200, its headers, and
+// a retry hint spread over 1–3 s so a restarted node's browsers do not all
+// come back in the same instant (EventSource adds no jitter of its own).
+func sseHead(st *sseState) []byte {
+	var b strings.Builder
+	b.WriteString("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n" +
+		"X-Accel-Buffering: no\r\nTransfer-Encoding: chunked\r\n")
+	if st != nil && st.origin != "" {
+		b.WriteString("Access-Control-Allow-Origin: " + st.origin + "\r\nAccess-Control-Allow-Credentials: true\r\nVary: Origin\r\n")
+	}
+	b.WriteString("\r\n")
+	retry := 1000 + rand.IntN(2000)
+	return append([]byte(b.String()), sseChunk([]byte("retry: "+strconv.Itoa(retry)+"\n\n"))...)
+}
+
+// sseChunk frames one piece of the stream as an HTTP/1.1 chunk.
+func sseChunk(p []byte) []byte {
+	b := strconv.AppendInt(make([]byte, 0, len(p)+12), int64(len(p)), 16)
+	b = append(b, '\r', '\n')
+	b = append(b, p...)
+	return append(b, '\r', '\n')
+}
+
+// chunkRoom is what appendSSEEvent reserves in front of an event for its
+// chunk-size line: 8 hex digits and CRLF cover any -max-message.
+const chunkRoom = 10
+
+// buildSSE returns one message as a ready chunk: its event (with an id on
+// a history topic), preceded by a "lost" event when lost is set (the
+// stream's epoch changed since the connection's position).
+func buildSSE(topic string, offset uint64, epoch string, history, lost bool, f proto.Format, data []byte) ([]byte, error) {
+	data, err := proto.Convert(data, f, proto.FormatJSON)
+	if err != nil {
+		return nil, err
+	}
+	b := make([]byte, chunkRoom, chunkRoom+len(topic)*2+len(epoch)*2+len(data)+128)
+	if lost {
+		b = appendLost(b, topic, offset-1, epoch)
+	}
+	if history {
+		b = append(b, "id: "...)
+		b = append(b, epoch...)
+		b = append(b, ':')
+		b = strconv.AppendUint(b, offset, 10)
+		b = append(b, '\n')
+	}
+	b = append(b, `data: {"topic":`...)
+	b = strconv.AppendQuote(b, topic) // printable ASCII: the same as JSON
+	if history {
+		b = append(b, `,"offset":`...)
+		b = strconv.AppendUint(b, offset, 10)
+	}
+	b = append(b, `,"data":`...)
+	if len(data) == 0 {
+		b = append(b, "null"...)
+	} else {
+		for _, c := range data {
+			// CR and LF can only be whitespace between JSON tokens, and
+			// would end the data line.
+			if c == '\n' || c == '\r' {
+				c = ' '
+			}
+			b = append(b, c)
+		}
+	}
+	b = append(b, "}\n\n"...)
+	return sealChunk(b), nil
+}
+
+// appendLost appends the event telling a page that a topic's past is
+// gone: it continues from the position given.
+func appendLost(b []byte, topic string, offset uint64, epoch string) []byte {
+	b = append(b, `event: lost`+"\n"+`data: {"topic":`...)
+	b = strconv.AppendQuote(b, topic)
+	b = append(b, `,"offset":`...)
+	b = strconv.AppendUint(b, offset, 10)
+	b = append(b, `,"epoch":`...)
+	b = strconv.AppendQuote(b, epoch)
+	return append(b, "}\n\n"...)
+}
+
+// sealChunk writes the chunk-size line into the room reserved at the front
+// of b and the CRLF after it, and returns the chunk.
+func sealChunk(b []byte) []byte {
+	n := len(b) - chunkRoom
+	var hex [16]byte
+	h := strconv.AppendInt(hex[:0], int64(n), 16)
+	start := chunkRoom - len(h) - 2
+	copy(b[start:], h)
+	b[chunkRoom-2], b[chunkRoom-1] = '\r', '\n'
+	return append(b[start:], '\r', '\n')
+}
+
+// sseAnswer is a stream's answer to its sub: the head, the replayed
+// events, and a lost event for each topic that asked to recover and could
+// not.
+func sseAnswer(s *session, replay []byte, positions []proto.TopicPosition) []byte {
+	out := sseHead(s.sse)
+	var lost []byte
+	for _, p := range positions {
+		if p.Asked && !p.Recovered {
+			lost = appendLost(lost, p.Topic, p.Offset, p.Epoch)
+		}
+	}
+	if len(lost) > 0 {
+		out = append(out, sseChunk(lost)...)
+	}
+	return append(out, replay...)
+}
