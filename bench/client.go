@@ -8,6 +8,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -19,14 +20,16 @@ import (
 // conn is one light client connection. Exactly one goroutine owns it at a
 // time — the dialer while it subscribes, then its reader (loop) — and that
 // goroutine performs every read and write, so no write lock is needed. Other
-// goroutines may only set closing and poke the read deadline.
+// goroutines may only set closing, order a cut and poke the read deadline,
+// under ncMu, which the owner takes to replace nc after a cut.
 type conn struct {
-	w   *worker
-	idx int // global connection index
-	nc  net.Conn
-	buf []byte
-	r   int // next unread byte
-	n   int // end of valid bytes
+	w    *worker
+	idx  int // global connection index
+	ncMu sync.Mutex
+	nc   net.Conn
+	buf  []byte
+	r    int // next unread byte
+	n    int // end of valid bytes
 	// topics (sorted ids), last (the highest sequence seen per topic) and
 	// count (deliveries per topic) give the gaps when the connection ends:
 	// publishes may overtake each other between concurrent publishers, so
@@ -37,10 +40,13 @@ type conn struct {
 	// pendingAcks counts sub requests not yet acknowledged.
 	pendingAcks int
 	subFailed   bool
+	subErr      error // why, when not a refusal
 	subSent     time.Time
 	closing     atomic.Bool
 	closeSent   bool // our close frame is out; the next close is the echo
 	b           batch
+	// rc follows offsets and survives cuts (recover scenario only).
+	rc *recoverState
 }
 
 // readBufSize is each connection's read buffer; a larger frame grows it
@@ -76,6 +82,9 @@ func (c *conn) subscribe(topics []string, deadline time.Time) error {
 		}
 	}
 	if c.subFailed {
+		if c.subErr != nil {
+			return c.subErr
+		}
 		return errSubRefused
 	}
 	return c.nc.SetReadDeadline(time.Time{})
@@ -114,6 +123,11 @@ func (c *conn) loop() {
 		}
 		if err == nil {
 			continue
+		}
+		if c.rc != nil && !c.closing.Load() && c.rc.state.Load() == recCut {
+			if err = c.reconnect(); err == nil {
+				continue
+			}
 		}
 		if c.closing.Load() && !c.closeSent && !errors.Is(err, errServerClose) {
 			// Our own close (RFC 6455 §7.1.2): send 1000, then keep reading
@@ -267,14 +281,29 @@ func (c *conn) message(p []byte, now time.Time, nowNs int64) error {
 	}
 	switch r.kind {
 	case replyMsg:
+		replay := false
+		if c.rc != nil && r.hasOffset {
+			replay = c.recoverMsg(&r, now)
+		}
 		if !r.hasStamp {
 			c.b.unstamped++
 			return nil
 		}
-		c.track(r.topic, r.st.seq)
-		c.b.samples[c.b.n] = sample{lat: time.Duration(nowNs - r.st.sent), step: r.st.step}
+		step := r.st.step
+		switch {
+		case replay:
+			step = recoverReplayStep
+		case c.rc == nil:
+			// Recover connections judge offsets instead: a replay repeats
+			// sequence numbers by design.
+			c.track(r.topic, r.st.seq)
+		}
+		c.b.samples[c.b.n] = sample{lat: time.Duration(nowNs - r.st.sent), step: step}
 		c.b.n++
 	case replyAck:
+		if c.rc != nil && !c.recoverAck(&r, now) {
+			return nil
+		}
 		if r.hasID && c.pendingAcks > 0 {
 			if c.pendingAcks--; c.pendingAcks == 0 {
 				c.w.subscribed(c, now.Sub(c.subSent))
@@ -282,7 +311,15 @@ func (c *conn) message(p []byte, now time.Time, nowNs int64) error {
 		}
 	case replyErr:
 		c.w.errReplies.Add(1)
-		c.w.noteError(fmt.Errorf("err reply %s", r.code))
+		if c.rc != nil {
+			// The node's reason is the evidence a recover run reports.
+			c.w.noteError(fmt.Errorf("err reply %s: %s", r.code, r.text))
+			if err := c.recoverRefused(&r); err != nil {
+				return err
+			}
+		} else {
+			c.w.noteError(fmt.Errorf("err reply %s", r.code))
+		}
 		if r.hasID && c.pendingAcks > 0 {
 			c.subFailed = true
 		}
@@ -346,6 +383,8 @@ func (c *conn) write(op ws.OpCode, payload []byte, deadline time.Time) error {
 
 // stop asks the reader to close the connection; it returns at once.
 func (c *conn) stop() {
+	c.ncMu.Lock()
 	c.closing.Store(true)
 	_ = c.nc.SetReadDeadline(time.Unix(1, 0))
+	c.ncMu.Unlock()
 }

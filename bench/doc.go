@@ -10,7 +10,8 @@
 // (HdrHistogram V2, base64) and are merged by the parent.
 //
 // Goroutines: a worker owns one goroutine per open connection (its reader,
-// which also performs every write on that connection), a bounded pool of
+// which also performs every write on that connection and, in the recover
+// scenario, redials it after a cut), a bounded pool of
 // dialers during a connect phase, and its command loop. The parent owns one
 // reader per worker pipe, the publisher pool, and a sampler; Run stops them
 // all before it returns.

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -232,5 +233,45 @@ func TestE2EHol(t *testing.T) {
 	}
 	if flagValue(res.Node.Args, "broker") != "redis://"+h.Omem.Redis {
 		t.Fatalf("node args %v, redis %s", res.Node.Args, h.Omem.Redis)
+	}
+}
+
+// TestE2ERecover: the recover scenario in miniature on each backbone (a
+// redis-server the harness starts for redis): every round cuts its share,
+// every cut reconnects and recovers, and every subscriber ends with each
+// offset exactly once.
+func TestE2ERecover(t *testing.T) {
+	for _, backbone := range []string{BackboneMemory, BackboneRedis} {
+		t.Run(backbone, func(t *testing.T) {
+			res := runE2E(t, Params{
+				Scenario: ScenarioRecover, Backbone: backbone, Conns: 200, Workers: 2, Rate: 20, Duration: 3 * time.Second,
+				CutEvery: time.Second, CutFraction: 0.1, HistorySize: 500,
+			})
+			rc, d := res.Recover, res.Delivery
+			if rc == nil || d == nil {
+				t.Fatalf("no recover result: %+v", res)
+			}
+			if rc.Rounds != 3 || rc.Cuts != 60 || rc.Reconnects != 60 || rc.CaughtUp.Count != 60 || rc.Backbone != backbone {
+				t.Fatalf("cuts %+v", rc)
+			}
+			if d.Published != 60 || rc.FinalOffset != 60 || d.Expected != 60*200 || d.Received != d.Expected || rc.Deliveries != d.Received {
+				t.Fatalf("delivery %+v recover %+v", d, rc)
+			}
+			if rc.Lost != 0 || rc.Dups != 0 || rc.NotRecovered != 0 || rc.EpochResets != 0 || rc.Behind != 0 || rc.ReconnectFailures != 0 {
+				t.Fatalf("recovery %+v", rc)
+			}
+			if rc.Live+rc.Replayed != rc.Deliveries || res.Latency.Count != rc.Live || rc.CaughtUp.P50 <= 0 {
+				t.Fatalf("live %d + replayed %d of %d, latency %+v, caught up %+v", rc.Live, rc.Replayed, rc.Deliveries, res.Latency, rc.CaughtUp)
+			}
+			if flagValue(res.Node.Args, "history") != "bench.>=500,10m" {
+				t.Fatalf("node args %v", res.Node.Args)
+			}
+			if broker := flagValue(res.Node.Args, "broker"); (backbone == BackboneRedis) != strings.HasPrefix(broker, "redis://") {
+				t.Fatalf("backbone %s, node args %v", backbone, res.Node.Args)
+			}
+			if !res.OK {
+				t.Fatalf("judged not OK: %v", res.Notes)
+			}
+		})
 	}
 }

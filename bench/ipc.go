@@ -14,12 +14,19 @@ const (
 	cmdHist    = "hist"    // one step's latency histogram
 	cmdClose   = "close"   // close every connection (close frame 1000)
 	cmdResult  = "result"  // final histograms and counters, then exit
+	cmdCut     = "cut"     // recover: cut Cut connections, which reconnect at once
 )
 
 type command struct {
 	Cmd  string      `json:"cmd"`
 	Spec *workerSpec `json:"spec,omitempty"`
 	Step int         `json:"step,omitempty"`
+	// Cut is how many connections a cut command cuts.
+	Cut int `json:"cut,omitempty"`
+	// Offsets (recover) is each topic's newest published offset: a cut
+	// connection has caught up once it holds its topic's; with stats, the
+	// connections behind them are counted.
+	Offsets []uint64 `json:"offsets,omitempty"`
 }
 
 // workerSpec is one worker's share of a run.
@@ -45,6 +52,10 @@ type workerSpec struct {
 	Rate        float64       `json:"rate"`
 	DialTimeout time.Duration `json:"dial_timeout"`
 	AckTimeout  time.Duration `json:"ack_timeout"`
+	// Recover makes each connection follow its topic's offsets and
+	// resubscribe with since after a cut (the recover scenario; one topic
+	// per connection).
+	Recover bool `json:"recover,omitempty"`
 }
 
 // topicOf is the id of connection i's j-th topic (of k, over topics): (i*k
@@ -90,6 +101,38 @@ type workerStats struct {
 	ConnectStart int64 `json:"connect_start"`
 	ConnectEnd   int64 `json:"connect_end"`
 	SubscribeEnd int64 `json:"subscribe_end"`
+	// Recover counts the recover scenario's cuts and offsets (Gaps and
+	// Dups then count offsets, as they arrive).
+	Recover *recoverStats `json:"recover,omitempty"`
+}
+
+// recoverStats are a worker's recover counters; all sum across workers.
+type recoverStats struct {
+	Cuts              int64 `json:"cuts"`               // connections cut
+	Reconnects        int64 `json:"reconnects"`         // re-upgraded and resubscribed with since
+	ReconnectFailures int64 `json:"reconnect_failures"` // gave up redialling or resubscribing
+	Refused           int64 `json:"refused"`            // subs with since answered err (then sent again)
+	NotRecovered      int64 `json:"not_recovered"`      // acks with recovered:false (or no position)
+	Skipped           int64 `json:"skipped"`            // offsets passed over by those acks
+	EpochResets       int64 `json:"epoch_resets"`       // msgs announcing a new epoch
+	CaughtUp          int64 `json:"caught_up"`          // cuts that caught up
+	// Behind and Shortfall (stats with Offsets): connections not holding
+	// their topic's newest offset, and the offsets they lack in all.
+	Behind    int64 `json:"behind"`
+	Shortfall int64 `json:"shortfall"`
+}
+
+func (s *recoverStats) add(o *recoverStats) {
+	s.Cuts += o.Cuts
+	s.Reconnects += o.Reconnects
+	s.ReconnectFailures += o.ReconnectFailures
+	s.Refused += o.Refused
+	s.NotRecovered += o.NotRecovered
+	s.Skipped += o.Skipped
+	s.EpochResets += o.EpochResets
+	s.CaughtUp += o.CaughtUp
+	s.Behind += o.Behind
+	s.Shortfall += o.Shortfall
 }
 
 // workerResult is a worker's final report.
@@ -98,6 +141,8 @@ type workerResult struct {
 	Handshake string      `json:"handshake"` // encoded histogram, µs
 	SubAck    string      `json:"sub_ack"`   // encoded histogram, µs
 	Latency   string      `json:"latency"`   // every step merged
+	// CaughtUp (recover) is the cut → caught-up histogram, µs.
+	CaughtUp string `json:"caught_up,omitempty"`
 	// FailedConns are the global indices whose subscription never took effect.
 	FailedConns []int `json:"failed_conns,omitempty"`
 }
@@ -113,6 +158,7 @@ type workerReply struct {
 	// Failed (connect) lists every connection index that failed so far.
 	Failed []int         `json:"failed,omitempty"`
 	Hist   string        `json:"hist,omitempty"`
+	Cut    int           `json:"cut,omitempty"` // connections a cut command cut
 	Result *workerResult `json:"result,omitempty"`
 }
 
@@ -142,6 +188,12 @@ func (s *workerStats) add(o *workerStats) {
 			s.Errors = map[string]int64{}
 		}
 		s.Errors[k] += v
+	}
+	if o.Recover != nil {
+		if s.Recover == nil {
+			s.Recover = &recoverStats{}
+		}
+		s.Recover.add(o.Recover)
 	}
 	s.ConnectStart = minNonZero(s.ConnectStart, o.ConnectStart)
 	s.ConnectEnd = max(s.ConnectEnd, o.ConnectEnd)

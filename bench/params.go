@@ -42,18 +42,35 @@ const (
 	// latency is reported apart from the hot one's, and the node's Redis
 	// pub/sub output buffer (CLIENT LIST omem) is sampled.
 	ScenarioHol Scenario = "hol"
+	// ScenarioRecover publishes at Rate to N subscribers of a history
+	// topic while every CutEvery a CutFraction of the connections is cut
+	// and recovers with since; every subscriber must end with every
+	// offset exactly once. Backbone picks the node's broker.
+	ScenarioRecover Scenario = "recover"
 )
 
 // Scenarios lists every scenario in the order of the standard set.
-var Scenarios = []Scenario{ScenarioIdle, ScenarioConnect, ScenarioLatency, ScenarioFanout, ScenarioSteps, ScenarioTopics, ScenarioChurn, ScenarioHol}
+var Scenarios = []Scenario{ScenarioIdle, ScenarioConnect, ScenarioLatency, ScenarioFanout, ScenarioSteps, ScenarioTopics, ScenarioChurn, ScenarioHol, ScenarioRecover}
 
 // publishes reports whether the scenario has a publish phase.
 func (s Scenario) publishes() bool {
 	switch s {
-	case ScenarioLatency, ScenarioFanout, ScenarioSteps, ScenarioTopics, ScenarioHol:
+	case ScenarioLatency, ScenarioFanout, ScenarioSteps, ScenarioTopics, ScenarioHol, ScenarioRecover:
 		return true
 	}
 	return false
+}
+
+// Backbones of the recover scenario (-backbone).
+const (
+	BackboneMemory = "memory"
+	BackboneRedis  = "redis"
+)
+
+// usesRedis reports whether a spawned node of these parameters gets a
+// Redis the harness starts (see runner.startRedis).
+func (p *Params) usesRedis() bool {
+	return p.Scenario == ScenarioHol || (p.Scenario == ScenarioRecover && p.Backbone == BackboneRedis)
 }
 
 // Limits of this box: one process may hold 20,000 open files.
@@ -120,6 +137,17 @@ type Params struct {
 	// and points the node at it.
 	Redis       string `json:"redis,omitempty"`
 	RedisServer string `json:"redis_server,omitempty"`
+	// Backbone (recover) is the spawned node's broker: "memory", or
+	// "redis" for a redis-server the harness starts as for hol.
+	Backbone string `json:"backbone,omitempty"`
+	// CutEvery and CutFraction (recover): every CutEvery, CutFraction of
+	// the connections are cut and resubscribe with since.
+	CutEvery    time.Duration `json:"cut_every_ns,omitempty"`
+	CutFraction float64       `json:"cut_fraction,omitempty"`
+	// HistorySize (recover) is the SIZE of the -history rule the harness
+	// gives a spawned node for PREFIX.>: it must cover the longest outage
+	// (Rate × the slowest reconnect).
+	HistorySize int `json:"history_size,omitempty"`
 
 	// PayloadSize is the approximate JSON size of each published value.
 	PayloadSize int `json:"payload_size"`
@@ -203,6 +231,13 @@ func scenarioDefaults(s Scenario) Params {
 		base.Rate, base.SmallRate, base.Duration = 100, 10, 10*time.Second
 		base.DrainTimeout = 10 * time.Second
 		base.RedisServer = "redis-server"
+	case ScenarioRecover:
+		// 10 % of 10,000 connections cut every second for 30 s, 20 msg/s:
+		// 2000 publications of history cover an outage of 100 s.
+		base.Conns, base.TopicsPerConn, base.Topics, base.Rate, base.Duration = 10000, 1, 1, 20, 30*time.Second
+		base.CutEvery, base.CutFraction, base.HistorySize = time.Second, 0.1, 2000
+		base.Backbone, base.RedisServer = BackboneMemory, "redis-server"
+		base.DrainTimeout = 15 * time.Second
 	}
 	return base
 }
@@ -245,6 +280,13 @@ func (p Params) Normalize() (Params, error) {
 				p.Topics = max(p.TopicsPerConn, p.Conns)
 			}
 		}
+	}
+	if p.Scenario == ScenarioRecover {
+		setStr(&p.Backbone, d.Backbone)
+		setStr(&p.RedisServer, d.RedisServer)
+		setDur(&p.CutEvery, d.CutEvery)
+		setFloat(&p.CutFraction, d.CutFraction)
+		setInt(&p.HistorySize, d.HistorySize)
 	}
 	setStr(&p.TopicPrefix, d.TopicPrefix)
 	setFloat(&p.Rate, d.Rate)
@@ -317,6 +359,20 @@ func (p Params) check() error {
 		return bad("-small-rate must be a positive number")
 	case p.Scenario != ScenarioHol && p.HotSubs != 0:
 		return bad("-hot-subs is for the hol scenario")
+	case p.Scenario == ScenarioRecover && p.TopicsPerConn != 1:
+		return bad("recover needs -topics-per-conn 1")
+	case p.Scenario == ScenarioRecover && p.Backbone != BackboneMemory && p.Backbone != BackboneRedis:
+		return bad("-backbone must be memory or redis, not %q", p.Backbone)
+	case p.Scenario == ScenarioRecover && !(p.CutFraction > 0 && p.CutFraction <= 1):
+		return bad("-cut-fraction must be within (0, 1]")
+	case p.Scenario == ScenarioRecover && p.CutEvery <= 0:
+		return bad("-cut-every must be positive")
+	case p.Scenario == ScenarioRecover && p.HistorySize < 1:
+		return bad("-history-size must be at least 1")
+	case p.Scenario == ScenarioRecover && p.PublishVia != "http":
+		return bad("recover publishes over http: the node's answer carries each publication's offset")
+	case p.Scenario != ScenarioRecover && (p.Backbone != "" || p.CutEvery != 0 || p.CutFraction != 0 || p.HistorySize != 0):
+		return bad("-backbone, -cut-every, -cut-fraction and -history-size are for the recover scenario")
 	case p.Workers < 1 || p.Workers > maxWorkers:
 		return bad("-workers must be within 1..%d", maxWorkers)
 	case ceilDiv(p.Conns, p.Workers) > MaxConnsPerWorker:
@@ -420,7 +476,11 @@ func NewFlagSet(name string, p *Params) *flag.FlagSet {
 	fs.IntVar(&p.HotSubs, "hot-subs", 0, "hol: connections on the hot topic; the others take one small topic each (default 10000)")
 	fs.Float64Var(&p.SmallRate, "small-rate", 0, "hol: publishes per second to each small topic (default 10)")
 	fs.StringVar(&p.Redis, "redis", "", "hol: host:port of the node's Redis, to sample CLIENT LIST omem (default: started by the harness for a -spawn node)")
-	fs.StringVar(&p.RedisServer, "redis-server", "", "hol: redis-server binary the harness starts when -redis is not given (default redis-server)")
+	fs.StringVar(&p.RedisServer, "redis-server", "", "hol, recover -backbone redis: redis-server binary the harness starts when -redis is not given (default redis-server)")
+	fs.StringVar(&p.Backbone, "backbone", "", "recover: the spawned node's broker, memory or redis (a redis-server the harness starts); default memory")
+	fs.DurationVar(&p.CutEvery, "cut-every", 0, "recover: how often connections are cut (default 1s)")
+	fs.Float64Var(&p.CutFraction, "cut-fraction", 0, "recover: the part of the connections cut each time (default 0.1)")
+	fs.IntVar(&p.HistorySize, "history-size", 0, "recover: publications of history the spawned node keeps for PREFIX.> (-history PREFIX.>=SIZE,10m; default 2000)")
 	fs.IntVar(&p.PayloadSize, "size", 0, "approximate bytes of each published JSON value (default 64)")
 	fs.StringVar(&p.PublishVia, "publish-via", "", "http (POST /publish) or ws (op pub); default http")
 	fs.IntVar(&p.Publishers, "publishers", 0, "concurrent HTTP publishers, each with its own keep-alive connection (default 128)")

@@ -26,6 +26,7 @@ func TestNormalizeDefaults(t *testing.T) {
 		{ScenarioTopics, 15000, 100, 15000, 200, 10 * time.Second, 2, 64},
 		{ScenarioChurn, 2000, 10, 2000, 0, 0, 2, 64},
 		{ScenarioHol, 11000, 1, 1001, 100, 10 * time.Second, 2, 64},
+		{ScenarioRecover, 10000, 1, 1, 20, 30 * time.Second, 2, 64},
 	}
 	for _, tt := range tests {
 		t.Run(string(tt.scenario), func(t *testing.T) {
@@ -90,6 +91,12 @@ func TestNormalizeErrors(t *testing.T) {
 		{"hol without small topics", func(p *Params) { p.Scenario, p.HotSubs = ScenarioHol, 100 }, ErrBadParams},
 		{"hol with two topics per conn", func(p *Params) { p.Scenario, p.HotSubs, p.TopicsPerConn = ScenarioHol, 50, 2 }, ErrBadParams},
 		{"hol remote redis", func(p *Params) { p.Scenario, p.HotSubs, p.Redis = ScenarioHol, 50, "10.0.0.1:6379" }, ErrNotLoopback},
+		{"cuts outside recover", func(p *Params) { p.CutFraction = 0.1 }, ErrBadParams},
+		{"backbone outside recover", func(p *Params) { p.Backbone = BackboneRedis }, ErrBadParams},
+		{"recover on nats", func(p *Params) { p.Scenario, p.Backbone = ScenarioRecover, "nats" }, ErrBadParams},
+		{"recover cuts more than all", func(p *Params) { p.Scenario, p.CutFraction = ScenarioRecover, 1.5 }, ErrBadParams},
+		{"recover with two topics per conn", func(p *Params) { p.Scenario, p.TopicsPerConn, p.Topics = ScenarioRecover, 2, 2 }, ErrBadParams},
+		{"recover over ws", func(p *Params) { p.Scenario, p.PublishVia = ScenarioRecover, "ws" }, ErrBadParams},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -139,6 +146,24 @@ func TestParseArgs(t *testing.T) {
 			args: []string{"-scenario", "steps", "-target", testTarget, "-rate", "10", "-step-factor", "2", "-max-steps", "3", "-step-duration", "500ms", "-p99-limit", "250ms"},
 			check: func(t *testing.T, p Params) {
 				if p.Rate != 10 || p.StepFactor != 2 || p.MaxSteps != 3 || p.StepDuration != 500*time.Millisecond || p.P99Limit != 250*time.Millisecond {
+					t.Errorf("%+v", p)
+				}
+			},
+		},
+		{
+			name: "recover flags",
+			args: []string{"-scenario", "recover", "-target", testTarget, "-backbone", "redis", "-cut-fraction", "0.25", "-cut-every", "500ms", "-history-size", "300"},
+			check: func(t *testing.T, p Params) {
+				if p.Backbone != BackboneRedis || p.CutFraction != 0.25 || p.CutEvery != 500*time.Millisecond || p.HistorySize != 300 || p.RedisServer != "redis-server" {
+					t.Errorf("%+v", p)
+				}
+			},
+		},
+		{
+			name: "recover defaults",
+			args: []string{"-scenario", "recover", "-target", testTarget, "-conns", "200"},
+			check: func(t *testing.T, p Params) {
+				if p.Backbone != BackboneMemory || p.CutFraction != 0.1 || p.CutEvery != time.Second || p.HistorySize != 2000 || p.usesRedis() {
 					t.Errorf("%+v", p)
 				}
 			},

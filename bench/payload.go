@@ -46,16 +46,43 @@ const (
 	replyPong
 )
 
-// reply is one decoded server frame. topic and code alias the input.
+// reply is one decoded server frame. topic, code and the epochs alias the
+// input.
 type reply struct {
 	kind     replyKind
 	id       uint64
 	hasID    bool
 	topic    []byte
 	code     []byte
+	text     []byte // an err's msg, raw
 	st       stamp
 	hasStamp bool
+	// A msg on a history topic has an offset, and an epoch when the
+	// stream lost its past; the ack of a sub has positions, of which the
+	// first is kept (the recover scenario's connections have one topic).
+	offset    uint64
+	hasOffset bool
+	epoch     []byte
+	pos       position
+	hasPos    bool
 }
+
+// position is one topic's entry in the positions of a sub's ack.
+type position struct {
+	offset    uint64
+	epoch     []byte
+	recovered recovery
+}
+
+// recovery is a position's "recovered" field: absent on a sub without
+// since, else true or false.
+type recovery uint8
+
+const (
+	recoveryNone recovery = iota
+	recoveryTrue
+	recoveryFalse
+)
 
 // maxDepth bounds nesting in skipped values.
 const maxDepth = 64
@@ -108,6 +135,30 @@ func parseReply(b []byte, r *reply) error {
 				return err
 			}
 			r.code, i = b[vs:ve], n
+		case "msg":
+			vs, ve, n, err := scanString(b, i)
+			if err != nil {
+				return err
+			}
+			r.text, i = b[vs:ve], n
+		case "offset":
+			v, n, ok := scanUint(b, i)
+			if !ok {
+				return malformed(b, i, "a non-negative integer offset")
+			}
+			r.offset, r.hasOffset, i = v, true, n
+		case "epoch":
+			vs, ve, n, err := scanString(b, i)
+			if err != nil {
+				return err
+			}
+			r.epoch, i = b[vs:ve], n
+		case "positions":
+			n, found, err := scanPositions(b, i, &r.pos)
+			if err != nil {
+				return err
+			}
+			r.hasPos, i = found, n
 		case "data":
 			if st, n, ok := scanStamp(b, i); ok {
 				r.st, r.hasStamp, i = st, true, n
@@ -191,6 +242,104 @@ func scanStamp(b []byte, i int) (stamp, int, bool) {
 		return st, i, false
 	}
 	return st, i + 1, true
+}
+
+// scanPositions reads {"TOPIC":{"offset":N,"epoch":"E","recovered":B},...}
+// into pos from its first entry and skips the others.
+func scanPositions(b []byte, i int, pos *position) (next int, found bool, err error) {
+	if i >= len(b) || b[i] != '{' {
+		return i, false, malformed(b, i, "a positions object")
+	}
+	i = skipWS(b, i+1)
+	if i < len(b) && b[i] == '}' {
+		return i + 1, false, nil
+	}
+	for {
+		_, _, n, err := scanString(b, i)
+		if err != nil {
+			return n, found, err
+		}
+		if i = skipWS(b, n); i >= len(b) || b[i] != ':' {
+			return i, found, malformed(b, i, "':'")
+		}
+		i = skipWS(b, i+1)
+		if found {
+			i, err = skipValue(b, i, 1)
+		} else {
+			i, err = scanPosition(b, i, pos)
+			found = true
+		}
+		if err != nil {
+			return i, found, err
+		}
+		i = skipWS(b, i)
+		switch {
+		case i < len(b) && b[i] == '}':
+			return i + 1, found, nil
+		case i < len(b) && b[i] == ',':
+			i = skipWS(b, i+1)
+		default:
+			return i, found, malformed(b, i, "',' or '}'")
+		}
+	}
+}
+
+// scanPosition reads one {"offset":N,"epoch":"E","recovered":B}.
+func scanPosition(b []byte, i int, pos *position) (int, error) {
+	*pos = position{}
+	if i >= len(b) || b[i] != '{' {
+		return i, malformed(b, i, "a position object")
+	}
+	i = skipWS(b, i+1)
+	if i < len(b) && b[i] == '}' {
+		return i + 1, nil
+	}
+	for {
+		ks, ke, n, err := scanString(b, i)
+		if err != nil {
+			return n, err
+		}
+		if i = skipWS(b, n); i >= len(b) || b[i] != ':' {
+			return i, malformed(b, i, "':'")
+		}
+		i = skipWS(b, i+1)
+		switch string(b[ks:ke]) {
+		case "offset":
+			v, n, ok := scanUint(b, i)
+			if !ok {
+				return n, malformed(b, i, "a non-negative integer offset")
+			}
+			pos.offset, i = v, n
+		case "epoch":
+			vs, ve, n, err := scanString(b, i)
+			if err != nil {
+				return n, err
+			}
+			pos.epoch, i = b[vs:ve], n
+		case "recovered":
+			switch {
+			case bytes.HasPrefix(b[i:], []byte("true")):
+				pos.recovered, i = recoveryTrue, i+4
+			case bytes.HasPrefix(b[i:], []byte("false")):
+				pos.recovered, i = recoveryFalse, i+5
+			default:
+				return i, malformed(b, i, "true or false")
+			}
+		default:
+			if i, err = skipValue(b, i, 2); err != nil {
+				return i, err
+			}
+		}
+		i = skipWS(b, i)
+		switch {
+		case i < len(b) && b[i] == '}':
+			return i + 1, nil
+		case i < len(b) && b[i] == ',':
+			i = skipWS(b, i+1)
+		default:
+			return i, malformed(b, i, "',' or '}'")
+		}
+	}
 }
 
 func skipWS(b []byte, i int) int {

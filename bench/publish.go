@@ -23,12 +23,22 @@ import (
 	"github.com/subsock/subsock/frame"
 )
 
-// publisher sends one value to a topic. subscribers is the node's count of
-// local subscribers when it reports one, else -1.
+// publisher sends one value to a topic.
 type publisher interface {
-	publish(ctx context.Context, topic string, body []byte) (subscribers int, err error)
+	publish(ctx context.Context, topic string, body []byte) (pubAnswer, error)
 	close() error
 }
+
+// pubAnswer is what the node said about one publish: its count of local
+// subscribers (-1 when it reports none) and, on a history topic, the
+// publication's offset (0 otherwise).
+type pubAnswer struct {
+	subscribers int
+	offset      uint64
+}
+
+// noAnswer is a publish the node did not answer about.
+var noAnswer = pubAnswer{subscribers: -1}
 
 var (
 	_ publisher = (*httpPublisher)(nil)
@@ -56,10 +66,10 @@ func newHTTPPublisher(target, apiKey string, conns int) *httpPublisher {
 	}
 }
 
-func (h *httpPublisher) publish(ctx context.Context, topic string, body []byte) (int, error) {
+func (h *httpPublisher) publish(ctx context.Context, topic string, body []byte) (pubAnswer, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.url+url.QueryEscape(topic), bytes.NewReader(body))
 	if err != nil {
-		return -1, err
+		return noAnswer, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	if h.apiKey != "" {
@@ -67,23 +77,24 @@ func (h *httpPublisher) publish(ctx context.Context, topic string, body []byte) 
 	}
 	resp, err := h.client.Do(req)
 	if err != nil {
-		return -1, err
+		return noAnswer, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	if err != nil {
-		return -1, err
+		return noAnswer, err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return -1, &statusError{code: resp.StatusCode, body: string(bytes.TrimSpace(b))}
+		return noAnswer, &statusError{code: resp.StatusCode, body: string(bytes.TrimSpace(b))}
 	}
 	var r struct {
-		Subscribers *int `json:"subscribers"`
+		Subscribers *int   `json:"subscribers"`
+		Offset      uint64 `json:"offset"`
 	}
 	if err := json.Unmarshal(b, &r); err != nil || r.Subscribers == nil {
-		return -1, fmt.Errorf("%w: publish response %q", ErrMalformed, b)
+		return noAnswer, fmt.Errorf("%w: publish response %q", ErrMalformed, b)
 	}
-	return *r.Subscribers, nil
+	return pubAnswer{subscribers: *r.Subscribers, offset: r.Offset}, nil
 }
 
 func (h *httpPublisher) close() error {
@@ -167,7 +178,7 @@ func (p *wsPublisher) read(c *conn) {
 	}
 }
 
-func (p *wsPublisher) publish(_ context.Context, topic string, body []byte) (int, error) {
+func (p *wsPublisher) publish(_ context.Context, topic string, body []byte) (pubAnswer, error) {
 	req := make([]byte, 0, len(body)+len(topic)+48)
 	req = append(req, `{"op":"pub","id":`...)
 	req = strconv.AppendUint(req, p.nextID.Add(1), 10)
@@ -182,10 +193,10 @@ func (p *wsPublisher) publish(_ context.Context, topic string, body []byte) (int
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if err := p.nc.SetWriteDeadline(time.Now().Add(5 * time.Second)); err != nil {
-		return -1, err
+		return noAnswer, err
 	}
 	_, err := p.nc.Write(f)
-	return -1, err
+	return noAnswer, err
 }
 
 func (p *wsPublisher) close() error {
@@ -212,6 +223,9 @@ type pacePlan struct {
 	// from and to bound the topics published, round-robin (to 0: all of
 	// seq). Plans over disjoint ranges may share seq and run at once.
 	from, to int
+	// newest, when set, holds each topic's highest offset the node has
+	// answered so far (history topics), readable while the phase runs.
+	newest []atomic.Uint64
 }
 
 // paceResult is what a publish phase did.
@@ -261,8 +275,11 @@ func pace(ctx context.Context, pub publisher, pl pacePlan) *paceResult {
 				}
 				body = appendPayload(body[:0], stamp{sent: j.due.UnixNano(), seq: j.seq, step: pl.step}, pl.size)
 				t0 := time.Now()
-				n, err := pub.publish(ctx, pl.prefix+"."+strconv.Itoa(j.topic), body)
+				a, err := pub.publish(ctx, pl.prefix+"."+strconv.Itoa(j.topic), body)
 				took := time.Since(t0)
+				if err == nil && pl.newest != nil && a.offset > 0 {
+					storeMaxU(&pl.newest[j.topic], a.offset)
+				}
 				mu.Lock()
 				if err != nil {
 					res.errors++
@@ -270,8 +287,8 @@ func pace(ctx context.Context, pub publisher, pl pacePlan) *paceResult {
 				} else {
 					res.published++
 					res.perTopic[j.topic]++
-					if n >= 0 {
-						res.serverSubs += int64(n)
+					if a.subscribers >= 0 {
+						res.serverSubs += int64(a.subscribers)
 					}
 					recordDur(res.rtt, took)
 				}

@@ -16,8 +16,9 @@ import (
 	"time"
 )
 
-// redisProc is a redis-server the harness started for a hol run: on a free
-// loopback port, persisting nothing, with a data directory of its own.
+// redisProc is a redis-server the harness started for a hol run or a
+// recover run on -backbone redis: on a free loopback port, persisting
+// nothing, with a data directory of its own.
 type redisProc struct {
 	cmd    *exec.Cmd
 	addr   string
@@ -25,7 +26,8 @@ type redisProc struct {
 	exited chan struct{}
 }
 
-// startRedis gives a hol run its Redis: with a spawned node whose flags
+// startRedis gives a hol (or recover on Redis) run its Redis: with a
+// spawned node whose flags
 // name no -broker, it starts RedisServer and adds -broker redis://ADDR to
 // the node's flags; with a -broker redis://ADDR flag and no -redis, it
 // samples that ADDR. Otherwise it samples -redis, or nothing.

@@ -116,6 +116,18 @@ func keyFigures(r *Result) []figure {
 		add("redis output buffer (omem)", "max %s · oll max %d · %d samples of %s, %d pub/sub connection(s)",
 			kib(float64(h.Omem.MaxBytes)), h.Omem.MaxList, h.Omem.Samples, h.Omem.Redis, h.Omem.Clients)
 	}
+	if rc := r.Recover; rc != nil {
+		add("cuts", "%d rounds every %gs × %g%% of the connections: %d cut, %d reconnected, %d subs with since refused, %d gave up (%s backbone)",
+			rc.Rounds, rc.CutEvery, rc.CutFraction*100, rc.Cuts, rc.Reconnects, rc.Refused, rc.ReconnectFailures, rc.Backbone)
+		add("recovery", "lost %d (gaps %d, tail %d) · dups %d · recovered:false %d (%d offsets skipped) · epoch resets %d · behind at the end %d",
+			rc.Lost, rc.Gaps, rc.Tail, rc.Dups, rc.NotRecovered, rc.Skipped, rc.EpochResets, rc.Behind)
+		add("recovered deliveries", "%d = %d live + %d replayed, up to offset %d", rc.Deliveries, rc.Live, rc.Replayed, rc.FinalOffset)
+		l := rc.CaughtUp
+		add("cut → caught up", "p50 %.2f · p90 %.2f · p99 %.2f · max %.2f ms (%d cuts)", l.P50, l.P90, l.P99, l.Max, l.Count)
+		if l := rc.ReplayLatency; l.Count > 0 {
+			add("replayed: publish → receive", "p50 %.2f · p99 %.2f · max %.2f ms", l.P50, l.P99, l.Max)
+		}
+	}
 	if ch := r.Churn; ch != nil {
 		add("registry back to baseline", "%v after %.1f s", ch.Returned, ch.ReturnSeconds)
 		add("node RSS after churn", "%s (baseline %s, peak %s)", mib(ch.RSSAfter), mib(ch.RSSBaseline), mib(ch.RSSPeak))
@@ -247,8 +259,33 @@ func WriteSummary(w io.Writer, results []*Result) error {
 		fmt.Fprintf(&b, "\nRedis output buffer of the node's pub/sub connection (omem, CLIENT LIST every 100 ms): max %s over %d samples.\n",
 			kib(float64(h.Omem.MaxBytes)), h.Omem.Samples)
 	}
+	writeRecoverSummary(&b, results)
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// writeRecoverSummary adds a table of the recover runs, if any.
+func writeRecoverSummary(b *strings.Builder, results []*Result) {
+	head := false
+	for _, r := range results {
+		rc := r.Recover
+		if rc == nil {
+			continue
+		}
+		if !head {
+			b.WriteString("\n**recover** (cuts and recovery with since; cut → caught up: from the cut's order to the ack of the sub with since, holding every offset published before the cut):\n\n")
+			b.WriteString("| run | backbone | conns | msg/s | cuts | reconnects | deliveries (replayed) | lost | dups | recovered:false | cut → caught up p50 / p99 ms | ok |\n")
+			b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|\n")
+			head = true
+		}
+		ok := "yes"
+		if !r.OK {
+			ok = "**no**"
+		}
+		fmt.Fprintf(b, "| [%s](%s.html) | %s | %d | %g | %d in %d rounds | %d | %d (%d) | %d | %d | %d | %s / %s | %s |\n",
+			r.Name, r.Name, rc.Backbone, r.Connect.Subscribed, r.Params.Rate, rc.Cuts, rc.Rounds, rc.Reconnects,
+			rc.Deliveries, rc.Replayed, rc.Lost, rc.Dups, rc.NotRecovered, ms(rc.CaughtUp.P50), ms(rc.CaughtUp.P99), ok)
+	}
 }
 
 func ms(v float64) string {

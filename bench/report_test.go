@@ -51,12 +51,15 @@ func sampleResult(s Scenario) *Result {
 				Expected: 10000, Received: 9990, Lost: 10, LossRatio: 0.001, PerSec: 990, Latency: summarize(h)},
 			Omem: OmemResult{Redis: "127.0.0.1:6379", Samples: 100, Clients: 1, MaxBytes: 2048, MaxList: 3},
 		}
+	case ScenarioRecover:
+		r.Recover = &RecoverResult{Backbone: BackboneRedis, CutEvery: 1, CutFraction: 0.1, Rounds: 30, Cuts: 3000, Reconnects: 3000,
+			FinalOffset: 600, Deliveries: 600000, Live: 590000, Replayed: 10000, CaughtUp: summarize(h), ReplayLatency: summarize(h)}
 	}
 	return r
 }
 
 func TestRenderHTML(t *testing.T) {
-	for _, s := range []Scenario{ScenarioLatency, ScenarioSteps, ScenarioChurn, ScenarioIdle} {
+	for _, s := range []Scenario{ScenarioLatency, ScenarioSteps, ScenarioChurn, ScenarioIdle, ScenarioRecover} {
 		t.Run(string(s), func(t *testing.T) {
 			r := sampleResult(s)
 			if s == ScenarioIdle {
@@ -132,7 +135,7 @@ func TestWriteFilesAndReadResult(t *testing.T) {
 }
 
 func TestWriteSummary(t *testing.T) {
-	results := []*Result{sampleResult(ScenarioLatency), sampleResult(ScenarioSteps), sampleResult(ScenarioChurn), sampleResult(ScenarioHol)}
+	results := []*Result{sampleResult(ScenarioLatency), sampleResult(ScenarioSteps), sampleResult(ScenarioChurn), sampleResult(ScenarioHol), sampleResult(ScenarioRecover)}
 	results[0].OK = false
 	var b bytes.Buffer
 	if err := WriteSummary(&b, results); err != nil {
@@ -153,9 +156,22 @@ func TestWriteSummary(t *testing.T) {
 		"| [latency](latency.html) | 1000 × 2 |", "99 / 100", "1.000%", "**no**",
 		"1000 × 2 × 1 cycles", "+1.0 MiB after", "**steps** (steps, 1000 subscribers)", "loss over the limit",
 		"**hol** (head-of-line on Redis)", "| hot | 1 × 900 | 99 (100) | 90000 | 0.000% |", "| small | 100 × 1 | 990 (1000) |", "max 2.00 KiB over 100 samples",
+		"**recover** (cuts and recovery with since", "| [recover](recover.html) | redis | 1000 | 0 | 3000 in 30 rounds | 3000 | 600000 (10000) | 0 | 0 | 0 | 2.50 / 4.95 | yes |",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("summary lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestPrintFiguresRecover(t *testing.T) {
+	var b bytes.Buffer
+	PrintFigures(&b, sampleResult(ScenarioRecover))
+	out := b.String()
+	for _, want := range []string{"== recover (recover) OK", "3000 cut, 3000 reconnected", "lost 0 (gaps 0, tail 0) · dups 0 · recovered:false 0",
+		"600000 = 590000 live + 10000 replayed, up to offset 600", "cut → caught up", "(redis backbone)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("figures lack %q:\n%s", want, out)
 		}
 	}
 }

@@ -35,6 +35,7 @@ type Result struct {
 	Steps      []StepResult    `json:"steps,omitempty"`
 	Churn      *ChurnResult    `json:"churn,omitempty"`
 	Hol        *HolResult      `json:"hol,omitempty"`
+	Recover    *RecoverResult  `json:"recover,omitempty"`
 	Samples    []Sample        `json:"samples,omitempty"`
 
 	ServerCloses map[string]int64 `json:"server_closes,omitempty"`
@@ -208,6 +209,55 @@ type OmemResult struct {
 	Clients  int    `json:"clients"`   // pub/sub connections seen at once
 	MaxBytes int64  `json:"max_bytes"` // omem
 	MaxList  int64  `json:"max_list"`  // oll: replies queued
+}
+
+// RecoverResult is the recover scenario's cuts and what each subscriber
+// received across them. Delivery counts every message; Delivery.Lost is
+// Lost here, and Delivery.Gaps and Dups count offsets.
+type RecoverResult struct {
+	Backbone    string  `json:"backbone"`
+	CutEvery    float64 `json:"cut_every_s"`
+	CutFraction float64 `json:"cut_fraction"`
+	// Rounds of cuts ordered; Cuts connections cut in all (a connection
+	// still recovering from its last cut is passed over); Reconnects
+	// re-upgraded and resubscribed with since; Refused subs with since
+	// the node answered with an err (each sent again after a pause);
+	// ReconnectFailures gave up redialling or resubscribing.
+	Rounds            int   `json:"rounds"`
+	Cuts              int64 `json:"cuts"`
+	Reconnects        int64 `json:"reconnects"`
+	Refused           int64 `json:"refused"`
+	ReconnectFailures int64 `json:"reconnect_failures"`
+	// FinalOffset is the newest offset the node answered to the
+	// publisher (every subscriber must end holding it).
+	FinalOffset uint64 `json:"final_offset"`
+	// Deliveries = Live + Replayed (msgs before a recovering sub's ack).
+	Deliveries int64 `json:"deliveries"`
+	Live       int64 `json:"live"`
+	Replayed   int64 `json:"replayed"`
+	// Lost = Gaps (offsets missing below one that arrived, or between a
+	// subscriber's offset and the position of an ack that said it
+	// recovered) + Tail (offsets up to FinalOffset that subscribers still
+	// lacked when deliveries stopped). Dups are deliveries of an offset at
+	// or below one already held. NotRecovered counts acks with
+	// recovered:false (or no position), Skipped the offsets they passed
+	// over; EpochResets msgs announcing that the stream lost its past.
+	Lost         int64 `json:"lost"`
+	Gaps         int64 `json:"gaps"`
+	Tail         int64 `json:"tail"`
+	Dups         int64 `json:"dups"`
+	NotRecovered int64 `json:"not_recovered"`
+	Skipped      int64 `json:"skipped"`
+	EpochResets  int64 `json:"epoch_resets"`
+	// Behind is the subscribers not caught up when the drain ended.
+	Behind int64 `json:"behind"`
+	// CaughtUp is the time from a cut's order to the moment its
+	// connection had the ack of its sub with since and held every offset
+	// up to the newest one published when the cut was ordered.
+	CaughtUp Percentiles `json:"caught_up"`
+	// Live latency is Result.Latency; ReplayLatency is publish → receive
+	// of the replayed messages (it spans the outage).
+	ReplayLatency Percentiles `json:"replay_latency"`
 }
 
 // CycleResult is one connect/subscribe/disconnect cycle.

@@ -76,8 +76,11 @@ type runner struct {
 	pubStart time.Time
 	// forcedGC is set when the node collects garbage on request.
 	forcedGC bool
-	// redis is the redis-server the harness started for hol, if any.
+	// redis is the redis-server the harness started for hol or recover,
+	// if any.
 	redis *redisProc
+	// liveHist is recover's latency of live deliveries (replays apart).
+	liveHist *hdr.Histogram
 	// phase names what the progress line shows.
 	mu      sync.Mutex
 	phase   string
@@ -103,8 +106,13 @@ func Run(ctx context.Context, cfg Config, p Params) (*Result, error) {
 	r.res.LoadAvg[0] = loadAvg()
 	defer r.stopAll()
 
-	if p.Scenario == ScenarioHol {
+	if p.usesRedis() {
 		if err := r.startRedis(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if p.Scenario == ScenarioRecover {
+		if err := r.addHistoryRule(); err != nil {
 			return nil, err
 		}
 	}
@@ -213,6 +221,7 @@ func (r *runner) startWorkers(ctx context.Context) error {
 			Rate:          p.ConnectRate / float64(len(r.workers)),
 			DialTimeout:   p.DialTimeout,
 			AckTimeout:    p.AckTimeout,
+			Recover:       p.Scenario == ScenarioRecover,
 		}}
 	})
 	return err
@@ -278,9 +287,14 @@ func (r *runner) printProgress(prev, s Sample) {
 		rate = float64(s.Received-prev.Received) / dt
 		cpu = (s.CPU - prev.CPU) / dt * 100
 	}
-	fmt.Fprintf(r.cfg.Progress, "[%s %4.0fs %s] open %d connected %d/%d failed %d subscribed %d | delivered %d (%.0f/s) | node rss %s cpu %.0f%%\n",
+	extra := ""
+	if rs := st.Recover; rs != nil {
+		extra = fmt.Sprintf(" | cut %d reconnected %d caught up %d gaps %d dups %d not recovered %d",
+			rs.Cuts, rs.Reconnects, rs.CaughtUp, st.Gaps, st.Dups, rs.NotRecovered)
+	}
+	fmt.Fprintf(r.cfg.Progress, "[%s %4.0fs %s] open %d connected %d/%d failed %d subscribed %d | delivered %d (%.0f/s)%s | node rss %s cpu %.0f%%\n",
 		r.p.Name, s.T, phase, st.Open, st.Connected, st.Attempted, st.Failed, st.Subscribed,
-		st.Received, rate, mib(s.RSS), cpu)
+		st.Received, rate, extra, mib(s.RSS), cpu)
 }
 
 func mib(b int64) string { return strconv.FormatFloat(float64(b)/(1<<20), 'f', 1, 64) + " MiB" }
@@ -320,6 +334,10 @@ func (r *runner) scenario(ctx context.Context) error {
 		}
 	case ScenarioHol:
 		if err := r.hol(ctx); err != nil {
+			return err
+		}
+	case ScenarioRecover:
+		if err := r.cutAndRecover(ctx); err != nil {
 			return err
 		}
 	}
@@ -834,7 +852,7 @@ func (r *runner) finish(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	hs, sa, lat := newHist(), newHist(), newHist()
+	hs, sa, lat, caught := newHist(), newHist(), newHist(), newHist()
 	st := &workerStats{}
 	for _, rep := range reps {
 		res := rep.Result
@@ -845,7 +863,7 @@ func (r *runner) finish(ctx context.Context) error {
 		for _, m := range []struct {
 			h *hdr.Histogram
 			s string
-		}{{hs, res.Handshake}, {sa, res.SubAck}, {lat, res.Latency}} {
+		}{{hs, res.Handshake}, {sa, res.SubAck}, {lat, res.Latency}, {caught, res.CaughtUp}} {
 			if err := mergeEncoded(m.h, m.s); err != nil {
 				return err
 			}
@@ -858,6 +876,9 @@ func (r *runner) finish(ctx context.Context) error {
 	r.res.Connect.SubAck = summarize(sa)
 	r.res.Latency = summarize(lat)
 	r.res.LatencyCDF = cdf(lat, 10)
+	if r.res.Recover != nil {
+		r.finishRecover(st, caught)
+	}
 	for code, n := range st.ServerCloses {
 		if r.res.ServerCloses == nil {
 			r.res.ServerCloses = map[string]int64{}
@@ -907,7 +928,7 @@ func (r *runner) judge() {
 		r.note(fmt.Sprintf("%d of %d connections failed", res.Connect.Failed, res.Connect.Attempted))
 	}
 	if d := res.Delivery; d != nil {
-		if d.Lost > 0 && r.p.Scenario != ScenarioSteps {
+		if d.Lost > 0 && r.p.Scenario != ScenarioSteps && r.p.Scenario != ScenarioRecover {
 			ok = false
 			r.note(fmt.Sprintf("%d of %d deliveries lost (%.4f%%)", d.Lost, d.Expected, d.LossRatio*100))
 		}
@@ -921,7 +942,8 @@ func (r *runner) judge() {
 		if d.Late > 0 {
 			r.note(fmt.Sprintf("%d of %d publishes started more than %s behind schedule (every publisher was waiting for the node's answer, or the socket was full); the delay counts as latency", d.Late, d.Published+d.PublishErrors, lateAfter))
 		}
-		if d.ServerReported > 0 && d.ServerReported != d.Expected && len(res.Targets) == 1 {
+		// Recover's cut connections are away when some publishes land.
+		if d.ServerReported > 0 && d.ServerReported != d.Expected && len(res.Targets) == 1 && r.p.Scenario != ScenarioRecover {
 			r.note(fmt.Sprintf("the node reported %d subscriber-deliveries, the harness expected %d", d.ServerReported, d.Expected))
 		}
 	}
@@ -944,6 +966,9 @@ func (r *runner) judge() {
 		r.note("memory read right after connecting, without waiting to settle; use the idle scenario for memory per connection")
 	}
 	if res.Hol != nil && !r.judgeHol() {
+		ok = false
+	}
+	if res.Recover != nil && !r.judgeRecover() {
 		ok = false
 	}
 	if la := res.LoadAvg; la[0] > 2 || la[1] > 2 {

@@ -39,10 +39,24 @@ type worker struct {
 	closes      map[int]int64
 	errs        map[string]int64
 	failedConns []int
+	// ring (recover) holds connection First+k at k, nil until it is
+	// subscribed; cuts walk it from cursor. caught is the cut → caught-up
+	// histogram.
+	ring   []*conn
+	cursor int
+	caught *hdr.Histogram
 
 	attempted, connected, subscribedN, failed, open atomic.Int64
 	errReplies, pings, gaps, dups                   atomic.Int64
 	connectStart, connectEnd, subscribeEnd          atomic.Int64
+	rc                                              recoverCounters
+}
+
+// recoverCounters are the worker's recoverStats as they run; replayed
+// deliveries are the recorder's step recoverReplayStep.
+type recoverCounters struct {
+	cuts, reconnects, reconnectFailures, refused      atomic.Int64
+	notRecovered, skipped, epochResets, caughtUpCount atomic.Int64
 }
 
 // RunWorker is the -worker mode: it serves the parent's commands from in and
@@ -106,6 +120,7 @@ func newWorker() *worker {
 		conns:     make(map[*conn]struct{}),
 		handshake: newHist(),
 		subAck:    newHist(),
+		caught:    newHist(),
 		closes:    make(map[int]int64),
 		errs:      make(map[string]int64),
 	}
@@ -119,6 +134,9 @@ func (w *worker) serve(cmd *command) *workerReply {
 			return errorReply(errors.New("init without a spec"))
 		}
 		w.spec = *cmd.Spec
+		if w.spec.Recover {
+			w.ring = make([]*conn, w.spec.Count)
+		}
 	case cmdConnect:
 		w.connectAll()
 		rep.Stats = w.stats()
@@ -127,6 +145,11 @@ func (w *worker) serve(cmd *command) *workerReply {
 		w.mu.Unlock()
 	case cmdStats:
 		rep.Stats = w.stats()
+		if rep.Stats.Recover != nil && cmd.Offsets != nil {
+			rep.Stats.Recover.Behind, rep.Stats.Recover.Shortfall = w.behind(cmd.Offsets)
+		}
+	case cmdCut:
+		rep.Cut = w.cut(cmd.Cut, cmd.Offsets)
 	case cmdHist:
 		s, err := encodeHist(w.rec.hist(cmd.Step))
 		if err != nil {
@@ -190,10 +213,11 @@ func (w *worker) connectAll() {
 	dialers.Wait()
 }
 
-// dial opens, upgrades and subscribes connection i, then starts its reader.
-func (w *worker) dial(i int) {
+// upgrade dials connection i's target from the worker's source address
+// and performs the WebSocket handshake. rest holds the bytes the server
+// sent right after the 101 (a ping, say).
+func (w *worker) upgrade(i int) (nc net.Conn, rest []byte, err error) {
 	sp := &w.spec
-	w.attempted.Add(1)
 	local := &net.TCPAddr{IP: net.ParseIP(sp.LocalIP)}
 	d := ws.Dialer{
 		Timeout:         sp.DialTimeout,
@@ -205,8 +229,24 @@ func (w *worker) dial(i int) {
 			return nd.DialContext(ctx, network, addr)
 		},
 	}
-	start := time.Now()
 	nc, br, _, err := d.Dial(context.Background(), sp.Targets[i%len(sp.Targets)])
+	if err != nil {
+		return nil, nil, err
+	}
+	if br != nil {
+		rest = make([]byte, br.Buffered())
+		_, _ = io.ReadFull(br, rest)
+		ws.PutReader(br)
+	}
+	return nc, rest, nil
+}
+
+// dial opens, upgrades and subscribes connection i, then starts its reader.
+func (w *worker) dial(i int) {
+	sp := &w.spec
+	w.attempted.Add(1)
+	start := time.Now()
+	nc, rest, err := w.upgrade(i)
 	if err != nil {
 		w.fail(i, err)
 		return
@@ -219,12 +259,8 @@ func (w *worker) dial(i int) {
 	storeMax(&w.connectEnd, end.UnixNano())
 
 	c := &conn{w: w, idx: i, nc: nc, buf: make([]byte, readBufSize)}
-	if br != nil {
-		// Bytes the server sent right after the 101 (a ping, say).
-		c.reserve(br.Buffered())
-		c.n, _ = br.Read(c.buf)
-		ws.PutReader(br)
-	}
+	c.reserve(len(rest))
+	c.n = copy(c.buf, rest)
 	if k := sp.TopicsPerConn; k > 0 {
 		names := make([]string, k)
 		c.topics = make([]uint32, k)
@@ -236,6 +272,9 @@ func (w *worker) dial(i int) {
 			names[j] = sp.TopicPrefix + "." + strconv.Itoa(id)
 		}
 		slices.Sort(c.topics)
+		if sp.Recover {
+			c.rc = &recoverState{topic: names[0], subID: 1}
+		}
 		if err := c.subscribe(names, time.Now().Add(sp.AckTimeout)); err != nil {
 			_ = nc.Close()
 			w.fail(i, err)
@@ -244,6 +283,9 @@ func (w *worker) dial(i int) {
 	}
 	w.mu.Lock()
 	w.conns[c] = struct{}{}
+	if c.rc != nil {
+		w.ring[i-sp.First] = c
+	}
 	w.mu.Unlock()
 	w.open.Add(1)
 	w.wg.Add(1)
@@ -269,6 +311,9 @@ func (w *worker) fail(i int, err error) {
 
 // connDone runs when a reader ends; it settles the connection's gaps.
 func (w *worker) connDone(c *conn) {
+	if c.rc != nil {
+		c.rc.state.Store(recGone)
+	}
 	gaps, dups := c.tally()
 	w.gaps.Add(gaps)
 	w.dups.Add(dups)
@@ -354,6 +399,19 @@ func (w *worker) stats() *workerStats {
 		SubscribeEnd: w.subscribeEnd.Load(),
 	}
 	w.rec.fill(st)
+	if w.spec.Recover {
+		rc := &w.rc
+		st.Recover = &recoverStats{
+			Cuts:              rc.cuts.Load(),
+			Reconnects:        rc.reconnects.Load(),
+			ReconnectFailures: rc.reconnectFailures.Load(),
+			Refused:           rc.refused.Load(),
+			NotRecovered:      rc.notRecovered.Load(),
+			Skipped:           rc.skipped.Load(),
+			EpochResets:       rc.epochResets.Load(),
+			CaughtUp:          rc.caughtUpCount.Load(),
+		}
+	}
 	w.mu.Lock()
 	if len(w.closes) > 0 {
 		st.ServerCloses = maps.Clone(w.closes)
@@ -369,9 +427,14 @@ func (w *worker) result() (*workerResult, error) {
 	res := &workerResult{Stats: *w.stats()}
 	var err error
 	w.mu.Lock()
-	hs, sa := w.handshake, w.subAck
+	hs, sa, caught := w.handshake, w.subAck, w.caught
 	res.FailedConns = slices.Clone(w.failedConns)
 	w.mu.Unlock()
+	if w.spec.Recover {
+		if res.CaughtUp, err = encodeHist(caught); err != nil {
+			return nil, err
+		}
+	}
 	if res.Handshake, err = encodeHist(hs); err != nil {
 		return nil, err
 	}
@@ -384,7 +447,94 @@ func (w *worker) result() (*workerResult, error) {
 	return res, nil
 }
 
+// cut orders the cut of up to n connections that are up, walking the
+// ring from where the last cut stopped so every connection takes its turn;
+// offsets are the topics' newest published offsets. It returns how many
+// it cut.
+func (w *worker) cut(n int, offsets []uint64) int {
+	now := time.Now().UnixNano()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	done := 0
+	for tried := 0; tried < len(w.ring) && done < n; tried++ {
+		c := w.ring[w.cursor]
+		if w.cursor++; w.cursor == len(w.ring) {
+			w.cursor = 0
+		}
+		if c != nil && c.requestCut(now, offsetOf(offsets, c.topics[0])) {
+			done++
+		}
+	}
+	w.rc.cuts.Add(int64(done))
+	return done
+}
+
+// offsetOf is topic's entry of offsets, or 0.
+func offsetOf(offsets []uint64, topic uint32) uint64 {
+	if int(topic) < len(offsets) {
+		return offsets[topic]
+	}
+	return 0
+}
+
+// behind counts the subscribed connections that are not up with their
+// topic's offset in offsets, and the offsets they lack in all.
+func (w *worker) behind(offsets []uint64) (conns, shortfall int64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, c := range w.ring {
+		if c == nil {
+			continue
+		}
+		want, last := offsetOf(offsets, c.topics[0]), c.rc.last.Load()
+		if c.rc.state.Load() != recUp || last < want {
+			conns++
+		}
+		if want > last {
+			shortfall += int64(want - last)
+		}
+	}
+	return conns, shortfall
+}
+
+// absorb moves a tracker's counts into the worker's.
+func (w *worker) absorb(t *offsetTracker) {
+	if t.gaps != 0 {
+		w.gaps.Add(t.gaps)
+	}
+	if t.dups != 0 {
+		w.dups.Add(t.dups)
+	}
+	if t.notRecovered != 0 {
+		w.rc.notRecovered.Add(t.notRecovered)
+	}
+	if t.skipped != 0 {
+		w.rc.skipped.Add(t.skipped)
+	}
+	if t.epochResets != 0 {
+		w.rc.epochResets.Add(t.epochResets)
+	}
+	t.gaps, t.dups, t.notRecovered, t.skipped, t.epochResets = 0, 0, 0, 0, 0
+}
+
+// caughtUp records the time from a cut to its connection catching up.
+func (w *worker) caughtUp(d time.Duration) {
+	w.rc.caughtUpCount.Add(1)
+	w.mu.Lock()
+	recordDur(w.caught, d)
+	w.mu.Unlock()
+}
+
 func storeMax(a *atomic.Int64, v int64) {
+	for {
+		old := a.Load()
+		if v <= old || a.CompareAndSwap(old, v) {
+			return
+		}
+	}
+}
+
+func storeMaxU(a *atomic.Uint64, v uint64) {
 	for {
 		old := a.Load()
 		if v <= old || a.CompareAndSwap(old, v) {

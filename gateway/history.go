@@ -371,7 +371,7 @@ func (g *Gateway) readHistory(s *session, pr *pendingReply) {
 		read()
 		return
 	}
-	g.pubs.submit(sh.topics[0].name, read, func(err error) { g.finishSub(s, pr, err) })
+	g.pubs.submitAny(read, func(err error) { g.finishSub(s, pr, err) })
 }
 
 // finishSub answers a sub with history once its streams are read: the

@@ -32,6 +32,7 @@ type publisher struct {
 	mu      sync.RWMutex // read-held while queueing, so stop never closes a queue under a send
 	stopped bool
 	full    atomic.Uint64
+	turn    atomic.Uint64 // round robin of submitAny
 	wg      sync.WaitGroup
 }
 
@@ -76,16 +77,27 @@ func (p *publisher) inline() bool { return p.local }
 // refuse runs at once with an error when the queue is full or the node is
 // stopping.
 func (p *publisher) submit(topic string, run func(), refuse func(error)) {
+	p.submitTo(maphash.String(p.seed, topic), run, refuse)
+}
+
+// submitAny queues a call that needs no order with others (a history
+// read) on the next worker in turn, so a crowd of readers of one topic (a
+// node's clients coming back after a restart) is spread over them all.
+func (p *publisher) submitAny(run func(), refuse func(error)) {
+	p.submitTo(p.turn.Add(1), run, refuse)
+}
+
+func (p *publisher) submitTo(h uint64, run func(), refuse func(error)) {
 	p.mu.RLock()
 	var err error
 	if p.stopped {
 		err = fmt.Errorf("%w: node shutting down", broker.ErrUnavailable)
 	} else {
 		select {
-		case p.queues[maphash.String(p.seed, topic)%uint64(len(p.queues))] <- pubJob{run: run, refuse: refuse}:
+		case p.queues[h%uint64(len(p.queues))] <- pubJob{run: run, refuse: refuse}:
 		default:
 			p.full.Add(1)
-			err = fmt.Errorf("%w: too many publishes waiting for the backbone", broker.ErrUnavailable)
+			err = fmt.Errorf("%w: too many calls waiting for the backbone", broker.ErrUnavailable)
 		}
 	}
 	p.mu.RUnlock()

@@ -67,6 +67,13 @@ run churn -scenario churn -conns 3000 -topics-per-conn 10 -topics 3000 -cycles 1
 # 1,000 topics × 1 subscriber at 10 msg/s each; small topics' latency apart,
 # and the node's pub/sub output buffer in Redis (CLIENT LIST omem).
 run hol -scenario hol -conns 11000 -hot-subs 10000 -rate 100 -small-rate 10 -duration 10s
+# Recovery: 10,000 subscribers of a history topic (the node gets -history 'bench.>=2000,10m') at
+# 20 msg/s while 10 % of the connections are cut every second for 30 s (client side, no close
+# frame); each reconnects at once and resubscribes with since. Must lose nothing, duplicate
+# nothing and never answer recovered:false; reports cut → caught up p50/p99. Memory, then Redis
+# (a redis-server the harness starts, as for hol).
+run recover -scenario recover -conns 10000 -rate 20 -duration 30s -cut-fraction 0.1 -cut-every 1s
+run recover-redis -scenario recover -backbone redis -conns 10000 -rate 20 -duration 30s -cut-fraction 0.1 -cut-every 1s
 
 # Where the node's time and memory go (profiles are *.prof: not committed).
 for prof in fanout.cpu idle.heap topics.heap; do
