@@ -37,13 +37,24 @@ type Conn struct {
 	subsMu sync.RWMutex
 	subs   map[string]*subscription
 
+	streamMu    sync.Mutex
+	streams     map[string]*stream // positions of history topics (history.go)
+	recoverWake chan struct{}      // capacity 1: a gap waits for the supervisor
+	roomWanted  atomic.Bool        // a recovery waits for the handler queue to drain
+
 	mu   sync.Mutex
 	sess *session      // the current connection; nil between connections
 	up   chan struct{} // closed once sess is set; replaced when it goes
 	last error         // the last failed attempt, for Dial's error
 }
 
-type subscription struct{ h Handler }
+type subscription struct {
+	h Handler
+	// acked: a node has acknowledged the topic once, so reconnections
+	// renew it. Until then its Subscribe call does, on each connection,
+	// with its own options (a Last the resubscription would lose).
+	acked atomic.Bool
+}
 
 // Dial opens a connection to the node at rawURL (ws://host:port/ws). It
 // retries with the backoff policy until a handshake succeeds, ctx ends, or
@@ -68,6 +79,8 @@ func Dial(ctx context.Context, rawURL string, opts Options) (*Conn, error) {
 		stopHandler: make(chan struct{}),
 		handlerDone: make(chan struct{}),
 		subs:        make(map[string]*subscription),
+		streams:     make(map[string]*stream),
+		recoverWake: make(chan struct{}, 1),
 		up:          make(chan struct{}),
 	}
 	c.bufs.New = func() any { b := make([]byte, 0, 256); return &b }
@@ -113,28 +126,68 @@ func checkURL(raw string) error {
 // refuses, the error is a *ServerError (invalid_topic, forbidden,
 // too_many_subscriptions, ...) and nothing changes. A connection lost
 // while waiting is retried on the next one, within ctx.
+//
+// On a topic with history (see Recovery) the Conn keeps its position and
+// delivers each offset once, in order, across reconnects and gaps.
 func (c *Conn) Subscribe(ctx context.Context, topic string, h Handler) error {
+	return c.SubscribeWith(ctx, topic, h, SubscribeOptions{})
+}
+
+// SubscribeWith is Subscribe with per-call options: the last publications
+// of a history topic delivered first (SubscribeOptions.Last). They are
+// queued for h, ahead of the live messages, by the time it returns.
+func (c *Conn) SubscribeWith(ctx context.Context, topic string, h Handler, o SubscribeOptions) error {
 	if h == nil {
 		return ErrNilHandler
 	}
 	sub := &subscription{h: h}
+	// The handler is in place before the sub leaves, so a replay sent
+	// ahead of the ack is delivered, not dropped as unsubscribed.
 	c.subsMu.Lock()
 	if c.ctx.Err() != nil {
 		c.subsMu.Unlock()
 		return ErrClosed
 	}
 	prev := c.subs[topic]
+	if prev != nil && prev.acked.Load() {
+		sub.acked.Store(true) // a new handler for a topic held already
+	}
 	c.subs[topic] = sub
 	c.subsMu.Unlock()
+	req := proto.Request{Op: proto.OpSub, Topics: []string{topic}}
+	if o.Last > 0 {
+		req.Last = uint64(o.Last)
+	}
 	for {
-		err := c.call(ctx, &proto.Request{Op: proto.OpSub, Topics: []string{topic}})
+		s, err := c.session(ctx)
+		if err == nil {
+			r := req // callOn sets the id; each attempt gets its own
+			err = c.callOn(ctx, s, &r, false)
+		}
 		if errors.Is(err, ErrConnectionLost) && c.ctx.Err() == nil {
 			continue
 		}
 		if err != nil {
 			c.rollback(topic, sub, prev)
+			return err
 		}
-		return err
+		sub.acked.Store(true)
+		if s.isEnded() {
+			// The connection ended after the ack, and its successor may
+			// have been resubscribed before acked was set.
+			c.renew(topic)
+		}
+		return nil
+	}
+}
+
+// renew subscribes topic on the live connection, from its position, and
+// waits for the answer (bounded as the supervisor's own subs). Without a
+// live connection there is nothing to do: the next one renews it.
+func (c *Conn) renew(topic string) {
+	if s := c.current(); s != nil {
+		one := []string{topic}
+		_ = c.subscribeOn(s, one, c.sinceFor(one))
 	}
 }
 
@@ -152,6 +205,7 @@ func (c *Conn) rollback(topic string, sub, prev *subscription) {
 	}
 	delete(c.subs, topic)
 	c.subsMu.Unlock()
+	c.forgetStream(topic)
 	// The request may have reached the server before ctx ended; take it
 	// back without waiting (no id: an unsub of a topic not held is a no-op).
 	if s := c.current(); s != nil {
@@ -169,6 +223,7 @@ func (c *Conn) Unsubscribe(ctx context.Context, topic string) error {
 	if !had {
 		return nil
 	}
+	c.forgetStream(topic)
 	s := c.current()
 	if s == nil {
 		return nil // the next connection will not resubscribe it
@@ -255,12 +310,15 @@ func (c *Conn) Stats() Stats {
 	}
 }
 
-// topics returns the subscribed topics, sorted.
-func (c *Conn) topics() []string {
+// ackedTopics returns the subscribed topics a node has acknowledged,
+// sorted.
+func (c *Conn) ackedTopics() []string {
 	c.subsMu.RLock()
 	ts := make([]string, 0, len(c.subs))
-	for t := range c.subs {
-		ts = append(ts, t)
+	for t, sub := range c.subs {
+		if sub.acked.Load() {
+			ts = append(ts, t)
+		}
 	}
 	c.subsMu.RUnlock()
 	sort.Strings(ts)

@@ -15,10 +15,15 @@
 // followed by an immediate reconnect, and an HTTP 503 refusal with
 // Retry-After is honoured as a lower bound.
 //
+// On a topic the node keeps history for, every message has an offset, and
+// the Conn keeps its position: it resubscribes from it after a reconnect,
+// drops duplicates, recovers a gap on the same connection, and reports
+// each recovery to Options.OnRecover (see Recovery).
+//
 // Goroutines, per Conn, all stopped by Close:
-//   - one supervisor that dials, resubscribes, sends the app-level pings,
-//     ends a connection whose writes stall, and backs off between
-//     connections;
+//   - one supervisor that dials, resubscribes, recovers history gaps,
+//     sends the app-level pings, ends a connection whose writes stall, and
+//     backs off between connections;
 //   - one reader per live connection, which decodes frames, completes
 //     requests waiting for their ack and queues messages; it never runs a
 //     handler and never blocks on one;
@@ -27,10 +32,11 @@
 //     topic (policy Latest).
 //
 // Callback rules: a Handler may call any method of its Conn except Close
-// (Close waits for the handler goroutine). OnError, OnConnect and
-// OnDisconnect must return quickly and be safe for concurrent use: OnError
-// is called from the reader and the supervisor, and blocking there delays
-// reads (and, in the end, gets the connection closed as a slow consumer).
+// (Close waits for the handler goroutine). OnError, OnConnect,
+// OnDisconnect and OnRecover must return quickly and be safe for
+// concurrent use: OnError and OnRecover are called from the reader (OnError
+// also from the supervisor), and blocking there delays reads (and, in the
+// end, gets the connection closed as a slow consumer).
 //
 // The package keeps no global state and logs only to the *zap.Logger given
 // in Options.

@@ -18,6 +18,8 @@ var (
 	ErrConnectionLost = errors.New("client: connection lost before the reply")
 	// ErrBufferFull is reported through Options.OnError each time the All
 	// policy drops a message because the handler is Buffer messages behind.
+	// On a history topic the message is not lost: the Conn recovers it
+	// once the handler has caught up (see Recovery).
 	ErrBufferFull = errors.New("client: delivery buffer full, message dropped")
 	// ErrServerSilent ends a connection on which nothing arrived within
 	// PingTimeout of an app-level ping.

@@ -56,3 +56,28 @@ func ExampleDial() {
 		log.Fatal(err)
 	}
 }
+
+// History: on a topic the node keeps a stream for (-history 'chat.>=100,10m'),
+// a reconnect resumes where the handler left off, and OnRecover says when
+// that was not possible.
+func ExampleConn_SubscribeWith() {
+	ctx := context.Background()
+	c, err := client.Dial(ctx, "ws://localhost:8080/ws", client.Options{
+		OnRecover: func(r client.Recovery) {
+			if !r.Recovered {
+				log.Printf("%s: messages lost before offset %d; reload the room", r.Topic, r.Offset)
+			}
+		},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	// The last 50 messages first, then live ones: each offset once, in order.
+	err = c.SubscribeWith(ctx, "chat.room1", func(m client.Message) {
+		fmt.Printf("#%d %s\n", m.Offset, m.Data)
+	}, client.SubscribeOptions{Last: 50})
+	if err != nil {
+		log.Fatal(err)
+	}
+}

@@ -19,7 +19,10 @@ type Message struct {
 	// Data is the value exactly as it arrived: JSON text on a JSON
 	// connection, MessagePack bytes on a MessagePack one. The handler owns
 	// it.
-	Data   []byte
+	Data []byte
+	// Offset is the message's place in its topic's stream (1, 2, ...) on
+	// a topic the node keeps history for; 0 on other topics.
+	Offset uint64
 	format proto.Format
 }
 

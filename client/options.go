@@ -97,6 +97,15 @@ type Options struct {
 	// *CloseError when the server closed it, ErrServerSilent, ...) with
 	// the wait before the next attempt, or ErrClosed after Close.
 	OnDisconnect func(err error)
+	// OnRecover is called once per history topic for each attempt to get
+	// back what it missed: the resubscription after a reconnect, the
+	// recovery of a gap, and a message telling that the stream lost its
+	// past (Recovered false). An attempt whose replay did not all fit in
+	// the delivery buffer goes on once the handler has caught up, and is
+	// reported when complete. It is called from the reader goroutine, so
+	// it must return quickly; the messages recovered are queued for the
+	// handler by then.
+	OnRecover func(r Recovery)
 	// Logger receives connection events. Default: none.
 	Logger *zap.Logger
 }
@@ -154,6 +163,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.OnDisconnect == nil {
 		o.OnDisconnect = func(error) {}
+	}
+	if o.OnRecover == nil {
+		o.OnRecover = func(Recovery) {}
 	}
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()

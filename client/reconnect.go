@@ -142,7 +142,8 @@ func (c *Conn) detach(s *session) {
 // when the server falls silent or a write stalls. It sends the app-level
 // pings: some failures (a dead NAT mapping, a frozen host) never reset the
 // TCP connection, so a server that sends nothing within PingTimeout of a
-// ping is taken as gone. And it is the write watchdog: a write under way
+// ping is taken as gone. It recovers the gaps the reader finds in history
+// topics (recoverGaps). And it is the write watchdog: a write under way
 // with no write completed for WriteTimeout (checked every WriteTimeout/2)
 // ends the connection, which unblocks every writer.
 func (c *Conn) watch(s *session) {
@@ -168,7 +169,19 @@ func (c *Conn) watch(s *session) {
 		case <-c.ctx.Done():
 			c.closeSession(s)
 			return
+		case <-c.recoverWake:
+			if !c.recoverGaps(s) {
+				if c.ctx.Err() != nil {
+					c.closeSession(s)
+				} else {
+					end(ErrConnectionLost)
+				}
+				return
+			}
 		case <-stall.C:
+			if c.hasWanted() {
+				poke(c.recoverWake) // a recovery the node refused: again
+			}
 			w := s.written.Load()
 			if w != written || s.inflight.Load() == 0 {
 				written, progressAt = w, s.now()
@@ -225,8 +238,16 @@ func (c *Conn) read(s *session) {
 		switch r.Op {
 		case proto.OpMsg:
 			c.stats.received.Add(1)
-			c.enqueue(Message{Topic: r.Topic, Data: r.Data, format: format})
+			m := Message{Topic: r.Topic, Data: r.Data, Offset: r.Offset, format: format}
+			if r.Offset == 0 {
+				c.enqueue(m)
+			} else {
+				c.enqueueStream(m, r.Epoch)
+			}
 		case proto.OpAck:
+			if len(r.Positions) > 0 {
+				c.settle(r.Positions)
+			}
 			if r.HasID {
 				s.complete(r.ID, nil)
 			}
@@ -241,18 +262,20 @@ func (c *Conn) read(s *session) {
 
 // enqueue hands m to the handler goroutine through the policy's queue.
 func (c *Conn) enqueue(m Message) {
-	c.subsMu.RLock()
-	_, ok := c.subs[m.Topic]
-	c.subsMu.RUnlock()
-	if !ok {
+	if !c.subscribed(m.Topic) {
 		return // unsubscribed while the message was on its way
 	}
-	switch c.q.push(m) {
+	c.counted(m.Topic, c.q.push(m))
+}
+
+// counted records what the queue did with a message of topic.
+func (c *Conn) counted(topic string, out outcome) {
+	switch out {
 	case coalesced:
 		c.stats.coalesced.Add(1)
 	case dropped:
 		c.stats.dropped.Add(1)
-		c.opts.OnError(fmt.Errorf("%w: topic %q", ErrBufferFull, m.Topic))
+		c.opts.OnError(fmt.Errorf("%w: topic %q", ErrBufferFull, topic))
 	}
 }
 
@@ -263,25 +286,27 @@ func (c *Conn) handle() {
 		c.subsMu.RLock()
 		sub := c.subs[m.Topic]
 		c.subsMu.RUnlock()
-		if sub == nil {
-			return
+		if sub != nil {
+			c.stats.delivered.Add(1)
+			sub.h(m)
 		}
-		c.stats.delivered.Add(1)
-		sub.h(m)
+		c.roomFreed()
 	})
 }
 
-// resubscribe renews every subscription on a fresh connection, in
-// batches; a batch the server refuses is retried topic by topic so one
-// topic the server no longer allows does not cost the others, and each
-// refusal is reported to OnError (the handler stays registered; the next
-// connection tries again). It reports whether s is still up.
+// resubscribe renews every acknowledged subscription on a fresh
+// connection (a Subscribe still waiting renews its own), in batches,
+// history topics from their positions (since). A batch the server refuses
+// is retried topic by topic so one topic the server no longer allows does
+// not cost the others, and each refusal is reported to OnError (the
+// handler stays registered; the next connection tries again). It reports
+// whether s is still up.
 func (c *Conn) resubscribe(s *session) bool {
-	topics := c.topics()
+	topics := c.ackedTopics()
 	for len(topics) > 0 {
 		batch := topics[:min(len(topics), resubBatch)]
 		topics = topics[len(batch):]
-		err := c.subscribeOn(s, batch)
+		err := c.subscribeOn(s, batch, c.sinceFor(batch))
 		var se *ServerError
 		switch {
 		case err == nil:
@@ -291,7 +316,8 @@ func (c *Conn) resubscribe(s *session) bool {
 			c.opts.OnError(se)
 		default:
 			for _, t := range batch {
-				err := c.subscribeOn(s, []string{t})
+				one := []string{t}
+				err := c.subscribeOn(s, one, c.sinceFor(one))
 				if errors.As(err, &se) {
 					c.opts.OnError(se)
 				} else if err != nil {
@@ -303,12 +329,13 @@ func (c *Conn) resubscribe(s *session) bool {
 	return !s.isEnded()
 }
 
-// subscribeOn sends one sub on s and waits for its answer; a server that
-// does not answer within DialTimeout is taken as gone.
-func (c *Conn) subscribeOn(s *session, topics []string) error {
+// subscribeOn sends one sub on s, recovering the topics in since, and
+// waits for its answer; a server that does not answer within DialTimeout
+// is taken as gone.
+func (c *Conn) subscribeOn(s *session, topics []string, since map[string]proto.Position) error {
 	ctx, cancel := context.WithTimeout(c.ctx, c.opts.DialTimeout)
 	defer cancel()
-	err := c.callOn(ctx, s, &proto.Request{Op: proto.OpSub, Topics: topics}, true)
+	err := c.callOn(ctx, s, &proto.Request{Op: proto.OpSub, Topics: topics, Since: since}, true)
 	if errors.Is(err, context.DeadlineExceeded) {
 		s.kill(ErrServerSilent)
 	}

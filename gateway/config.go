@@ -89,6 +89,12 @@ type Config struct {
 	// broker must keep streams (memory, Redis, Redis Cluster): New fails
 	// with ErrNoHistory otherwise.
 	History []HistoryRule
+	// MaxReplay caps the history replay bytes one connection may have
+	// queued beyond Poller.MaxPending (a client cut as a slow consumer
+	// missed more than MaxPending). A recovery (since) that needs more
+	// gets recovered:false; a last K replay keeps its newest publications
+	// that fit. Default: 4 × Poller.MaxPending.
+	MaxReplay int
 	// HistoryReadLimit caps the publications one GET /history answers.
 	// Default: 1000.
 	HistoryReadLimit int
@@ -150,6 +156,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.PublishTimeout <= 0 {
 		c.PublishTimeout = 2 * time.Second
+	}
+	if c.MaxReplay <= 0 {
+		c.MaxReplay = 4 * c.Poller.WithDefaults().MaxPending
 	}
 	if c.HistoryReadLimit <= 0 {
 		c.HistoryReadLimit = 1000

@@ -98,7 +98,7 @@ type history struct {
 	rules   []HistoryRule
 	streams broker.Streamer // nil when rules is empty
 
-	recovered, notRecovered, replayed, heldOverflows atomic.Uint64
+	recovered, notRecovered, replayed, heldOverflows, replayOverBudget atomic.Uint64
 }
 
 func (h *history) init(rules []HistoryRule, b broker.Broker) error {
@@ -392,6 +392,9 @@ func (g *Gateway) finishSub(s *session, pr *pendingReply, err error) {
 	h := streamsOf(s)
 	var out []byte
 	positions := make([]proto.TopicPosition, 0, len(pr.hist.topics))
+	// A replay is queued outside -max-pending (see flushRepliesLocked);
+	// -max-replay bounds what one connection may have queued that way.
+	budget := g.cfg.MaxReplay - s.c.Exempt()
 	h.mu.Lock()
 	for i := range pr.hist.topics {
 		ht := &pr.hist.topics[i]
@@ -405,8 +408,9 @@ func (g *Gateway) finishSub(s *session, pr *pendingReply, err error) {
 		case !ht.fresh:
 			// Already subscribed on this connection: no replay, the
 			// connection's own position stands.
+			// Whole only if the client has everything this connection sent.
 			tp.Offset, tp.Epoch = st.last, st.epoch
-			tp.Recovered = asked && since.Epoch == st.epoch
+			tp.Recovered = asked && since.Epoch == st.epoch && since.Offset >= st.last
 		default:
 			replay := ht.pubs
 			if asked {
@@ -415,18 +419,21 @@ func (g *Gateway) finishSub(s *session, pr *pendingReply, err error) {
 					replay = nil
 				}
 			}
-			for _, p := range replay {
-				if len(p.Payload) == 0 {
-					continue
+			frames, size := g.replayFrames(s, ht, replay)
+			if size > budget {
+				g.hist.replayOverBudget.Add(1)
+				if asked {
+					// All of it or nothing: the client reloads instead.
+					frames, size, tp.Recovered = nil, 0, false
+				} else {
+					frames, size = newestWithin(frames, budget) // last K: the newest that fit
 				}
-				fr, err := buildStreamFor(s.codec, ht.name, p.Offset, ht.pos.Epoch, false, proto.Format(p.Payload[0]), p.Payload[1:])
-				if err != nil {
-					g.convertErrors.Add(1)
-					continue
-				}
-				out = append(out, fr...)
-				g.hist.replayed.Add(1)
 			}
+			budget -= size
+			for _, fr := range frames {
+				out = append(out, fr...)
+			}
+			g.hist.replayed.Add(uint64(len(frames)))
 			st.epoch, st.last = ht.pos.Epoch, ht.pos.Offset
 		}
 		if asked {
@@ -450,6 +457,35 @@ func (g *Gateway) finishSub(s *session, pr *pendingReply, err error) {
 		pr.frame = nil
 	}
 	g.flushRepliesLocked(s)
+}
+
+// replayFrames builds the frames of a replay for s's wire, and their size.
+func (g *Gateway) replayFrames(s *session, ht *histTopic, pubs []broker.Publication) ([][]byte, int) {
+	frames := make([][]byte, 0, len(pubs))
+	size := 0
+	for _, p := range pubs {
+		if len(p.Payload) == 0 {
+			continue
+		}
+		fr, err := buildStreamFor(s.codec, ht.name, p.Offset, ht.pos.Epoch, false, proto.Format(p.Payload[0]), p.Payload[1:])
+		if err != nil {
+			g.convertErrors.Add(1)
+			continue
+		}
+		frames = append(frames, fr)
+		size += len(fr)
+	}
+	return frames, size
+}
+
+// newestWithin keeps the newest frames whose sizes sum to at most budget.
+func newestWithin(frames [][]byte, budget int) ([][]byte, int) {
+	size, i := 0, len(frames)
+	for i > 0 && size+len(frames[i-1]) <= budget {
+		i--
+		size += len(frames[i])
+	}
+	return frames[i:], size
 }
 
 // canRecover reports whether the stream read still holds everything after

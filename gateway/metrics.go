@@ -65,6 +65,7 @@ func (g *Gateway) registerMetrics() *prometheus.Registry {
 	counter("history_recovered_total", "Subscriptions that asked to recover (since) and got every publication they missed.", u(&g.hist.recovered))
 	counter("history_not_recovered_total", "Subscriptions that asked to recover and could not (another epoch, or the stream no longer holds the offset): recovered:false.", u(&g.hist.notRecovered))
 	counter("history_replayed_total", "Publications replayed from history to subscribers before their ack.", u(&g.hist.replayed))
+	counter("history_replay_over_budget_total", "Replays larger than -max-replay allows: a since answered recovered:false, or a last K cut to its newest publications.", u(&g.hist.replayOverBudget))
 	counter("history_held_overflow_closes_total", "Connections closed with 1013 because the live messages held while their sub was recovering passed -max-pending.", u(&g.hist.heldOverflows))
 	if hs, ok := g.broker.(interface{ HistoryStats() (int, int64) }); ok {
 		gauge("history_streams", "Streams the in-process broker holds.", func() float64 { n, _ := hs.HistoryStats(); return float64(n) })

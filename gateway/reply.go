@@ -167,8 +167,12 @@ func (g *Gateway) flushRepliesLocked(s *session) {
 		case pr.close:
 			s.c.CloseAfter(pr.frame)
 		case pr.recovers:
+			// What the client asked to be replayed may exceed
+			// -max-pending (a client cut as a slow consumer missed more
+			// than that): it is queued outside the limit, bounded by
+			// -max-replay instead, so the recovery is not cut again.
 			if pr.frame != nil {
-				_ = s.c.Enqueue(pr.frame)
+				_ = s.c.EnqueueExempt(pr.frame)
 			}
 			g.endRecovering(s, pr.hist)
 		case pr.frame != nil:

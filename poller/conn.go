@@ -41,17 +41,81 @@ type Conn struct {
 	pending int    // bytes queued and not yet written
 	q       *queue // shared, immutable frames; nil when none wait
 	final   []byte // written best effort before an abort
+	x       *extra // rarely used state; nil for most connections
+}
+
+// extra is what few connections need, kept out of Conn so that an idle
+// connection does not pay for it. Guarded by Conn.mu.
+type extra struct {
 	// overflow, when set, replaces Config.OverflowFinal for this
 	// connection (another protocol on the same loops: SSE).
 	overflow []byte
+	// Bytes queued by EnqueueExempt and not yet written (exempt), and
+	// the bytes queued before them and not yet written (before).
+	before, exempt int
+}
+
+func (c *Conn) extraLocked() *extra {
+	if c.x == nil {
+		c.x = &extra{}
+	}
+	return c.x
 }
 
 // SetOverflowFinal makes final what is written, best effort, when this
 // connection's queue overflows, instead of Config.OverflowFinal.
 func (c *Conn) SetOverflowFinal(final []byte) {
 	c.mu.Lock()
-	c.overflow = final
+	c.extraLocked().overflow = final
 	c.mu.Unlock()
+}
+
+// EnqueueExempt queues b, which the peer asked for at once (a replay of
+// history), outside the MaxPending limit: until its bytes are written
+// they do not count against the limit of later Enqueues, so a connection
+// that is owed a large replay is not cut as a slow consumer for it. The
+// caller bounds what it queues this way (see Exempt).
+func (c *Conn) EnqueueExempt(b []byte) error {
+	c.mu.Lock()
+	if c.state&(stClosing|stAbort|stClosed) != 0 {
+		c.mu.Unlock()
+		return ErrClosed
+	}
+	x := c.extraLocked()
+	if x.exempt == 0 {
+		x.before = c.pending
+	}
+	// Bytes queued between two exempt ones count as exempt too: a
+	// slight over-allowance, never more than one limit's worth.
+	x.exempt = c.pending - x.before + len(b)
+	c.pushLocked(b)
+	c.pending += len(b)
+	sched := c.state&stScheduled == 0
+	c.state |= stScheduled
+	c.mu.Unlock()
+	if sched {
+		c.w.push(c)
+	}
+	return nil
+}
+
+// Exempt returns the bytes queued by EnqueueExempt not yet written.
+func (c *Conn) Exempt() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.x == nil {
+		return 0
+	}
+	return c.x.exempt
+}
+
+// limitedLocked is what counts against MaxPending: the queue minus its
+// exempt bytes.
+func (c *Conn) limitedLocked() int {
+	if c.x == nil {
+		return c.pending
+	}
+	return c.pending - c.x.exempt
 }
 
 // Enqueue queues b to be written. b is not copied and must not change
@@ -63,11 +127,11 @@ func (c *Conn) Enqueue(b []byte) error {
 		c.mu.Unlock()
 		return ErrClosed
 	}
-	if c.pending+len(b) > c.w.cfg.MaxPending {
+	if c.limitedLocked()+len(b) > c.w.cfg.MaxPending {
 		c.w.overflows.Add(1)
 		final := c.w.cfg.OverflowFinal
-		if c.overflow != nil {
-			final = c.overflow
+		if c.x != nil && c.x.overflow != nil {
+			final = c.x.overflow
 		}
 		c.abortLocked(final)
 		c.mu.Unlock()

@@ -390,3 +390,57 @@ func TestLaggingLane(t *testing.T) {
 		t.Fatal("a peer that read everything is marked lagging after its next write")
 	}
 }
+
+// Bytes queued with EnqueueExempt do not count against MaxPending until
+// written: a peer owed a large replay keeps its full limit for what
+// follows, gets every byte in order, and is cut only past the limit on
+// top of what is still exempt.
+func TestEnqueueExemptKeepsTheLimitForWhatFollows(t *testing.T) {
+	const limit = 256 << 10
+	_, h, addr := startServer(t, Config{MaxPending: limit, SendBuffer: 8 << 10})
+	nc, c := dial(t, h, addr)
+	replay := bytes.Repeat([]byte{'r'}, 4*limit)
+	if err := c.EnqueueExempt(replay); err != nil {
+		t.Fatal(err)
+	}
+	if ex := c.Exempt(); ex > len(replay) || ex < len(replay)-(1<<20) {
+		t.Fatalf("Exempt = %d right after queueing %d bytes", ex, len(replay))
+	}
+	live := bytes.Repeat([]byte{'l'}, limit/2)
+	if err := c.Enqueue(live); err != nil {
+		t.Fatalf("a live frame within the limit after an exempt replay: %v", err)
+	}
+	// Read everything: the replay, then the live frame, in order.
+	got := make([]byte, len(replay)+len(live))
+	_ = nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(nc, got); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got[:len(replay)], replay) || !bytes.Equal(got[len(replay):], live) {
+		t.Fatal("bytes out of order")
+	}
+	if ex := c.Exempt(); ex != 0 {
+		t.Fatalf("Exempt = %d once everything was written", ex)
+	}
+	// Now a peer that stops reading: the limit applies again in full.
+	if err := c.EnqueueExempt(replay); err != nil {
+		t.Fatal(err)
+	}
+	chunk := make([]byte, 16<<10)
+	sent := 0
+	for {
+		err := c.Enqueue(chunk)
+		if errors.Is(err, ErrOverflow) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sent += len(chunk); sent > 2*limit+len(replay) {
+			t.Fatalf("no overflow after %d bytes past an exempt %d", sent, len(replay))
+		}
+	}
+	if sent > limit+len(chunk) || sent < limit-len(chunk)-(64<<10) {
+		t.Fatalf("cut after %d live bytes; want about the %d-byte limit", sent, limit)
+	}
+}

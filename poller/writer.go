@@ -243,6 +243,11 @@ func (c *Conn) noteLag(n, total int, err error) {
 // consumeLocked drops n written bytes from the front of the queue.
 func (c *Conn) consumeLocked(n int) {
 	c.pending -= n
+	if x := c.x; x != nil && x.exempt > 0 {
+		d := min(n, x.before)
+		x.before -= d
+		x.exempt -= min(n-d, x.exempt)
+	}
 	if c.q == nil {
 		return
 	}

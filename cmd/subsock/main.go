@@ -140,6 +140,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 
 	fs.Var((*historyRules)(&cfg.History), "history", "PATTERN=SIZE[,TTL]: topics matching PATTERN keep their last SIZE publications for TTL (default 10m) after the last one, with offsets and recovery; repeatable, the first match wins (e.g. -history 'chat.>=100,10m')")
 	fs.Int64Var(&cfg.BrokerOptions.HistoryMemory, "history-memory", def.BrokerOptions.HistoryMemory, "bytes the memory broker keeps in all streams together; past it the least recently published streams are dropped whole")
+	fs.IntVar(&cfg.MaxReplay, "max-replay", 0, "history replay bytes one connection may have queued beyond -max-pending; a recovery needing more is answered recovered:false (0: 4 x -max-pending)")
 	fs.IntVar(&cfg.HistoryReadLimit, "history-read-limit", def.HistoryReadLimit, "most publications one GET /history answers")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "console", "json or console")

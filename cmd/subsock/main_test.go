@@ -29,6 +29,7 @@ var derived = map[string]bool{
 	"Poller.RecvBuffer": true, // MaxMessage/2
 	"FanoutWorkers":     true, // GOMAXPROCS
 	"MaxInputBacklog":   true, // 2 × MaxMessage
+	"MaxReplay":         true, // 4 × Poller.MaxPending
 }
 
 // TestFlagDefaultsAreTheLibrarys parses no arguments and checks every flag
