@@ -1,5 +1,6 @@
-// Package demo serves the demo page: a live ticker (topic demo.ticker), a small chat (topic
-// demo.chat) on the browser client, and charts of the node's own figures from GET /stats.
+// Package demo serves the demo page: a live ticker (topic demo.ticker, over a WebSocket or
+// Server-Sent Events at the flip of a toggle), a small chat (topic demo.chat) on the browser
+// client, and charts of the node's own figures from GET /stats.
 // Everything is embedded, Chart.js included, so the page works offline.
 package demo
 
@@ -67,7 +68,7 @@ func add(m map[string]*file, fsys fs.FS, prefix string) {
 
 // Handler serves the page at / and the browser client at /js/ (subsock.js and its vendored
 // MessagePack module). Mount it on a node with gateway.Handle("/", demo.Handler()); the page
-// talks to that node's /ws, /stats and /healthz.
+// talks to that node's /ws, /sse, /stats and /healthz.
 func Handler() http.Handler {
 	files := site()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

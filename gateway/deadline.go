@@ -130,7 +130,11 @@ func (d *deadlines) check(now int64) {
 		g.tokenExpiries.Add(1)
 		s.closeBy.Store(grace)
 		d.watch[s] = struct{}{}
-		s.c.CloseAfter(tokenExpiredFrame)
+		if s.mode.Load() == modeSSE {
+			s.c.CloseAfter(sseTokenExpiredFinal)
+		} else {
+			s.c.CloseAfter(tokenExpiredFrame)
+		}
 	}
 	clear(list)
 	d.scratch = list[:0]

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
+
 	"github.com/subsock/subsock/gateway"
 	"github.com/subsock/subsock/poller"
 )
@@ -209,6 +211,27 @@ func TestSSEResume(t *testing.T) {
 	if got := offsets(st, 2); fmt.Sprint(got) != "[7 8]" {
 		t.Fatalf("last 2 replayed %v", got)
 	}
+	// A browser reconnects with the same URL: its Last-Event-ID is newer
+	// than the URL's since.
+	st, _ = openSSE(t, n, "topics=chat.r&since=chat.r:"+epoch+":4", http.Header{"Last-Event-ID": {epoch + ":7"}})
+	if got := offsets(st, 1); fmt.Sprint(got) != "[8]" {
+		t.Fatalf("since 4 with Last-Event-ID 7 replayed %v, want [8]", got)
+	}
+	// Two history topics: an id does not say where the other one was, so
+	// both are answered lost rather than resumed from a stale place.
+	publishHist(t, hc, n, "chat.q", 1)
+	st, _ = openSSE(t, n, "topics=chat.r,chat.q", http.Header{"Last-Event-ID": {epoch + ":7"}})
+	lost := map[string]bool{}
+	for range 2 {
+		ev := st.next(t)
+		if ev.event != "lost" {
+			t.Fatalf("two history topics with Last-Event-ID: %+v, want lost events", ev)
+		}
+		lost[decodeSSE(t, ev).Topic] = true
+	}
+	if !lost["chat.r"] || !lost["chat.q"] {
+		t.Fatalf("lost events for %v, want both topics", lost)
+	}
 	st, _ = openSSE(t, n, "topics=chat.r", http.Header{"Last-Event-ID": {"stale:3"}})
 	ev := st.next(t)
 	m := decodeSSE(t, ev)
@@ -381,4 +404,37 @@ func TestSSESlowConsumer(t *testing.T) {
 	eventually(t, "the stalled stream cut as a slow consumer", func() bool {
 		return scrape(t, hc, n, "subsock_slow_consumer_closes_total") == 1
 	})
+}
+
+// TestSSETokenExpiryAndCookie: a stream authenticated by -token-cookie
+// ends with event: close and the last chunk when its token expires.
+func TestSSETokenExpiryAndCookie(t *testing.T) {
+	cfg := gateway.Config{}
+	cfg.Security.JWT.Secret = []byte("sse-secret")
+	cfg.Security.TokenCookie = "subsock_token"
+	n := startNode(t, cfg)
+	tok := mint(t, signer{method: jwt.SigningMethodHS256, key: []byte("sse-secret")}, "", claims([]string{"feed.>"}, nil, 2*time.Second, nil))
+	if st, resp := openSSE(t, n, "topics=feed.a", nil); st != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("no token: %d, want 401", resp.StatusCode)
+	}
+	if st, resp := openSSE(t, n, "topics=other", http.Header{"Cookie": {"subsock_token=" + tok}}); st != nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("a topic the token does not grant: %d, want 403", resp.StatusCode)
+	}
+	st, resp := openSSE(t, n, "topics=feed.a", http.Header{"Cookie": {"other=1; subsock_token=" + tok}})
+	if st == nil {
+		t.Fatalf("token in the cookie: %d", resp.StatusCode)
+	}
+	for {
+		ev := st.next(t)
+		if ev.event == "close" {
+			if ev.data != "token expired" {
+				t.Fatalf("close event %q", ev.data)
+			}
+			break
+		}
+	}
+	<-st.done
+	if st.err != io.EOF {
+		t.Fatalf("stream after the token expired: %v, want a clean end", st.err)
+	}
 }

@@ -256,7 +256,11 @@ func (g *Gateway) deliverStream(topic string, payload []byte) {
 func (g *Gateway) holdLiveLocked(s *session, st *streamState, m heldMsg) {
 	if st.heldBytes+len(m.fr) > g.cfg.Poller.MaxPending {
 		g.hist.heldOverflows.Add(1)
-		s.c.Abort(slowFrame)
+		if s.mode.Load() == modeSSE {
+			s.c.Abort(sseSlowFinal)
+		} else {
+			s.c.Abort(slowFrame)
+		}
 		return
 	}
 	st.held = append(st.held, m)

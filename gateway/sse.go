@@ -45,6 +45,9 @@ var (
 	sseHeartbeat  = sseChunk([]byte(": ping\n\n"))
 	sseCloseFinal = append(sseChunk([]byte("event: close\ndata: server shutting down\n\n")), "0\r\n\r\n"...)
 	sseSlowFinal  = append(sseChunk([]byte("event: close\ndata: slow consumer\n\n")), "0\r\n\r\n"...)
+	// A stream whose token expired ends cleanly; the page reconnects with
+	// a fresh token (the browser client asks for one).
+	sseTokenExpiredFinal = append(sseChunk([]byte("event: close\ndata: token expired\n\n")), "0\r\n\r\n"...)
 )
 
 // isSSEPath reports whether the request line targets /sse.
@@ -152,9 +155,12 @@ func (g *Gateway) checkSSE(s *session, req *http.Request) (sub *proto.Request, o
 	return sub, origin, nil, nil
 }
 
-// sseSince reads since=TOPIC:EPOCH:OFFSET,... and, when the stream has
-// exactly one history topic not named there, the browser's Last-Event-ID
-// (EPOCH:OFFSET, the id of the last event it got) for that topic.
+// sseSince reads since=TOPIC:EPOCH:OFFSET,... and the browser's
+// Last-Event-ID (EPOCH:OFFSET, the id of the last event it got). A browser
+// reconnects with the same URL, so the id, which is newer, wins over the
+// URL's since for the stream's history topic. With several history topics
+// the id does not say where the others were: they are answered lost
+// rather than resumed from a stale place.
 func (g *Gateway) sseSince(topics []string, param, lastID string) (map[string]proto.Position, error) {
 	in := func(t string) bool {
 		for _, x := range topics {
@@ -194,27 +200,28 @@ func (g *Gateway) sseSince(topics []string, param, lastID string) (map[string]pr
 	if lastID == "" {
 		return since, nil
 	}
-	var only string
+	var hist []string
 	for _, t := range topics {
 		if _, ok := g.hist.policy(t); ok {
-			if only != "" {
-				return since, nil // ids of two streams interleave: ambiguous
-			}
-			only = t
+			hist = append(hist, t)
 		}
 	}
-	if _, named := since[only]; only == "" || named {
+	if len(hist) == 0 {
 		return since, nil
-	}
-	j := strings.LastIndexByte(lastID, ':')
-	off, err := strconv.ParseUint(lastID[j+1:], 10, 64)
-	if j <= 0 || err != nil {
-		return since, nil // not an id of ours: start live
 	}
 	if since == nil {
 		since = make(map[string]proto.Position)
 	}
-	since[only] = proto.Position{Offset: off, Epoch: lastID[:j]}
+	j := strings.LastIndexByte(lastID, ':')
+	off, err := strconv.ParseUint(lastID[j+1:], 10, 64)
+	if len(hist) > 1 || j <= 0 || err != nil {
+		// No epoch has this name: each topic is answered lost.
+		for _, t := range hist {
+			since[t] = proto.Position{Epoch: "\x00unknown"}
+		}
+		return since, nil
+	}
+	since[hist[0]] = proto.Position{Offset: off, Epoch: lastID[:j]}
 	return since, nil
 }
 

@@ -9,6 +9,11 @@
 #     MessagePack; bad tokens get 401 and foreign origins 403 through nginx;
 #   - pings cross the proxy (an idle client outlives the ping timeout) and
 #     a custom close code (4001, token expired) reaches the client;
+#   - Server-Sent Events (curl -N, the token in ?token=): GET /sse streams
+#     through nginx unbuffered (the head, then an event published after
+#     curl connected, then heartbeat comments, all while the stream is
+#     open), refuses a missing token with 401, and Last-Event-ID resumes a
+#     history topic through the proxy;
 #   - the connect token never lands in nginx's access log.
 # Everything runs from a temp dir that is removed at the end.
 #
@@ -48,9 +53,13 @@ say "using $("$NGINX" -v 2>&1), $(openssl version), $(go version | cut -d' ' -f3
 # ------------------------------------------------------------ temp dir and cleanup
 
 tmp=$(mktemp -d -t subsock-nginx-XXXXXX)
-node_pid= nginx_pid=
+node_pid= nginx_pid= sse_pid=
 cleanup() {
 	local rc=$?
+	if [ -n "$sse_pid" ] && kill -0 "$sse_pid" 2>/dev/null; then
+		kill "$sse_pid" 2>/dev/null || true
+		wait "$sse_pid" 2>/dev/null || true
+	fi
 	if [ -n "$nginx_pid" ] && kill -0 "$nginx_pid" 2>/dev/null; then
 		kill -QUIT "$nginx_pid" 2>/dev/null || true
 		wait "$nginx_pid" 2>/dev/null || true
@@ -103,6 +112,7 @@ api_key=$(openssl rand -hex 16)
 # Secrets go through the environment, not argv (visible in ps).
 SUBSOCK_JWT_SECRET=$secret SUBSOCK_API_KEY=$api_key \
 	"$tmp/subsock" -addr 127.0.0.1:0 -log-format json -ping-interval 1s -ping-timeout 3s \
+	-history 'tls.h.>=100,10m' \
 	>"$tmp/node.log" 2>&1 &
 node_pid=$!
 node_addr=
@@ -493,14 +503,98 @@ EOF
 "$tmp/nginxtlscheck" -base "$base" -ca "$tmp/cert.pem" -secret "$secret" -api-key "$api_key" \
 	-ping-interval 1s -ping-timeout 3s || die "WebSocket checks failed"
 
+# ------------------------------------------------------------ SSE checks with curl -N
+
+# hs256_token SUBS prints a JWT for the node's secret granting SUBS (a JSON
+# array) for an hour, as an application's backend would issue one.
+b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
+hs256_token() {
+	local h p
+	h=$(printf '%s' '{"alg":"HS256","typ":"JWT"}' | b64url)
+	p=$(printf '{"sub":"nginx-tls-sse","subs":%s,"exp":%d}' "$1" $(($(date +%s) + 3600)) | b64url)
+	printf '%s.%s.%s' "$h" "$p" "$(printf '%s.%s' "$h" "$p" | openssl dgst -sha256 -hmac "$secret" -binary | b64url)"
+}
+
+# sse_open NAME URL [CURL-ARGS...] starts curl -N on URL in the background,
+# as a browser's EventSource would connect: body in $tmp/NAME.body, headers
+# in $tmp/NAME.headers. It sets sse_pid.
+sse_open() {
+	local name=$1 url=$2
+	shift 2
+	curl -N -sS --max-time 60 --cacert "$tmp/cert.pem" -H 'Accept: text/event-stream' "$@" \
+		-D "$tmp/$name.headers" "$url" >"$tmp/$name.body" 2>"$tmp/$name.err" &
+	sse_pid=$!
+}
+
+# sse_close ends the stream started last.
+sse_close() {
+	kill "$sse_pid" 2>/dev/null || true
+	wait "$sse_pid" 2>/dev/null || true
+	sse_pid=
+}
+
+# wait_line FILE DESC GREP-ARGS...: a line of FILE must match within 5 s,
+# while the stream is still open (curl still running).
+wait_line() {
+	local file=$1 desc=$2
+	shift 2
+	for _ in $(seq 1 50); do
+		grep -q "$@" "$file" 2>/dev/null && return 0
+		kill -0 "$sse_pid" 2>/dev/null || die "$desc: the stream ended: $(cat "${file%.body}.err") $(head -c 300 "$file" | tr '\n' '|')"
+		sleep 0.1
+	done
+	die "$desc: not seen within 5 s (got: $(head -c 300 "$file" | tr '\n' '|'))"
+}
+
+# sse_publish TOPIC JSON publishes over https and prints the node's answer.
+sse_publish() {
+	curl_tls -X POST -H "X-API-Key: $api_key" -H 'Content-Type: application/json' --data "$2" "$base/publish?topic=$1"
+}
+
+sse_tok=$(hs256_token '["tls.>"]')
+expect_http 401 "GET /sse without a token" "${ca[@]}" "$base/sse?topics=tls.sse"
+
+sse_open live "$base/sse?topics=tls.sse&token=$sse_tok"
+wait_line "$tmp/live.body" "the event stream's retry hint through nginx" -E '^retry: [0-9]+$'
+grep -qi '^HTTP/1.1 200' "$tmp/live.headers" || die "GET /sse: $(head -n 1 "$tmp/live.headers")"
+grep -qi '^content-type: text/event-stream' "$tmp/live.headers" || die "GET /sse: no text/event-stream content type: $(tr '\r\n' ' ' <"$tmp/live.headers")"
+if grep -qi '^content-length:' "$tmp/live.headers"; then
+	die "GET /sse has a Content-Length through nginx: the stream was buffered"
+fi
+say "ok   GET /sse through nginx over TLS: 200 text/event-stream, the retry hint arrived while the stream is open"
+# The 200 comes once the topic is live: an event published now reaches it.
+out=$(sse_publish tls.sse '{"via":"sse"}')
+[ "$out" = '{"subscribers":1}' ] || die "POST /publish to the stream's topic: $out, want 1 subscriber"
+wait_line "$tmp/live.body" "the event published after curl connected" -xF 'data: {"topic":"tls.sse","data":{"via":"sse"}}'
+say "ok   an event published after curl -N connected arrived through nginx: $(grep -m1 '^data: ' "$tmp/live.body")"
+wait_line "$tmp/live.body" "a heartbeat comment" -xF ': ping'
+say "ok   heartbeat comments (: ping) cross the proxy"
+sse_close
+
+# A browser's reconnect sends Last-Event-ID (EPOCH:OFFSET, the last id it
+# got): the node must see it through nginx and resume right after it.
+first=$(sse_publish tls.h.sse '"one"')
+epoch=$(sed -n 's/.*"epoch":"\([^"]*\)".*/\1/p' <<<"$first")
+[ -n "$epoch" ] || die "POST /publish to a history topic: $first, want an offset and an epoch"
+sse_publish tls.h.sse '"two"' >/dev/null
+sse_open resume "$base/sse?topics=tls.h.sse&token=$sse_tok" -H "Last-Event-ID: $epoch:1"
+wait_line "$tmp/resume.body" "offset 2 replayed after Last-Event-ID $epoch:1" -xF 'data: {"topic":"tls.h.sse","offset":2,"data":"two"}'
+grep -qxF "id: $epoch:2" "$tmp/resume.body" || die "no id: $epoch:2 before the replayed event"
+if grep -q '"offset":1' "$tmp/resume.body"; then
+	die "offset 1, which Last-Event-ID said the browser had, was replayed"
+fi
+say "ok   Last-Event-ID crosses the proxy: the stream resumed at offset 2 (id: $epoch:2)"
+sse_close
+
 # ------------------------------------------------------------ access log
 
 log=$tmp/subsock.access.log
 grep -q '"GET /ws HTTP/1.1" 101' "$log" || die "no upgraded /ws request in the access log"
+grep -q '"GET /sse HTTP/1.1" 200' "$log" || die "no /sse stream in the access log"
 if grep -q 'token=' "$log"; then
 	die "a connect token reached the access log: $(grep -m1 'token=' "$log")"
 fi
-say "ok   access log: $(grep -c '"GET /ws ' "$log") /ws requests logged, no token in it"
+say "ok   access log: $(grep -c '"GET /ws ' "$log") /ws and $(grep -c '"GET /sse ' "$log") /sse requests logged, no token in it"
 say "--- access log sample"
 grep -m3 '/ws' "$log"
 say "PASS: subsock behind nginx with TLS"

@@ -18,6 +18,14 @@
 //
 // One client is one WebSocket with its own token, retry and delivery policy: open several small
 // clients rather than one that does everything.
+//
+// A page that only receives can use Server-Sent Events instead (GET /sse): plain HTTP, the
+// browser's EventSource and its own reconnect, the same handler shape.
+//
+//   import { sse } from '/js/subsock.js';
+//   const feed = sse('/sse', { topics: ['prices.ACME'] });
+//   feed.on('message', (data, topic, { offset }) => console.log(topic, data));
+//   feed.on('lost', ({ topic }) => reload(topic));
 
 /** The subprotocol names, by the `protocol` option. */
 export const Subprotocol = Object.freeze({ json: 'subsock.v1.json', msgpack: 'subsock.v1.msgpack' });
@@ -771,4 +779,287 @@ export class Client {
       }
     }
   }
+}
+
+// --- Server-Sent Events -------------------------------------------------------------------
+
+/**
+ * sse opens a receive-only subscription over Server-Sent Events (GET /sse, docs/protocol.md
+ * "Server-Sent Events") and keeps it open until close(). It wraps the browser's EventSource:
+ * no WebSocket, no subprotocol, plain HTTP that every proxy passes, and the browser's own
+ * reconnect. The topics are fixed for the life of the stream; open another for other topics.
+ * @param {string} url http(s)://, ws(s):// (mapped to http(s)://) or a path such as '/sse'
+ * @param {object} opts
+ * @param {string[]|string} opts.topics the topics, as an array or 'a,b'
+ * @param {number} [opts.last] on the first connection, replay the last n messages of each history topic first
+ * @param {Object<string, {offset:number, epoch:string}>} [opts.since] per topic, start after this
+ *   position (from position(), kept by the application)
+ * @param {boolean} [opts.withCredentials] send cookies cross-origin (the node must list the page's origin in -allowed-origins)
+ * @param {string|(() => string|Promise<string>)} [opts.token] sent as ?token=; a function is
+ *   called again for a fresh token each time the browser gives up on the stream
+ * @param {{min:number,max:number}} [opts.backoff] bounds in ms of the reopen delay (see EventStream)
+ * @returns {EventStream}
+ */
+export function sse(url, opts) {
+  return new EventStream(url, opts);
+}
+
+/**
+ * EventStream is one SSE stream. Reconnects are the browser's own whenever they resume
+ * exactly: EventSource comes back after the server's retry hint (1-3 s) with Last-Event-ID,
+ * the id of the last message it got, and the node resumes right after it when the stream has
+ * one history topic. The stream opens a new EventSource itself, after a backoff with full
+ * jitter, only when that cannot work: the browser gave up (any answer but a 200 event stream:
+ * refused token, origin or topics, a draining node's 503), or the stream has several topics
+ * with positions to resume, or a since the browser would send again stale. The new stream
+ * asks for since = the position of every history topic, so nothing is lost or repeated.
+ */
+export class EventStream {
+  #url;
+  #opts;
+  #topics;
+  #es = null;
+  #sinceInURL = false; // the current EventSource's URL names positions: its own reconnect would repeat them
+  #state = null;
+  #closed = false;
+  #listeners = new Map(); // event -> Set<fn>
+  #positions = new Map(); // history topic -> {offset, epoch} of the last message delivered
+  #token; // undefined: fetch before the next EventSource
+  #attempt = 0;
+  #timer = null;
+  #openedAt = 0;
+  #reason = ''; // why the server ended the stream (its close event), for 'reconnecting'
+
+  constructor(url, opts = {}) {
+    const { topics = [], last = 0, since = null } = opts;
+    const list = typeof topics === 'string' ? topics.split(',') : [...topics];
+    if (list.length === 0) throw new SubsockError('bad_request', 'sse needs topics');
+    for (const t of list) {
+      const why = validTopic(t) ?? (t.includes(',') ? `topic ${JSON.stringify(t)} has a comma, which /sse?topics= cannot carry` : null);
+      if (why) throw new SubsockError('invalid_topic', why);
+    }
+    if (!Number.isSafeInteger(last) || last < 0) throw new SubsockError('bad_request', `last must be a whole number >= 0, not ${last}`);
+    this.#topics = [...new Set(list)];
+    for (const [t, p] of Object.entries(since ?? {})) {
+      if (!this.#topics.includes(t)) throw new SubsockError('bad_request', `since names ${JSON.stringify(t)}, which is not one of the topics`);
+      if (!validPosition(p)) throw new SubsockError('bad_request', `since.${t} must be {offset, epoch} as position() returns it`);
+      this.#positions.set(t, { offset: p.offset, epoch: p.epoch });
+    }
+    this.#url = url;
+    this.#opts = { ...opts, last, backoff: { ...defaults.backoff, ...(opts.backoff || {}) } };
+    if (typeof opts.token === 'string') this.#token = opts.token;
+    // Open on a microtask so listeners added right after sse() see the first 'connecting'.
+    queueMicrotask(() => this.#open());
+  }
+
+  /** The current state: connecting, open, reconnecting or closed. */
+  get state() {
+    return this.#state;
+  }
+
+  /** The stream's topics. */
+  topics() {
+    return [...this.#topics];
+  }
+
+  /**
+   * on registers fn for an event and returns a function that removes it.
+   * 'message': fn(data, topic, {offset, epoch}) — as a WebSocket client's subscribe handler:
+   *   offset and epoch on history topics, undefined on others. Each offset comes once, in order.
+   * 'lost': fn({topic, offset, epoch}) — messages of a history topic were lost for good: the
+   *   position asked for is gone (another epoch, or no longer held), or the stream skipped
+   *   offsets. Delivery continues after offset; the application should reload its state.
+   * 'state': fn(state, detail) — detail has {attempt, delay, reason} when reconnecting; delay is
+   *   null while the browser reconnects by itself (after the server's retry hint).
+   * 'subscribed': fn(topics) — the node answered 200: the topics are live, messages flow.
+   * 'error': fn(SubsockError) — the browser gave up on the stream (it does not say why: an HTTP
+   *   status, a CORS refusal, a network failure), token failures, undecodable events.
+   */
+  on(event, fn) {
+    if (typeof fn !== 'function') throw new TypeError('subsock: on() needs a function');
+    let set = this.#listeners.get(event);
+    if (!set) this.#listeners.set(event, (set = new Set()));
+    set.add(fn);
+    return () => this.off(event, fn);
+  }
+
+  off(event, fn) {
+    this.#listeners.get(event)?.delete(fn);
+  }
+
+  /** position returns {offset, epoch} of the last message delivered on a history topic, else null. */
+  position(topic) {
+    const p = this.#positions.get(topic);
+    return p ? { offset: p.offset, epoch: p.epoch } : null;
+  }
+
+  /** close ends the stream: no reconnect. */
+  close() {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearTimeout(this.#timer);
+    this.#drop();
+    this.#setState(State.CLOSED, {});
+  }
+
+  async #open() {
+    if (this.#closed) return;
+    this.#setState(State.CONNECTING, { attempt: this.#attempt });
+    try {
+      if (this.#token === undefined && typeof this.#opts.token === 'function') this.#token = await this.#opts.token();
+    } catch (e) {
+      this.#emit('error', new SubsockError('token', `token function failed: ${e?.message ?? e}`));
+      return this.#reopen('no token');
+    }
+    if (this.#closed) return;
+    let es;
+    const url = this.#streamURL();
+    try {
+      es = new EventSource(url, { withCredentials: this.#opts.withCredentials === true });
+    } catch (e) {
+      // A malformed URL will not get better: report it and stay down.
+      this.#emit('error', new SubsockError('bad_request', e.message));
+      this.close();
+      return;
+    }
+    this.#es = es;
+    this.#sinceInURL = new URL(url).searchParams.has('since');
+    es.onopen = () => {
+      if (this.#es !== es) return;
+      this.#openedAt = Date.now();
+      this.#reason = '';
+      this.#setState(State.OPEN, {});
+      this.#emit('subscribed', this.topics());
+    };
+    es.onmessage = (ev) => {
+      if (this.#es === es) this.#onMessage(ev);
+    };
+    es.addEventListener('lost', (ev) => {
+      if (this.#es === es) this.#onLost(ev);
+    });
+    es.addEventListener('close', (ev) => {
+      if (this.#es === es) this.#reason = String(ev.data ?? '');
+    });
+    es.onerror = () => {
+      if (this.#es === es) this.#onError(es);
+    };
+  }
+
+  // #streamURL is the URL of the next EventSource: the topics, the position of every history
+  // topic seen so far (the browser's Last-Event-ID dies with its EventSource), last, the token.
+  #streamURL() {
+    const u = new URL(this.#url, globalThis.location?.href);
+    if (u.protocol === 'ws:') u.protocol = 'http:';
+    else if (u.protocol === 'wss:') u.protocol = 'https:';
+    u.searchParams.set('topics', this.#topics.join(','));
+    const since = [...this.#positions].map(([t, p]) => `${t}:${p.epoch}:${p.offset}`);
+    if (since.length > 0) u.searchParams.set('since', since.join(','));
+    if (this.#opts.last > 0) u.searchParams.set('last', String(this.#opts.last));
+    if (this.#token) u.searchParams.set('token', this.#token);
+    return u.href;
+  }
+
+  #onError(es) {
+    if (this.#closed) return;
+    const wasOpen = this.#state === State.OPEN;
+    const reason = this.#reason || (wasOpen ? 'the stream ended' : 'no stream');
+    this.#reason = '';
+    if (wasOpen && Date.now() - this.#openedAt >= STABLE_MS) this.#attempt = 0;
+    if (es.readyState === EventSource.CLOSED) {
+      // The browser gives up for good on any answer but a 200 event stream; a refused token
+      // may be stale, so ask for a fresh one.
+      this.#emit('error', new SubsockError('unavailable', `the browser gave up on ${this.#url} (an HTTP error status or a CORS refusal; EventSource does not say which)`));
+      if (typeof this.#opts.token === 'function') this.#token = undefined;
+      return this.#reopen(reason);
+    }
+    // Last-Event-ID resumes one history topic, and a since in the URL would be sent again as
+    // it was: in either case the stream reopens itself, from every position it holds.
+    if (this.#sinceInURL || (this.#topics.length > 1 && this.#positions.size > 0)) return this.#reopen(reason);
+    this.#attempt++;
+    this.#setState(State.RECONNECTING, { attempt: this.#attempt, delay: null, reason });
+  }
+
+  // #reopen replaces the EventSource with a new one after a backoff.
+  #reopen(reason) {
+    this.#drop();
+    const next = reconnectDelay({ attempt: this.#attempt, code: 0, ...this.#opts.backoff });
+    this.#attempt = next.attempt;
+    this.#setState(State.RECONNECTING, { attempt: this.#attempt, delay: next.delay, reason });
+    this.#timer = setTimeout(() => this.#open(), next.delay);
+  }
+
+  #drop() {
+    const es = this.#es;
+    this.#es = null;
+    if (es) es.close();
+  }
+
+  #onMessage(ev) {
+    let m;
+    try {
+      m = JSON.parse(ev.data);
+    } catch (e) {
+      this.#emit('error', new SubsockError('bad_request', `undecodable event from the server: ${e.message}`));
+      return;
+    }
+    if (m === null || typeof m !== 'object' || typeof m.topic !== 'string') return;
+    let meta = NO_OFFSET;
+    if (m.offset != null) {
+      meta = this.#track(m.topic, m.offset, epochOf(ev.lastEventId));
+      if (meta === null) return;
+    }
+    this.#emit('message', m.data, m.topic, meta);
+  }
+
+  // #track advances topic's position with a message at offset and returns its metadata, or
+  // null for a message already delivered. A jump, or another epoch with no lost event first,
+  // is reported as lost: the messages in between will not come.
+  #track(topic, offset, epoch) {
+    const pos = this.#positions.get(topic);
+    if (pos && epoch === pos.epoch) {
+      if (offset <= pos.offset) return null;
+      if (offset > pos.offset + 1) this.#emit('lost', { topic, offset: offset - 1, epoch });
+    } else if (pos && epoch !== null) {
+      this.#emit('lost', { topic, offset: offset - 1, epoch });
+    }
+    if (epoch !== null && this.#topics.includes(topic)) this.#positions.set(topic, { offset, epoch });
+    return { offset, epoch: epoch ?? undefined };
+  }
+
+  #onLost(ev) {
+    let m;
+    try {
+      m = JSON.parse(ev.data);
+    } catch (e) {
+      this.#emit('error', new SubsockError('bad_request', `undecodable lost event from the server: ${e.message}`));
+      return;
+    }
+    if (m === null || typeof m !== 'object' || typeof m.topic !== 'string') return;
+    const p = { offset: m.offset, epoch: m.epoch };
+    if (validPosition(p) && this.#topics.includes(m.topic)) this.#positions.set(m.topic, p);
+    this.#emit('lost', { topic: m.topic, offset: m.offset, epoch: m.epoch });
+  }
+
+  #setState(state, detail) {
+    this.#state = state;
+    this.#emit('state', state, detail);
+  }
+
+  #emit(event, ...args) {
+    const set = this.#listeners.get(event);
+    if (!set) return;
+    for (const fn of [...set]) {
+      try {
+        fn(...args);
+      } catch (e) {
+        report(e);
+      }
+    }
+  }
+}
+
+// epochOf returns the epoch of an event id EPOCH:OFFSET, or null.
+function epochOf(id) {
+  const j = typeof id === 'string' ? id.lastIndexOf(':') : -1;
+  return j > 0 ? id.slice(0, j) : null;
 }

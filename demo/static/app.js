@@ -1,6 +1,8 @@
 // The demo page: a ticker and a chat on the browser client (two single-purpose connections,
 // each with its own policy), and the node's own figures from GET /stats, sampled every second.
-import { connect } from './js/subsock.js';
+// The ticker only receives, so it can run over a WebSocket or over Server-Sent Events (GET
+// /sse): a toggle switches it, and ?ticker=sse opens the page that way.
+import { connect, sse, EventStream } from './js/subsock.js';
 
 const params = new URLSearchParams(location.search);
 const protocol = params.get('protocol') === 'msgpack' ? 'msgpack' : 'json';
@@ -37,7 +39,8 @@ function logEvent(text, kind = '') {
   prepend($('events'), el('li', { class: kind }, el('time', {}, clock()), el('span', {}, text)), 100);
 }
 
-// watch mirrors a client's state in its header pill and the events list.
+// watch mirrors a client's state (a WebSocket client or an SSE stream) in its header pill and
+// the events list.
 function watch(name, client) {
   const pill = $('status-' + name);
   const state = pill.querySelector('.state');
@@ -55,11 +58,16 @@ function watch(name, client) {
     if (s === 'open') {
       opens++;
       pill.dataset.opens = String(opens);
-      detail.textContent = client.protocol.replace('subsock.v1.', '') + (opens > 1 ? ` · ${opens - 1} reconnect${opens > 2 ? 's' : ''}` : '');
-      logEvent(`${name}: open (${client.protocol})`, 'good');
+      const via = client instanceof EventStream ? 'sse' : client.protocol;
+      detail.textContent = via.replace('subsock.v1.', '') + (opens > 1 ? ` · ${opens - 1} reconnect${opens > 2 ? 's' : ''}` : '');
+      logEvent(`${name}: open (${via})`, 'good');
+    } else if (s === 'reconnecting' && d.delay === null) {
+      // An SSE stream the browser reconnects by itself, after the node's retry hint.
+      detail.textContent = 'browser retries';
+      logEvent(`${name}: dropped (${d.reason}); the browser reconnects`, 'bad');
     } else if (s === 'reconnecting') {
       const until = Date.now() + d.delay;
-      const why = `${d.code}${d.reason ? ' ' + d.reason : ''}`;
+      const why = [d.code, d.reason].filter((x) => x !== undefined && x !== '').join(' ');
       const tick = () => { detail.textContent = `retry in ${(Math.max(0, until - Date.now()) / 1000).toFixed(1)}s`; };
       tick();
       countdown = setInterval(tick, 100);
@@ -70,9 +78,11 @@ function watch(name, client) {
 }
 
 // --- ticker: whatever is published to demo.ticker -----------------------------------------
+// One subscription, over a WebSocket client or an SSE stream: both hand onTick the same
+// (data, topic, {offset, epoch}).
 
-const ticker = connect('/ws', { protocol, backoff, token });
-watch('ticker', ticker);
+let ticker = null;
+let transport = null; // 'ws' or 'sse'
 
 const tiles = new Map(); // symbol -> {root, price, chg, time, line, history, last}
 const MAX_TILES = 12;
@@ -143,7 +153,7 @@ function show(value) {
   }
 }
 
-ticker.subscribe('demo.ticker', (data) => {
+function onTick(data) {
   ticks++;
   $('tick-count').textContent = fmt.format(ticks);
   prepend($('tape'), el('li', {}, el('time', {}, clock()), el('span', { class: 'json' }, show(data))), 20);
@@ -151,12 +161,45 @@ ticker.subscribe('demo.ticker', (data) => {
     const price = Number(data.price);
     if (Number.isFinite(price)) showPrice(data.symbol, price);
   }
-}).catch((e) => logEvent(`ticker: subscribe failed: ${e.code} ${e.msg}`, 'bad'));
+}
+
+// useTransport replaces the ticker's connection with one over the given transport.
+function useTransport(next) {
+  if (next === transport) return;
+  if (ticker) {
+    ticker.close();
+    logEvent(`ticker: switched to ${next === 'sse' ? 'Server-Sent Events' : 'WebSocket'}`);
+  }
+  transport = next;
+  if (next === 'sse') {
+    ticker = sse('/sse', { topics: ['demo.ticker'], token });
+    ticker.on('message', onTick);
+    // Only when the node keeps history for demo.ticker (-history 'demo.ticker=...').
+    ticker.on('lost', ({ topic, offset }) => logEvent(`ticker: ${topic} lost messages before #${offset + 1}`, 'bad'));
+  } else {
+    ticker = connect('/ws', { protocol, backoff, token });
+    ticker.subscribe('demo.ticker', onTick).catch((e) => {
+      if (e.code !== 'closed') logEvent(`ticker: subscribe failed: ${e.code} ${e.msg}`, 'bad');
+    });
+  }
+  watch('ticker', ticker);
+  $('status-ticker').title = next === 'sse' ? 'the ticker\'s Server-Sent Events stream (GET /sse, receive only)' : 'the ticker\'s WebSocket (subscribe only)';
+  for (const b of document.querySelectorAll('#transport button')) b.setAttribute('aria-pressed', String(b.dataset.transport === next));
+  // Keep the choice across reloads.
+  const u = new URL(location.href);
+  if (next === 'sse') u.searchParams.set('ticker', 'sse');
+  else u.searchParams.delete('ticker');
+  history.replaceState(null, '', u);
+}
+
+for (const b of document.querySelectorAll('#transport button')) b.addEventListener('click', () => useTransport(b.dataset.transport));
+useTransport(params.get('ticker') === 'sse' ? 'sse' : 'ws');
 
 $('curl-hint').textContent =
   `curl -X POST '${location.origin}/publish?topic=demo.ticker' \\\n  -H 'Content-Type: application/json' -d '{"symbol":"ACME","price":12.5}'`;
 
-// The demo feed publishes a random walk from this page, over the ticker's own connection.
+// The demo feed publishes a random walk from this page, over the ticker's own connection, or
+// over the chat's while the ticker is an SSE stream (which only receives).
 let feed = null;
 const walk = { ACME: 12.5, GLOBEX: 48.2, INITECH: 7.9, UMBRELLA: 131.4, HOOLI: 222.0 };
 $('feed').addEventListener('click', (ev) => {
@@ -174,7 +217,9 @@ $('feed').addEventListener('click', (ev) => {
     const syms = Object.keys(walk);
     const s = syms[Math.floor(Math.random() * syms.length)];
     walk[s] = Math.max(0.01, Math.round(walk[s] * (1 + (Math.random() - 0.5) * 0.01) * 100) / 100);
-    ticker.publish('demo.ticker', { symbol: s, price: walk[s] }).catch((e) => {
+    const via = ticker instanceof EventStream ? chat : ticker;
+    via.publish('demo.ticker', { symbol: s, price: walk[s] }).catch((e) => {
+      if (e.code === 'closed') return; // the ticker switched transport meanwhile
       logEvent(`feed: ${e.code} ${e.msg}`, 'bad');
       if (feed) btn.click();
     });
@@ -368,7 +413,7 @@ async function sample() {
     outRate = Math.round((s.MessagesOut - prev.MessagesOut) / dt);
   }
   prev = { t, MessagesIn: s.MessagesIn, MessagesOut: s.MessagesOut };
-  for (const k of ['Connections', 'TCPConns', 'Subscriptions', 'Topics', 'BrokerTopics', 'MessagesIn', 'MessagesOut', 'SlowCloses', 'Heartbeat']) setKPI(k, s[k]);
+  for (const k of ['Connections', 'SSEStreams', 'TCPConns', 'Subscriptions', 'Topics', 'BrokerTopics', 'MessagesIn', 'MessagesOut', 'SlowCloses', 'Heartbeat']) setKPI(k, s[k]);
   setKPI('in', inRate);
   setKPI('out', outRate);
   // Fan-out: messages delivered per message published, over the node's life.
@@ -415,4 +460,9 @@ health();
 setInterval(health, 5000);
 
 // For debugging from the console: the two clients.
-window.subsockDemo = { ticker, chat };
+window.subsockDemo = {
+  get ticker() {
+    return ticker;
+  },
+  chat,
+};

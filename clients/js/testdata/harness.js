@@ -5,7 +5,7 @@
 //   jwt=host:port     a node that requires HS256 tokens; this page's origin serves /token?ttl=s
 //   silent=host:port  a WebSocket server that completes the handshake and then never answers
 // This page's own node keeps history for test.h.> (1000 publications).
-import { connect, validTopic, reconnectDelay, SubsockError, CloseCode } from '/js/subsock.js';
+import { connect, sse, validTopic, reconnectDelay, SubsockError, CloseCode } from '/js/subsock.js';
 import { tap, socketsOf } from './spy.js';
 
 const q = new URLSearchParams(location.search);
@@ -628,6 +628,87 @@ test('history: subscribe {since} resumes from a kept position, or says it cannot
   eq(r2.recovers.map((e) => e.recovered), [false], 'recovered');
   await rejects(sub.subscribe(historyTopic('x'), () => {}, { since: { offset: 1 } }), 'bad_request', 'since without an epoch');
   await rejects(sub.subscribe(historyTopic('x'), () => {}, { last: -1 }), 'bad_request', 'negative last');
+});
+
+// --- Server-Sent Events (sse_test.go restarts nodes under them) -----------------------------
+
+// stream opens sse('/sse', opts) and waits for the node's 200. Its recorder has messages
+// ({data, topic, offset, epoch}), lost events and until(pred, what).
+async function stream(opts) {
+  const s = sse('/sse', { backoff: FAST, ...opts });
+  cleanups.push(() => s.close());
+  const r = { messages: [], lost: [], wake: null };
+  s.on('message', (data, t, meta) => {
+    r.messages.push({ data, topic: t, ...meta });
+    if (r.wake) r.wake();
+  });
+  s.on('lost', (ev) => {
+    r.lost.push(ev);
+    if (r.wake) r.wake();
+  });
+  r.until = (pred, what, ms = 5000) => within(new Promise((resolve) => {
+    r.wake = () => { if (pred(r)) resolve(); };
+    r.wake();
+  }), ms, what).finally(() => { r.wake = null; });
+  await when(s, 'subscribed');
+  return { s, r };
+}
+
+test('sse: bad topics, last and since throw a SubsockError', () => {
+  const throws = (opts, code, what) => {
+    try {
+      sse('/sse', opts).close();
+    } catch (e) {
+      assert(e instanceof SubsockError && e.code === code, `${what}: threw ${e}, want ${code}`);
+      return;
+    }
+    throw new Failure(`${what}: no error`);
+  };
+  throws({}, 'bad_request', 'no topics');
+  throws({ topics: ['a..b'] }, 'invalid_topic', 'an invalid topic');
+  throws({ topics: ['a,b.c'] }, 'invalid_topic', 'a topic with a comma');
+  throws({ topics: ['a'], last: -1 }, 'bad_request', 'negative last');
+  throws({ topics: ['a'], since: { b: { offset: 1, epoch: 'e' } } }, 'bad_request', 'since of another topic');
+  throws({ topics: ['a'], since: { a: { offset: 1 } } }, 'bad_request', 'since without an epoch');
+  const s = sse('/sse', { topics: 'x.a,x.b' });
+  eq(s.topics(), ['x.a', 'x.b'], 'topics from a string');
+  s.close();
+  eq(s.state, 'closed', 'state after close');
+});
+
+test('sse: messages of a WebSocket publisher, plain and with history, in one stream', async () => {
+  const pub = await open();
+  const plain = topic('sse');
+  const hist = historyTopic('sse');
+  const { s, r } = await stream({ topics: [plain, hist] });
+  const { offset, epoch } = await pub.publish(hist, { n: 1 }, { ack: true });
+  await pub.publish(plain, 'p', { ack: true });
+  await r.until((x) => x.messages.length === 2, 'two messages');
+  const byTopic = Object.fromEntries(r.messages.map((m) => [m.topic, m]));
+  eq(byTopic[hist], { data: { n: 1 }, topic: hist, offset, epoch }, 'history message');
+  eq(byTopic[plain], { data: 'p', topic: plain, offset: undefined, epoch: undefined }, 'plain message');
+  eq(s.position(hist), { offset, epoch }, 'position');
+  eq(s.position(plain), null, 'position without history');
+});
+
+test('sse: last replays, since resumes, a gone position is lost, each offset once', async () => {
+  const pub = await open();
+  const t = historyTopic('sse-since');
+  const offsets = await publishAll(pub, t, range(1, 6));
+  const { epoch } = offsets;
+  const last = await stream({ topics: [t], last: 2 });
+  await last.r.until((x) => x.messages.length === 2, 'the last 2');
+  eq(last.r.messages.map((m) => m.data), [5, 6], 'last 2');
+  const since = await stream({ topics: [t], since: { [t]: { offset: offsets[2], epoch } } });
+  await since.r.until((x) => x.messages.length === 3, 'the 3 after the position');
+  eq(since.r.messages.map((m) => m.offset), offsets.slice(3), 'offsets after since');
+  const gone = await stream({ topics: [t], since: { [t]: { offset: 2, epoch: 'gone' } } });
+  await gone.r.until((x) => x.lost.length === 1, 'the lost event');
+  eq(gone.r.lost, [{ topic: t, offset: offsets[5], epoch }], 'lost event');
+  await pub.publish(t, 7, { ack: true });
+  for (const x of [last, since, gone]) await x.r.until((y) => y.messages.at(-1)?.data === 7, 'the live message');
+  eq(gone.r.messages.map((m) => m.data), [7], 'after the lost event: live only');
+  eq(since.r.messages.map((m) => m.data), [4, 5, 6, 7], 'since, then live');
 });
 
 // --- runner -------------------------------------------------------------------------------
