@@ -196,10 +196,10 @@ func (j *JWT) verify(ctx context.Context, token string, wait bool) (*Claims, err
 	if tc.ExpiresAt != nil {
 		c.Expires = tc.ExpiresAt.Time
 	}
-	if c.Subs, err = ParsePatterns(tc.Subs); err != nil {
+	if c.Subs, err = ParsePatterns(ExpandUser(tc.Subs, tc.Subject)); err != nil {
 		return nil, fmt.Errorf("subs claim: %w", err)
 	}
-	if c.Pubs, err = ParsePatterns(tc.Pubs); err != nil {
+	if c.Pubs, err = ParsePatterns(ExpandUser(tc.Pubs, tc.Subject)); err != nil {
 		return nil, fmt.Errorf("pubs claim: %w", err)
 	}
 	return c, nil

@@ -121,3 +121,52 @@ func (ps Patterns) Allows(topic string) bool {
 	}
 	return false
 }
+
+// UserPlaceholder in a grant pattern stands for the token's subject: a
+// token granting "user.{user}.>" lets user 42 use "user.42.inbox" and
+// nobody else's.
+const UserPlaceholder = "{user}"
+
+// ExpandUser returns list with UserPlaceholder replaced by user in every
+// pattern. A pattern that names the placeholder is dropped (it grants
+// nothing) when user cannot be one topic segment: empty, a wildcard, or
+// holding a '.', a space or a byte outside printable ASCII; otherwise a
+// subject such as "42.inbox" would reach into user 42's topics.
+func ExpandUser(list []string, user string) []string {
+	if !HasUserPlaceholder(list) {
+		return list
+	}
+	ok := validSegment(user)
+	out := make([]string, 0, len(list))
+	for _, p := range list {
+		if !strings.Contains(p, UserPlaceholder) {
+			out = append(out, p)
+		} else if ok {
+			out = append(out, strings.ReplaceAll(p, UserPlaceholder, user))
+		}
+	}
+	return out
+}
+
+// HasUserPlaceholder reports whether any pattern of list names
+// UserPlaceholder.
+func HasUserPlaceholder(list []string) bool {
+	for _, p := range list {
+		if strings.Contains(p, UserPlaceholder) {
+			return true
+		}
+	}
+	return false
+}
+
+func validSegment(s string) bool {
+	if s == "" || s == "*" || s == ">" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x21 || c > 0x7e || c == '.' {
+			return false
+		}
+	}
+	return true
+}

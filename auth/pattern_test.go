@@ -216,3 +216,39 @@ func benchmarkAllows(b *testing.B, n int) {
 
 func BenchmarkPatternsAllows_1(b *testing.B)  { benchmarkAllows(b, 1) }
 func BenchmarkPatternsAllows_10(b *testing.B) { benchmarkAllows(b, 10) }
+
+func TestExpandUser(t *testing.T) {
+	grant := []string{"user.{user}.>", "public.*", "room.{user}"}
+	for _, tc := range []struct {
+		user  string
+		allow []string
+		deny  []string
+	}{
+		{"42", []string{"user.42.inbox", "public.x", "room.42"}, []string{"user.43.inbox", "user.{user}.inbox", "room.43"}},
+		{"ada-lovelace", []string{"user.ada-lovelace.a"}, []string{"user.ada.a"}},
+		// Subjects that are not one segment grant nothing through the placeholder.
+		{"42.inbox", []string{"public.x"}, []string{"user.42.inbox.a", "user.42.a"}},
+		{"", []string{"public.x"}, []string{"user..a", "user.{user}.a"}},
+		{"*", []string{"public.x"}, []string{"user.x.a"}},
+		{">", []string{"public.x"}, []string{"user.x.a"}},
+		{"a b", []string{"public.x"}, []string{"user.a b.x"}},
+	} {
+		ps, err := ParsePatterns(ExpandUser(grant, tc.user))
+		if err != nil {
+			t.Fatalf("user %q: %v", tc.user, err)
+		}
+		for _, topic := range tc.allow {
+			if !ps.Allows(topic) {
+				t.Errorf("user %q: %q refused", tc.user, topic)
+			}
+		}
+		for _, topic := range tc.deny {
+			if ps.Allows(topic) {
+				t.Errorf("user %q: %q allowed", tc.user, topic)
+			}
+		}
+	}
+	if got := ExpandUser([]string{"a.b"}, "x"); len(got) != 1 || got[0] != "a.b" {
+		t.Errorf("a list without the placeholder changed: %v", got)
+	}
+}

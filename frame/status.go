@@ -13,6 +13,9 @@ const (
 	StatusHeartbeatTimeout ws.StatusCode = 4000
 	// StatusTokenExpired closes a connection whose token expired without refresh.
 	StatusTokenExpired ws.StatusCode = 4001
+	// StatusDisconnected closes a connection a backend asked to end
+	// (POST /api/disconnect): do not reconnect unchanged.
+	StatusDisconnected ws.StatusCode = 4003
 )
 
 // ValidCloseCode reports whether a peer may send code in a close frame

@@ -21,6 +21,10 @@ func (g *Gateway) routes(reg *prometheus.Registry) *http.ServeMux {
 	mux.HandleFunc("POST /publish", g.handlePublish)
 	mux.HandleFunc("GET /healthz", g.handleHealth)
 	mux.HandleFunc("GET /history", g.handleHistory)
+	mux.HandleFunc("POST /api/disconnect", g.handleDisconnect)
+	mux.HandleFunc("POST /api/unsubscribe", g.handleUnsubscribe)
+	mux.HandleFunc("POST /api/broadcast", g.handleBroadcast)
+	mux.HandleFunc("GET /api/nodes", g.handleNodes)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, g.Stats()) })
 	return mux
@@ -43,6 +47,10 @@ func (g *Gateway) handlePublish(w http.ResponseWriter, r *http.Request) {
 	topic := r.URL.Query().Get("topic")
 	if err := proto.ValidTopic(topic); err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	if reserved(topic) {
+		http.Error(w, errReserved.Msg, http.StatusBadRequest)
 		return
 	}
 	var f proto.Format

@@ -35,6 +35,7 @@ type Gateway struct {
 	sec       security
 	pubs      *publisher // broker calls of publishes, off the handlers
 	hist      history
+	ctl       *control // the control plane: node id, client ids, live nodes
 
 	counters
 	wsConns  atomic.Int64
@@ -50,7 +51,7 @@ type Gateway struct {
 // New builds a node and connects it to its broker. Serve starts it.
 func New(cfg Config) (*Gateway, error) {
 	cfg = cfg.withDefaults()
-	g := &Gateway{cfg: cfg, log: cfg.Logger, stop: make(chan struct{}), fanout: newFanoutHistogram()}
+	g := &Gateway{cfg: cfg, log: cfg.Logger, stop: make(chan struct{}), fanout: newFanoutHistogram(), ctl: newControl()}
 	if err := g.sec.init(cfg.Security); err != nil {
 		return nil, err
 	}
@@ -95,6 +96,7 @@ func New(cfg Config) (*Gateway, error) {
 	g.api = g.routes(g.registerMetrics())
 	g.wg.Add(1)
 	go func() { defer g.wg.Done(); g.wheel.run(g.stop) }()
+	g.startControl()
 	return g, nil
 }
 
@@ -165,6 +167,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	if drainErr != nil {
 		g.wheel.each(func(s *session) { s.c.Abort(nil) })
 	}
+	g.announce("bye") // the other nodes forget this one at once
 	close(g.stop)
 	g.wg.Wait()
 	g.pubs.stop() // answers what is queued while the broker is still open

@@ -177,7 +177,10 @@ func (g *Gateway) deliverStream(topic string, payload []byte) {
 	if !ok || len(relay) == 0 {
 		return
 	}
-	f, data := proto.Format(relay[0]), relay[1:]
+	f, data, skip, ok := g.splitRelay(relay)
+	if !ok {
+		return
+	}
 	var frames, eframes [nWires][]byte
 	var failed [nWires]bool
 	var epoch string // ep as a string, made at most once
@@ -209,6 +212,18 @@ func (g *Gateway) deliverStream(topic string, payload []byte) {
 	var sent, slow uint64
 	g.reg.Range(topic, func(s *session) bool {
 		h := s.hist
+		if skip != 0 && s.cid == skip {
+			// Its publisher asked not to get it back; the offset still
+			// counts as sent, so it is no gap.
+			if h != nil {
+				h.mu.Lock()
+				if st := h.m[topic]; st != nil && !st.recovering && st.epoch == string(ep) && off > st.last {
+					st.last = off
+				}
+				h.mu.Unlock()
+			}
+			return true
+		}
 		if h == nil {
 			return true // joined before its state was made: cannot happen
 		}
@@ -471,7 +486,11 @@ func (g *Gateway) replayFrames(s *session, ht *histTopic, pubs []broker.Publicat
 		if len(p.Payload) == 0 {
 			continue
 		}
-		fr, err := buildStreamFor(s.codec, ht.name, p.Offset, ht.pos.Epoch, false, proto.Format(p.Payload[0]), p.Payload[1:])
+		f, data, _, ok := g.splitRelay(p.Payload)
+		if !ok {
+			continue
+		}
+		fr, err := buildStreamFor(s.codec, ht.name, p.Offset, ht.pos.Epoch, false, f, data)
 		if err != nil {
 			g.convertErrors.Add(1)
 			continue
@@ -611,7 +630,11 @@ func (g *Gateway) answerHistory(w http.ResponseWriter, topic string, pos broker.
 		if len(p.Payload) == 0 {
 			continue
 		}
-		data, err := proto.Convert(p.Payload[1:], proto.Format(p.Payload[0]), proto.FormatJSON)
+		f, raw, _, ok := g.splitRelay(p.Payload)
+		if !ok {
+			continue
+		}
+		data, err := proto.Convert(raw, f, proto.FormatJSON)
 		if err != nil {
 			g.convertErrors.Add(1)
 			continue

@@ -140,6 +140,7 @@ func (g *Gateway) upgrade(s *session, hdr []byte) {
 		codec = 1
 	}
 	s.codec = codec
+	s.cid = g.ctl.newClientID()
 	s.mode.Store(modeWS)
 	g.wsConns.Add(1)
 	g.send(s, out.Bytes(), false)

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"time"
@@ -20,6 +21,42 @@ import (
 // per codec in use. appendRelay appends it to dst.
 func appendRelay(dst []byte, f proto.Format, data []byte) []byte {
 	return append(append(dst, byte(f)), data...)
+}
+
+// relayNoEcho marks the format byte of a pub sent with "echo":false: the
+// publishing connection (its node's id, then its client number) follows,
+// and is left out of the delivery.
+const relayNoEcho = 0x40
+
+// appendRelayNoEcho is appendRelay for a pub whose own connection (cid on
+// node) must not get it.
+func appendRelayNoEcho(dst []byte, f proto.Format, node string, cid uint64, data []byte) []byte {
+	dst = append(dst, byte(f)|relayNoEcho, byte(len(node)))
+	dst = append(dst, node...)
+	dst = binary.BigEndian.AppendUint64(dst, cid)
+	return append(dst, data...)
+}
+
+// splitRelay reads a relay payload: its format and data, and the client
+// number of the connection to leave out when it is one of this node's
+// (0: none). ok is false for a payload too short to be one.
+func (g *Gateway) splitRelay(relay []byte) (f proto.Format, data []byte, skip uint64, ok bool) {
+	if len(relay) == 0 {
+		return 0, nil, 0, false
+	}
+	f = proto.Format(relay[0] &^ relayNoEcho)
+	if relay[0]&relayNoEcho == 0 {
+		return f, relay[1:], 0, true
+	}
+	if len(relay) < 2 || len(relay) < 2+int(relay[1])+8 {
+		return 0, nil, 0, false
+	}
+	node := relay[2 : 2+int(relay[1])]
+	cid := binary.BigEndian.Uint64(relay[2+len(node):])
+	if string(node) == g.ctl.id {
+		skip = cid
+	}
+	return f, relay[2+len(node)+8:], skip, true
 }
 
 // publishRelay sends a payload already in relay form (see appendRelay).
@@ -74,14 +111,24 @@ func (g *Gateway) deliver(topic string, payload []byte) {
 		g.deliverStream(topic, payload)
 		return
 	}
+	if reserved(topic) {
+		g.onControl(topic, payload)
+		return
+	}
 	start := time.Now()
-	f, data := proto.Format(payload[0]), payload[1:]
+	f, data, skip, ok := g.splitRelay(payload)
+	if !ok {
+		return
+	}
 	// Each codec's frame is built when its first subscriber is reached, so
 	// a topic whose subscribers all use JSON never pays for MessagePack.
 	var frames [nWires][]byte
 	var failed [nWires]bool
 	var slow uint64
 	n := g.reg.Range(topic, func(s *session) bool {
+		if skip != 0 && s.cid == skip {
+			return true // its publisher asked not to get it back
+		}
 		fr := frames[s.codec]
 		if fr == nil {
 			if failed[s.codec] {

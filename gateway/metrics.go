@@ -10,21 +10,23 @@ import (
 // counters are plain atomics on the hot paths; Prometheus reads them
 // through CounterFuncs at scrape time.
 type counters struct {
-	msgsIn            atomic.Uint64
-	msgsOut           atomic.Uint64
-	heartbeatCloses   atomic.Uint64
-	protocolCloses    atomic.Uint64
-	upgradeRejects    atomic.Uint64
-	convertErrors     atomic.Uint64
-	tokenExpiries     atomic.Uint64
-	publishErrors     atomic.Uint64
-	publishRejects    atomic.Uint64 // refused at once: the broker was not healthy
-	publishTimeouts   atomic.Uint64 // not accepted by the backbone within PublishTimeout
-	inputOverflows    atomic.Uint64
-	requestTimeouts   atomic.Uint64
-	graceResets       atomic.Uint64
-	subscribeFailures atomic.Uint64
-	keyWaits          atomic.Uint64
+	msgsIn             atomic.Uint64
+	msgsOut            atomic.Uint64
+	heartbeatCloses    atomic.Uint64
+	protocolCloses     atomic.Uint64
+	upgradeRejects     atomic.Uint64
+	convertErrors      atomic.Uint64
+	tokenExpiries      atomic.Uint64
+	publishErrors      atomic.Uint64
+	publishRejects     atomic.Uint64 // refused at once: the broker was not healthy
+	publishTimeouts    atomic.Uint64 // not accepted by the backbone within PublishTimeout
+	inputOverflows     atomic.Uint64
+	requestTimeouts    atomic.Uint64
+	graceResets        atomic.Uint64
+	subscribeFailures  atomic.Uint64
+	keyWaits           atomic.Uint64
+	serverDisconnects  atomic.Uint64 // connections closed by POST /api/disconnect
+	serverUnsubscribes atomic.Uint64 // subscriptions removed by POST /api/unsubscribe
 }
 
 func (g *Gateway) registerMetrics() *prometheus.Registry {
@@ -71,6 +73,8 @@ func (g *Gateway) registerMetrics() *prometheus.Registry {
 		gauge("history_streams", "Streams the in-process broker holds.", func() float64 { n, _ := hs.HistoryStats(); return float64(n) })
 		gauge("history_bytes", "Bytes the in-process broker holds in streams (capped by -history-memory).", func() float64 { _, b := hs.HistoryStats(); return float64(b) })
 	}
+	counter("server_disconnects_total", "Connections closed with 4003 because a backend asked (POST /api/disconnect).", u(&g.serverDisconnects))
+	counter("server_unsubscribes_total", "Subscriptions removed because a backend asked (POST /api/unsubscribe).", u(&g.serverUnsubscribes))
 	counter("close_grace_resets_total", "Connections reset because they did not take a close frame within -close-grace.", u(&g.graceResets))
 	counter("publish_errors_total", "Publishes refused because the broker failed.", u(&g.publishErrors))
 	counter("publish_unavailable_total", "Publishes refused at once because the broker was reconnecting or resubscribing (/healthz 503).", u(&g.publishRejects))

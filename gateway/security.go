@@ -72,6 +72,7 @@ type security struct {
 type grants struct {
 	subs, pubs auth.Patterns
 	all        bool
+	user       string // the token's subject; "" for anonymous connections
 }
 
 func (gr *grants) allows(topic string, pub bool) bool {
@@ -93,6 +94,10 @@ func (sec *security) init(cfg SecurityConfig) error {
 			return fmt.Errorf("gateway: jwt: %w", err)
 		}
 		sec.jwt = j
+	}
+	if auth.HasUserPlaceholder(cfg.AnonymousSubs) || auth.HasUserPlaceholder(cfg.AnonymousPubs) {
+		sec.close()
+		return fmt.Errorf("gateway: anonymous patterns cannot use %s: anonymous clients have no user", auth.UserPlaceholder)
 	}
 	anonSubs, err := auth.ParsePatterns(cfg.AnonymousSubs)
 	if err != nil {
@@ -234,7 +239,7 @@ func (g *Gateway) verify(token string) (*grants, time.Time, error) {
 	if err != nil {
 		return nil, time.Time{}, err
 	}
-	return &grants{subs: cl.Subs, pubs: cl.Pubs}, cl.Expires, nil
+	return &grants{subs: cl.Subs, pubs: cl.Pubs, user: cl.Subject}, cl.Expires, nil
 }
 
 // keyPendingError carries a token whose signing key must be fetched
@@ -249,6 +254,9 @@ func (e *keyPendingError) Unwrap() error { return e.err }
 
 // authorize checks one topic against the connection's grants.
 func (g *Gateway) authorize(s *session, topic string, pub bool) *proto.Error {
+	if reserved(topic) {
+		return errReserved
+	}
 	if s.auth == nil || s.auth.grants.allows(topic, pub) {
 		return nil
 	}

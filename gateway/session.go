@@ -41,6 +41,7 @@ type session struct {
 	replyDue  atomic.Int64    // unix ms: the earliest deadline of a waiting reply, 0 when none (read without mu)
 	mode      atomic.Uint32   // modeHTTP or modeWS; read by the heartbeat wheel
 	codec     uint8           // index into codecs
+	cid       uint64          // client id within the node (see clientID); 0 before the upgrade
 	slot      uint16
 	done      bool       // we decided to close; ignore further input
 	auth      *authState // set at upgrade; grants, publish limiter

@@ -89,6 +89,7 @@ func (g *Gateway) openSSE(s *session, hdr []byte) {
 		return
 	}
 	s.sse = &sseState{origin: origin}
+	s.cid = g.ctl.newClientID()
 	s.codec = wireSSE
 	s.c.SetOverflowFinal(sseSlowFinal)
 	s.mode.Store(modeSSE)
@@ -133,6 +134,9 @@ func (g *Gateway) checkSSE(s *session, req *http.Request) (sub *proto.Request, o
 	for _, t := range sub.Topics {
 		if err := proto.ValidTopic(t); err != nil {
 			return nil, "", nil, &sseError{status: http.StatusBadRequest, reason: err.Error()}
+		}
+		if reserved(t) {
+			return nil, "", nil, &sseError{status: http.StatusBadRequest, reason: errReserved.Msg}
 		}
 		if !gr.allows(t, false) {
 			return nil, "", nil, &sseError{status: http.StatusForbidden, reason: "not allowed to subscribe to " + t}

@@ -125,6 +125,13 @@ func (g *Gateway) handleMessage(s *session, _ ws.OpCode, msg []byte) {
 	case req.Op == proto.OpPing:
 		g.reply(s, codec.AppendPong(frame.Reserve(nil), req.ID, req.HasID))
 		return
+	case req.Op == proto.OpInfo:
+		g.reply(s, codec.AppendInfoAck(frame.Reserve(nil), req.ID, g.clientID(s), userOf(s), g.ctl.id))
+		return
+	case req.Op == proto.OpPresence || req.Op == proto.OpPresenceStats:
+		if perr = g.authorize(s, req.Topic, false); perr == nil {
+			perr = &proto.Error{Code: proto.CodeNotEnabled, Msg: "presence is not enabled on " + req.Topic + ": no -presence rule matches it"}
+		}
 	case req.Op == proto.OpAuth:
 		// A signature check costs CPU: refreshes share the publish bucket.
 		if perr = g.allowPublish(s); perr == nil {
@@ -244,7 +251,12 @@ func (g *Gateway) publishFromClient(s *session, req *proto.Request) (perr *proto
 	// broker never keeps a payload past Publish (nor a Handler past its
 	// return), so the copy's buffer is reused.
 	bp := relayPool.Get().(*[]byte)
-	relay := appendRelay((*bp)[:0], codecs[s.codec].Format(), req.Data)
+	var relay []byte
+	if req.NoEcho {
+		relay = appendRelayNoEcho((*bp)[:0], codecs[s.codec].Format(), g.ctl.id, s.cid, req.Data)
+	} else {
+		relay = appendRelay((*bp)[:0], codecs[s.codec].Format(), req.Data)
+	}
 	release := func() {
 		if cap(relay) <= maxPooledRelay {
 			*bp = relay[:0]

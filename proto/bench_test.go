@@ -166,3 +166,30 @@ func BenchmarkValidTopic(b *testing.B) {
 		}
 	}
 }
+
+// Join and leave go to every subscriber of a presence topic, like a msg.
+func benchAppendJoin(b *testing.B, c Codec) {
+	buf := make([]byte, 0, 128)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = c.AppendJoin(buf[:0], "chat.lobby", "c1f3a9e07b", "ada@example.com")
+	}
+}
+
+func BenchmarkAppendJoin_JSON(b *testing.B)    { benchAppendJoin(b, JSON) }
+func BenchmarkAppendJoin_Msgpack(b *testing.B) { benchAppendJoin(b, Msgpack) }
+
+func benchAppendPresenceAck(b *testing.B, c Codec, n int) {
+	members := make([]Member, n)
+	for i := range members {
+		members[i] = Member{Client: "c1f3a9e07b", User: "ada@example.com"}
+	}
+	buf := make([]byte, 0, 64+48*n)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = c.AppendPresenceAck(buf[:0], 12345, members)
+	}
+}
+
+func BenchmarkAppendPresenceAck_JSON_100(b *testing.B)    { benchAppendPresenceAck(b, JSON, 100) }
+func BenchmarkAppendPresenceAck_Msgpack_100(b *testing.B) { benchAppendPresenceAck(b, Msgpack, 100) }

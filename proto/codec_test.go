@@ -51,7 +51,9 @@ func TestCodecIdentity(t *testing.T) {
 
 func TestEnumNames(t *testing.T) {
 	ops := map[Op]string{OpSub: "sub", OpUnsub: "unsub", OpPub: "pub", OpPing: "ping", OpAuth: "auth",
-		OpAck: "ack", OpErr: "err", OpPong: "pong", OpMsg: "msg", 0: "op(0)", 200: "op(200)"}
+		OpAck: "ack", OpErr: "err", OpPong: "pong", OpMsg: "msg", OpInfo: "info", OpPresence: "presence",
+		OpPresenceStats: "presence_stats", OpJoin: "join", OpLeave: "leave", OpUnsubscribed: "unsubscribed",
+		0: "op(0)", 200: "op(200)"}
 	for op, name := range ops {
 		if op.String() != name {
 			t.Errorf("Op(%d).String() = %q, want %q", op, op.String(), name)
@@ -534,11 +536,17 @@ func TestJSONRepliesAreValidUTF8(t *testing.T) {
 func TestAppendAllocatesNothing(t *testing.T) {
 	data := []byte(`{"price":101.5}`)
 	forEachCodec(t, func(t *testing.T, c Codec) {
-		buf := make([]byte, 0, 512)
+		buf := make([]byte, 0, 1024)
 		req := Request{Op: OpSub, ID: 1, HasID: true, Topics: []string{"a", "b"}}
 		since := Request{Op: OpSub, ID: 1, HasID: true, Topics: []string{"a", "b", "c"}, Last: 10,
 			Since: map[string]Position{"c": {41, "a1b2"}, "a": {7, "a1b2"}, "b": {0, ""}}}
 		positions := []TopicPosition{{Topic: "a", Offset: 57, Epoch: "a1b2", Asked: true, Recovered: true}, {Topic: "b", Offset: 3, Epoch: "x"}}
+		presence := Request{Op: OpPresence, ID: 1, HasID: true, Topic: "chat.lobby"}
+		noEcho := Request{Op: OpPub, ID: 1, HasID: true, Topic: "chat.lobby", Data: data, NoEcho: true}
+		members := make([]Member, 20)
+		for i := range members {
+			members[i] = Member{Client: "c1f3a9", User: "ada"}
+		}
 		encoders := map[string]func(){
 			"AppendMessage":             func() { c.AppendMessage(buf, "prices.AAPL", data) },
 			"AppendStreamMessage":       func() { c.AppendStreamMessage(buf, "prices.AAPL", 1<<40, "", data) },
@@ -550,6 +558,14 @@ func TestAppendAllocatesNothing(t *testing.T) {
 			"AppendPong":                func() { c.AppendPong(buf, 1, true) },
 			"AppendRequest":             func() { c.AppendRequest(buf, &req) },
 			"AppendRequest since":       func() { c.AppendRequest(buf, &since) },
+			"AppendRequest presence":    func() { c.AppendRequest(buf, &presence) },
+			"AppendRequest pub no echo": func() { c.AppendRequest(buf, &noEcho) },
+			"AppendJoin":                func() { c.AppendJoin(buf, "chat.lobby", "c1f3a9", "ada") },
+			"AppendLeave":               func() { c.AppendLeave(buf, "chat.lobby", "c1f3a9", "") },
+			"AppendUnsubscribed":        func() { c.AppendUnsubscribed(buf, "chat.lobby") },
+			"AppendInfoAck":             func() { c.AppendInfoAck(buf, 12345, "c1f3a9", "ada", "node-a") },
+			"AppendPresenceAck":         func() { c.AppendPresenceAck(buf, 12345, members) },
+			"AppendPresenceStatsAck":    func() { c.AppendPresenceStatsAck(buf, 12345, 70000, 300) },
 		}
 		for name, f := range encoders {
 			if n := testing.AllocsPerRun(100, f); n != 0 {

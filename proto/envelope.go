@@ -23,11 +23,19 @@ const (
 	fOffset
 	fEpoch
 	fPositions
+	fEcho
+	fClient
+	fUser
+	fNode
+	fPresence
+	fClients
+	fUsers
 	nFields
 )
 
 var fieldNames = [nFields]string{"op", "id", "topics", "topic", "data", "token", "code", "msg",
-	"since", "last", "offset", "epoch", "positions"}
+	"since", "last", "offset", "epoch", "positions", "echo", "client", "user", "node", "presence",
+	"clients", "users"}
 
 func fieldByName(k []byte) (field, bool) {
 	switch bstr(k) {
@@ -57,6 +65,20 @@ func fieldByName(k []byte) (field, bool) {
 		return fEpoch, true
 	case "positions":
 		return fPositions, true
+	case "echo":
+		return fEcho, true
+	case "client":
+		return fClient, true
+	case "user":
+		return fUser, true
+	case "node":
+		return fNode, true
+	case "presence":
+		return fPresence, true
+	case "clients":
+		return fClients, true
+	case "users":
+		return fUsers, true
 	}
 	return 0, false
 }
@@ -212,6 +234,26 @@ func readString(r envReader, f *fields, k field) (string, *Error) {
 	return string(b), nil
 }
 
+// readOptionalString reads a string field that may be absent or null.
+func readOptionalString(r envReader, f *fields, k field) (string, *Error) {
+	if absent(r, f[k]) {
+		return "", nil
+	}
+	return readString(r, f, k)
+}
+
+// readTopic reads the required "topic" of a request and checks it.
+func readTopic(r envReader, f *fields) (string, *Error) {
+	topic, e := readString(r, f, fTopic)
+	if e != nil {
+		return "", e
+	}
+	if e := checkTopic(topic); e != nil {
+		return "", e
+	}
+	return topic, nil
+}
+
 // readUint reads a non-negative integer; name introduces the value in the
 // message (`field "last"`).
 func readUint(r envReader, s span, name string) (uint64, *Error) {
@@ -290,11 +332,8 @@ func decodeOpFields(r envReader, f *fields, req *Request) *Error {
 			}
 		}
 	case OpPub:
-		topic, e := readString(r, f, fTopic)
+		topic, e := readTopic(r, f)
 		if e != nil {
-			return e
-		}
-		if e := checkTopic(topic); e != nil {
 			return e
 		}
 		s := f[fData]
@@ -303,6 +342,15 @@ func decodeOpFields(r envReader, f *fields, req *Request) *Error {
 		}
 		req.Topic = topic
 		req.Data = r.raw(s)
+		if req.NoEcho, e = readNoEcho(r, f[fEcho]); e != nil {
+			return e
+		}
+	case OpPresence, OpPresenceStats:
+		topic, e := readTopic(r, f)
+		if e != nil {
+			return e
+		}
+		req.Topic = topic
 	case OpAuth:
 		token, e := readString(r, f, fToken)
 		if e != nil {
@@ -344,16 +392,31 @@ func decodeReplyFields(r envReader, f *fields, rep *Reply) *Error {
 		if rep.Positions, e = readPositions(r, f[fPositions]); e != nil {
 			return e
 		}
+		if e := readPresenceAckFields(r, f, rep); e != nil {
+			return e
+		}
+	case OpJoin, OpLeave:
+		if rep.Topic, e = readString(r, f, fTopic); e != nil {
+			return e
+		}
+		if rep.Client, e = readString(r, f, fClient); e != nil {
+			return e
+		}
+		if rep.User, e = readOptionalString(r, f, fUser); e != nil {
+			return e
+		}
+	case OpUnsubscribed:
+		if rep.Topic, e = readString(r, f, fTopic); e != nil {
+			return e
+		}
 	case OpErr:
 		code, e := readString(r, f, fCode)
 		if e != nil {
 			return e
 		}
 		rep.Code = Code(code)
-		if s := f[fMsg]; !absent(r, s) {
-			if rep.Msg, e = readString(r, f, fMsg); e != nil {
-				return e
-			}
+		if rep.Msg, e = readOptionalString(r, f, fMsg); e != nil {
+			return e
 		}
 	case OpMsg:
 		topic, e := readString(r, f, fTopic)

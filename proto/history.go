@@ -218,10 +218,8 @@ func readStreamFields(r envReader, f *fields, rep *Reply) *Error {
 			return e
 		}
 	}
-	if s := f[fEpoch]; !absent(r, s) {
-		if rep.Epoch, e = readString(r, f, fEpoch); e != nil {
-			return e
-		}
+	if rep.Epoch, e = readOptionalString(r, f, fEpoch); e != nil {
+		return e
 	}
 	return nil
 }

@@ -242,13 +242,18 @@ func (r jsonReader) raw(s span) []byte { return r.b[s.start:s.end] }
 
 // Envelope openings, written once so each encoder is a few appends.
 const (
-	jsonMsgPrefix  = `{"op":"msg","topic":`
-	jsonMsgData    = `,"data":`
-	jsonOffset     = `,"offset":`
-	jsonEpoch      = `,"epoch":`
-	jsonAckPrefix  = `{"op":"ack","id":`
-	jsonErrPrefix  = `{"op":"err"`
-	jsonPongPrefix = `{"op":"pong"`
+	jsonMsgPrefix          = `{"op":"msg","topic":`
+	jsonMsgData            = `,"data":`
+	jsonOffset             = `,"offset":`
+	jsonEpoch              = `,"epoch":`
+	jsonAckPrefix          = `{"op":"ack","id":`
+	jsonErrPrefix          = `{"op":"err"`
+	jsonPongPrefix         = `{"op":"pong"`
+	jsonJoinPrefix         = `{"op":"join","topic":`
+	jsonLeavePrefix        = `{"op":"leave","topic":`
+	jsonUnsubscribedPrefix = `{"op":"unsubscribed","topic":`
+	jsonClient             = `,"client":`
+	jsonUser               = `,"user":`
 )
 
 func (jsonCodec) AppendMessage(dst []byte, topic string, data []byte) []byte {
@@ -322,6 +327,70 @@ func (jsonCodec) AppendPubAck(dst []byte, id uint64, offset uint64, epoch string
 	return append(dst, '}')
 }
 
+func (jsonCodec) AppendJoin(dst []byte, topic, client, user string) []byte {
+	return appendJSONPresenceEvent(append(dst, jsonJoinPrefix...), topic, client, user)
+}
+
+func (jsonCodec) AppendLeave(dst []byte, topic, client, user string) []byte {
+	return appendJSONPresenceEvent(append(dst, jsonLeavePrefix...), topic, client, user)
+}
+
+// appendJSONPresenceEvent finishes a join or leave after its prefix.
+func appendJSONPresenceEvent(dst []byte, topic, client, user string) []byte {
+	dst = appendJSONString(dst, topic)
+	dst = append(dst, jsonClient...)
+	dst = appendJSONString(dst, client)
+	dst = append(dst, jsonUser...)
+	dst = appendJSONString(dst, user)
+	return append(dst, '}')
+}
+
+func (jsonCodec) AppendUnsubscribed(dst []byte, topic string) []byte {
+	dst = append(dst, jsonUnsubscribedPrefix...)
+	dst = appendJSONString(dst, topic)
+	return append(dst, '}')
+}
+
+func (jsonCodec) AppendInfoAck(dst []byte, id uint64, client, user, node string) []byte {
+	dst = append(dst, jsonAckPrefix...)
+	dst = strconv.AppendUint(dst, id, 10)
+	dst = append(dst, jsonClient...)
+	dst = appendJSONString(dst, client)
+	dst = append(dst, jsonUser...)
+	dst = appendJSONString(dst, user)
+	dst = append(dst, `,"node":`...)
+	dst = appendJSONString(dst, node)
+	return append(dst, '}')
+}
+
+func (jsonCodec) AppendPresenceAck(dst []byte, id uint64, members []Member) []byte {
+	dst = append(dst, jsonAckPrefix...)
+	dst = strconv.AppendUint(dst, id, 10)
+	dst = append(dst, `,"presence":[`...)
+	for i := range members {
+		m := &members[i]
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `{"client":`...)
+		dst = appendJSONString(dst, m.Client)
+		dst = append(dst, jsonUser...)
+		dst = appendJSONString(dst, m.User)
+		dst = append(dst, '}')
+	}
+	return append(dst, "]}"...)
+}
+
+func (jsonCodec) AppendPresenceStatsAck(dst []byte, id uint64, clients, users int) []byte {
+	dst = append(dst, jsonAckPrefix...)
+	dst = strconv.AppendUint(dst, id, 10)
+	dst = append(dst, `,"clients":`...)
+	dst = strconv.AppendUint(dst, uint64(max(clients, 0)), 10)
+	dst = append(dst, `,"users":`...)
+	dst = strconv.AppendUint(dst, uint64(max(users, 0)), 10)
+	return append(dst, '}')
+}
+
 func (jsonCodec) AppendError(dst []byte, id uint64, hasID bool, code Code, msg string) []byte {
 	dst = append(dst, jsonErrPrefix...)
 	dst = appendJSONID(dst, id, hasID)
@@ -370,8 +439,14 @@ func (jsonCodec) AppendRequest(dst []byte, r *Request) []byte {
 	case OpPub:
 		dst = append(dst, `,"topic":`...)
 		dst = appendJSONString(dst, r.Topic)
+		if r.NoEcho {
+			dst = append(dst, `,"echo":false`...)
+		}
 		dst = append(dst, jsonMsgData...)
 		dst = appendJSONData(dst, r.Data)
+	case OpPresence, OpPresenceStats:
+		dst = append(dst, `,"topic":`...)
+		dst = appendJSONString(dst, r.Topic)
 	case OpAuth:
 		dst = append(dst, `,"token":`...)
 		dst = appendJSONString(dst, r.Token)

@@ -162,6 +162,8 @@ const (
 	mpKeyRecovered = "\xa9recovered"
 	mpKeySince     = "\xa5since"
 	mpKeyLast      = "\xa4last"
+	mpKeyClient    = "\xa6client"
+	mpKeyUser      = "\xa4user"
 	mpMsgHead      = "\x83" + mpKeyOp + "\xa3msg" + mpKeyTopic
 	mpAckHead      = "\x82" + mpKeyOp + "\xa3ack" + mpKeyID
 )
@@ -232,6 +234,65 @@ func (msgpackCodec) AppendPubAck(dst []byte, id uint64, offset uint64, epoch str
 	return mpAppendString(dst, epoch)
 }
 
+func (msgpackCodec) AppendJoin(dst []byte, topic, client, user string) []byte {
+	dst = append(dst, "\x84"+mpKeyOp+"\xa4join"+mpKeyTopic...)
+	return mpAppendPresenceEvent(dst, topic, client, user)
+}
+
+func (msgpackCodec) AppendLeave(dst []byte, topic, client, user string) []byte {
+	dst = append(dst, "\x84"+mpKeyOp+"\xa5leave"+mpKeyTopic...)
+	return mpAppendPresenceEvent(dst, topic, client, user)
+}
+
+// mpAppendPresenceEvent finishes a join or leave after its topic key.
+func mpAppendPresenceEvent(dst []byte, topic, client, user string) []byte {
+	dst = mpAppendString(dst, topic)
+	dst = append(dst, mpKeyClient...)
+	dst = mpAppendString(dst, client)
+	dst = append(dst, mpKeyUser...)
+	return mpAppendString(dst, user)
+}
+
+func (msgpackCodec) AppendUnsubscribed(dst []byte, topic string) []byte {
+	dst = append(dst, "\x82"+mpKeyOp+"\xacunsubscribed"+mpKeyTopic...)
+	return mpAppendString(dst, topic)
+}
+
+func (msgpackCodec) AppendInfoAck(dst []byte, id uint64, client, user, node string) []byte {
+	dst = append(dst, "\x85"+mpKeyOp+"\xa3ack"+mpKeyID...)
+	dst = mpAppendUint(dst, id)
+	dst = append(dst, mpKeyClient...)
+	dst = mpAppendString(dst, client)
+	dst = append(dst, mpKeyUser...)
+	dst = mpAppendString(dst, user)
+	dst = append(dst, "\xa4node"...)
+	return mpAppendString(dst, node)
+}
+
+func (msgpackCodec) AppendPresenceAck(dst []byte, id uint64, members []Member) []byte {
+	dst = append(dst, "\x83"+mpKeyOp+"\xa3ack"+mpKeyID...)
+	dst = mpAppendUint(dst, id)
+	dst = append(dst, "\xa8presence"...)
+	dst = mpAppendContainer(dst, 0x90, len(members))
+	for i := range members {
+		m := &members[i]
+		dst = append(dst, "\x82"+mpKeyClient...)
+		dst = mpAppendString(dst, m.Client)
+		dst = append(dst, mpKeyUser...)
+		dst = mpAppendString(dst, m.User)
+	}
+	return dst
+}
+
+func (msgpackCodec) AppendPresenceStatsAck(dst []byte, id uint64, clients, users int) []byte {
+	dst = append(dst, "\x84"+mpKeyOp+"\xa3ack"+mpKeyID...)
+	dst = mpAppendUint(dst, id)
+	dst = append(dst, "\xa7clients"...)
+	dst = mpAppendUint(dst, uint64(max(clients, 0)))
+	dst = append(dst, "\xa5users"...)
+	return mpAppendUint(dst, uint64(max(users, 0)))
+}
+
 func (msgpackCodec) AppendError(dst []byte, id uint64, hasID bool, code Code, msg string) []byte {
 	dst = mpAppendContainer(dst, 0x80, 3+b2i(hasID))
 	dst = append(dst, mpKeyOp+"\xa3err"...)
@@ -267,10 +328,10 @@ func (msgpackCodec) AppendRequest(dst []byte, r *Request) []byte {
 	switch r.Op {
 	case OpSub:
 		n += 1 + b2i(len(r.Since) > 0) + b2i(r.Last != 0)
-	case OpUnsub, OpAuth:
+	case OpUnsub, OpAuth, OpPresence, OpPresenceStats:
 		n++
 	case OpPub:
-		n += 2
+		n += 2 + b2i(r.NoEcho)
 	}
 	dst = mpAppendContainer(dst, 0x80, n)
 	dst = append(dst, mpKeyOp...)
@@ -292,8 +353,14 @@ func (msgpackCodec) AppendRequest(dst []byte, r *Request) []byte {
 	case OpPub:
 		dst = append(dst, mpKeyTopic...)
 		dst = mpAppendString(dst, r.Topic)
+		if r.NoEcho {
+			dst = append(dst, "\xa4echo\xc2"...)
+		}
 		dst = append(dst, mpKeyData...)
 		dst = mpAppendData(dst, r.Data)
+	case OpPresence, OpPresenceStats:
+		dst = append(dst, mpKeyTopic...)
+		dst = mpAppendString(dst, r.Topic)
 	case OpAuth:
 		dst = append(dst, "\xa5token"...)
 		dst = mpAppendString(dst, r.Token)

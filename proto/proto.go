@@ -36,8 +36,9 @@ func (f Format) Valid() bool { return f == FormatJSON || f == FormatMsgpack }
 // Request that was never decoded cannot pass for a valid one.
 type Op uint8
 
-// Operations. Sub through Auth are client requests; Ack through Msg are
-// server replies.
+// Operations. The numeric values are stable: a new operation is appended
+// at the end, whichever side sends it, so IsRequest and IsReply go by a
+// table rather than by ranges.
 const (
 	OpSub Op = iota + 1
 	OpUnsub
@@ -48,33 +49,55 @@ const (
 	OpErr
 	OpPong
 	OpMsg
+	OpInfo          // request: who am I (client, user, node)
+	OpPresence      // request: who is subscribed to a topic
+	OpPresenceStats // request: how many clients and users a topic has
+	OpJoin          // reply: a client subscribed to a presence topic
+	OpLeave         // reply: a client left a presence topic
+	OpUnsubscribed  // reply: the server removed a subscription
 )
 
 var opNames = [...]string{
-	OpSub:   "sub",
-	OpUnsub: "unsub",
-	OpPub:   "pub",
-	OpPing:  "ping",
-	OpAuth:  "auth",
-	OpAck:   "ack",
-	OpErr:   "err",
-	OpPong:  "pong",
-	OpMsg:   "msg",
+	OpSub:           "sub",
+	OpUnsub:         "unsub",
+	OpPub:           "pub",
+	OpPing:          "ping",
+	OpAuth:          "auth",
+	OpAck:           "ack",
+	OpErr:           "err",
+	OpPong:          "pong",
+	OpMsg:           "msg",
+	OpInfo:          "info",
+	OpPresence:      "presence",
+	OpPresenceStats: "presence_stats",
+	OpJoin:          "join",
+	OpLeave:         "leave",
+	OpUnsubscribed:  "unsubscribed",
 }
+
+// requestOps has a bit set for each op a client may send; every other
+// known op is sent by the server.
+const requestOps uint32 = 1<<OpSub | 1<<OpUnsub | 1<<OpPub | 1<<OpPing | 1<<OpAuth |
+	1<<OpInfo | 1<<OpPresence | 1<<OpPresenceStats
+
+// requestOps has room for 31 ops; this fails to compile beyond that.
+const _ = uint(32 - len(opNames))
 
 // String returns the wire name ("sub", "msg", ...).
 func (o Op) String() string {
-	if o != 0 && int(o) < len(opNames) {
+	if o.known() {
 		return opNames[o]
 	}
 	return "op(" + strconv.Itoa(int(o)) + ")"
 }
 
+func (o Op) known() bool { return o != 0 && int(o) < len(opNames) }
+
 // IsRequest reports whether a client may send o.
-func (o Op) IsRequest() bool { return o >= OpSub && o <= OpAuth }
+func (o Op) IsRequest() bool { return o.known() && requestOps>>o&1 != 0 }
 
 // IsReply reports whether the server sends o.
-func (o Op) IsReply() bool { return o >= OpAck && o <= OpMsg }
+func (o Op) IsReply() bool { return o.known() && requestOps>>o&1 == 0 }
 
 // ParseOp returns the Op whose wire name is name.
 func ParseOp(name string) (Op, bool) {
@@ -99,6 +122,18 @@ func ParseOp(name string) (Op, bool) {
 		return OpPong, true
 	case "msg":
 		return OpMsg, true
+	case "info":
+		return OpInfo, true
+	case "presence":
+		return OpPresence, true
+	case "presence_stats":
+		return OpPresenceStats, true
+	case "join":
+		return OpJoin, true
+	case "leave":
+		return OpLeave, true
+	case "unsubscribed":
+		return OpUnsubscribed, true
 	}
 	return 0, false
 }
@@ -117,6 +152,7 @@ const (
 	CodeRateLimited          Code = "rate_limited"           // too many requests; retry later
 	CodeUnavailable          Code = "unavailable"            // the broker is down; retry later
 	CodeInternal             Code = "internal"               // a server fault
+	CodeNotEnabled           Code = "not_enabled"            // the topic has no presence (presence, presence_stats)
 )
 
 // Request is one decoded client envelope.
@@ -126,7 +162,7 @@ type Request struct {
 	HasID bool
 	// Topics is set for sub and unsub: non-empty, each topic valid.
 	Topics []string
-	// Topic is set for pub and valid.
+	// Topic is set for pub, presence and presence_stats, and valid.
 	Topic string
 	// Data is the pub value in the codec's own format (JSON text or
 	// MessagePack bytes), exactly as sent. It may alias the decoded buffer:
@@ -141,6 +177,17 @@ type Request struct {
 	// Last is set for sub: how many of each history topic's latest
 	// publications the client asks for on subscribing; 0 when absent or null.
 	Last uint64
+	// NoEcho is set for a pub sent with "echo":false: the publisher's own
+	// connection does not receive the message even if it is subscribed.
+	// The zero value keeps the v1 behaviour (echo absent or null is true).
+	NoEcho bool
+}
+
+// Member is one subscriber of a presence topic: its connection's id and
+// the user its token names ("" when anonymous).
+type Member struct {
+	Client string
+	User   string
 }
 
 // Position is a place in a topic's stream: the offset of the last
@@ -171,7 +218,7 @@ type Reply struct {
 	HasID bool
 	Code  Code   // err
 	Msg   string // err
-	Topic string // msg
+	Topic string // msg, join, leave, unsubscribed
 	Data  []byte // msg, in the codec's own format
 	// Offset is set on a msg of a history topic and on the ack of a pub on
 	// one; 0 when absent or null.
@@ -182,6 +229,16 @@ type Reply struct {
 	// Positions is set on the ack of a sub that named history topics, in
 	// wire order; nil when absent, null or empty.
 	Positions []TopicPosition
+	// Client and User are set on a join or leave (the member that came or
+	// went) and on the ack of an info (the connection itself); Node on the
+	// ack of an info. "" when absent or null.
+	Client, User, Node string
+	// Presence is set on the ack of a presence, in wire order: nil when
+	// absent or null, empty but not nil for a topic with no subscribers.
+	Presence []Member
+	// Clients and Users are set on the ack of a presence_stats; 0 when
+	// absent or null. A count beyond math.MaxInt is refused.
+	Clients, Users int
 }
 
 // Codec encodes and decodes envelopes in one format. Implementations are
@@ -199,7 +256,8 @@ type Codec interface {
 	// AppendRequest appends the client envelope for r; fields that r.Op
 	// does not use are left out. Empty Data is sent as null. A sub's Since
 	// is left out when empty and written in topic order (sorting more than
-	// 8 topics costs one allocation); Last is left out when 0.
+	// 8 topics costs one allocation); Last is left out when 0. A pub's
+	// NoEcho is sent as "echo":false and left out when false.
 	AppendRequest(dst []byte, r *Request) []byte
 	// DecodeReply fills r from one server message; r.Data may alias b.
 	DecodeReply(b []byte, r *Reply) error
@@ -221,6 +279,24 @@ type Codec interface {
 	// AppendPubAck appends the ack of a pub on a history topic; the epoch
 	// is always written, even when empty.
 	AppendPubAck(dst []byte, id uint64, offset uint64, epoch string) []byte
+	// AppendJoin and AppendLeave append the event of a member subscribing
+	// to or leaving a presence topic; user is written even when empty.
+	// Fan-out path: they allocate nothing when dst has room.
+	AppendJoin(dst []byte, topic, client, user string) []byte
+	AppendLeave(dst []byte, topic, client, user string) []byte
+	// AppendUnsubscribed appends the notice that the server removed the
+	// connection's subscription to topic. It allocates nothing when dst
+	// has room.
+	AppendUnsubscribed(dst []byte, topic string) []byte
+	// AppendInfoAck appends the ack of an info; every field is written,
+	// even when empty.
+	AppendInfoAck(dst []byte, id uint64, client, user, node string) []byte
+	// AppendPresenceAck appends the ack of a presence with the members in
+	// the order given; no members is an empty array, not a plain ack.
+	AppendPresenceAck(dst []byte, id uint64, members []Member) []byte
+	// AppendPresenceStatsAck appends the ack of a presence_stats. Counts
+	// are never negative; a negative one is written as 0.
+	AppendPresenceStatsAck(dst []byte, id uint64, clients, users int) []byte
 }
 
 // The codecs.
