@@ -25,6 +25,9 @@ func (g *Gateway) routes(reg *prometheus.Registry) *http.ServeMux {
 	mux.HandleFunc("POST /api/unsubscribe", g.handleUnsubscribe)
 	mux.HandleFunc("POST /api/broadcast", g.handleBroadcast)
 	mux.HandleFunc("GET /api/nodes", g.handleNodes)
+	mux.HandleFunc("GET /api/presence", g.handlePresence)
+	mux.HandleFunc("GET /api/presence_stats", g.handlePresence)
+	mux.HandleFunc("GET /api/topics", g.handleTopics)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, g.Stats()) })
 	return mux

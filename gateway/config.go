@@ -98,6 +98,20 @@ type Config struct {
 	// HistoryReadLimit caps the publications one GET /history answers.
 	// Default: 1000.
 	HistoryReadLimit int
+	// Presence lists topic patterns with presence: the presence and
+	// presence_stats requests (and GET /api/presence) answer who is
+	// subscribed across the cluster. Others answer not_enabled.
+	Presence []string
+	// JoinLeave lists topic patterns whose subscribers receive join and
+	// leave events as members come and go, on every node.
+	JoinLeave []string
+	// JoinLeaveMax: no join or leave events are sent for a group larger
+	// than this across the cluster. Default: 1000.
+	JoinLeaveMax int
+	// GatherTimeout bounds how long a cluster-wide query (presence,
+	// GET /api/topics) waits for the other nodes' answers; a node that has
+	// not answered by then is left out. Default: 500ms.
+	GatherTimeout time.Duration
 	// Logger receives the node's logs. Default: zap.NewNop().
 	Logger *zap.Logger
 }
@@ -159,6 +173,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxReplay <= 0 {
 		c.MaxReplay = 4 * c.Poller.WithDefaults().MaxPending
+	}
+	if c.JoinLeaveMax <= 0 {
+		c.JoinLeaveMax = 1000
+	}
+	if c.GatherTimeout <= 0 {
+		c.GatherTimeout = 500 * time.Millisecond
 	}
 	if c.HistoryReadLimit <= 0 {
 		c.HistoryReadLimit = 1000

@@ -53,13 +53,20 @@ type NodeInfo struct {
 
 // ctlMsg is one control-plane message, JSON on the backbone.
 type ctlMsg struct {
-	Cmd    string    `json:"cmd"` // node, bye, disconnect, unsubscribe
-	From   string    `json:"from"`
-	User   string    `json:"user,omitempty"`
-	Client string    `json:"client,omitempty"`
-	Topic  string    `json:"topic,omitempty"`
-	Node   *NodeInfo `json:"node,omitempty"`
+	Cmd     string        `json:"cmd"` // node, bye, disconnect, unsubscribe, gather, answer
+	From    string        `json:"from"`
+	User    string        `json:"user,omitempty"`
+	Client  string        `json:"client,omitempty"`
+	Topic   string        `json:"topic,omitempty"`
+	Node    *NodeInfo     `json:"node,omitempty"`
+	Req     uint64        `json:"req,omitempty"`     // a gather's number on its node
+	Kind    string        `json:"kind,omitempty"`    // what a gather collects
+	Pattern string        `json:"pattern,omitempty"` // a topics gather's filter
+	Result  *gatherResult `json:"result,omitempty"`  // an answer
 }
+
+// replyTopic is where the answers to node's gathers go.
+func replyTopic(node string) string { return reservedPrefix + "node." + node }
 
 // control is the node's part of the control plane.
 type control struct {
@@ -68,8 +75,10 @@ type control struct {
 	version string
 	clients atomic.Uint64 // client ids handed out
 
-	mu    sync.Mutex
-	nodes map[string]nodeSeen // the other live nodes
+	mu      sync.Mutex
+	nodes   map[string]nodeSeen // the other live nodes
+	req     uint64              // the last gather's number
+	gathers map[uint64]*gather  // gathers waiting for answers
 }
 
 type nodeSeen struct {
@@ -85,7 +94,7 @@ func newControl() *control {
 	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
 		v = bi.Main.Version
 	}
-	return &control{id: id, start: time.Now(), version: v, nodes: make(map[string]nodeSeen)}
+	return &control{id: id, start: time.Now(), version: v, nodes: make(map[string]nodeSeen), gathers: make(map[uint64]*gather)}
 }
 
 // newClientID names a connection: unique across the cluster (the node's
@@ -109,6 +118,7 @@ func userOf(s *session) string {
 // announcements; the goroutine is the node's (stopped by Shutdown).
 func (g *Gateway) startControl() {
 	g.router.Acquire(ctlTopic)
+	g.router.Acquire(replyTopic(g.ctl.id))
 	g.wg.Add(1)
 	go func() {
 		defer g.wg.Done()
@@ -121,7 +131,9 @@ func (g *Gateway) startControl() {
 				return
 			case <-t.C:
 				g.announce("node")
-				g.ctl.prune(time.Now())
+				for _, gone := range g.ctl.prune(time.Now()) {
+					g.pres.forgetNode(gone)
+				}
 			}
 		}
 	}()
@@ -145,7 +157,10 @@ func (g *Gateway) nodeInfo() NodeInfo {
 }
 
 // publishControl sends m to every node, this one included.
-func (g *Gateway) publishControl(m ctlMsg) error {
+func (g *Gateway) publishControl(m ctlMsg) error { return g.publishControlTo(ctlTopic, m) }
+
+// publishControlTo sends m on a control topic.
+func (g *Gateway) publishControlTo(topic string, m ctlMsg) error {
 	m.From = g.ctl.id
 	b, err := json.Marshal(m)
 	if err != nil {
@@ -153,17 +168,36 @@ func (g *Gateway) publishControl(m ctlMsg) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.PublishTimeout)
 	defer cancel()
-	return asUnavailable(g.broker.Publish(ctx, ctlTopic, b))
+	return asUnavailable(g.broker.Publish(ctx, topic, b))
 }
 
-// onControl runs a control message on a fan-out worker.
-func (g *Gateway) onControl(topic string, payload []byte) {
-	if topic != ctlTopic {
+// handle is the broker.Handler: control messages are run at once, on the
+// broker's goroutine (on the publisher's with the in-process broker, which
+// delivers synchronously: a gather's answers then arrive before its
+// publish returns, and no fan-out worker waits for itself); everything
+// else goes to the fan-out stage.
+func (g *Gateway) handle(topic string, payload []byte) {
+	if reserved(topic) {
+		g.onControl(topic, payload)
 		return
 	}
+	g.stage.handle(topic, payload)
+}
+
+// onControl runs a control message.
+func (g *Gateway) onControl(topic string, payload []byte) {
 	var m ctlMsg
 	if err := json.Unmarshal(payload, &m); err != nil {
 		g.convertErrors.Add(1)
+		return
+	}
+	if topic == replyTopic(g.ctl.id) {
+		if m.Cmd == "answer" {
+			g.onAnswer(m)
+		}
+		return
+	}
+	if topic != ctlTopic {
 		return
 	}
 	switch m.Cmd {
@@ -177,6 +211,11 @@ func (g *Gateway) onControl(topic string, payload []byte) {
 		g.ctl.mu.Lock()
 		delete(g.ctl.nodes, m.From)
 		g.ctl.mu.Unlock()
+		g.pres.forgetNode(m.From)
+	case "gather":
+		if m.From != g.ctl.id {
+			g.answerGather(m)
+		}
 	case "disconnect":
 		g.disconnectLocal(m.User, m.Client)
 	case "unsubscribe":
@@ -184,15 +223,17 @@ func (g *Gateway) onControl(topic string, payload []byte) {
 	}
 }
 
-// prune forgets the nodes not heard from within nodeTTL.
-func (c *control) prune(now time.Time) {
+// prune forgets the nodes not heard from within nodeTTL and returns them.
+func (c *control) prune(now time.Time) (gone []string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for id, n := range c.nodes {
 		if now.Sub(n.at) > nodeTTL {
 			delete(c.nodes, id)
+			gone = append(gone, id)
 		}
 	}
+	return gone
 }
 
 // Frames of server actions.

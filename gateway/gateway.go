@@ -36,6 +36,7 @@ type Gateway struct {
 	pubs      *publisher // broker calls of publishes, off the handlers
 	hist      history
 	ctl       *control // the control plane: node id, client ids, live nodes
+	pres      presence // presence and join/leave rules
 
 	counters
 	wsConns  atomic.Int64
@@ -55,6 +56,10 @@ func New(cfg Config) (*Gateway, error) {
 	if err := g.sec.init(cfg.Security); err != nil {
 		return nil, err
 	}
+	if err := g.pres.init(cfg); err != nil {
+		g.sec.close()
+		return nil, err
+	}
 	g.reg = registry.New[*session](registry.Config{Shards: cfg.Shards})
 	g.wheel = newWheel(g)
 	g.deadlines = newDeadlines(g)
@@ -69,9 +74,9 @@ func New(cfg Config) (*Gateway, error) {
 	g.stage = newStage(cfg.FanoutWorkers, cfg.FanoutQueue, g.deliver)
 	var b broker.Broker
 	if cfg.OpenBroker != nil {
-		b, err = cfg.OpenBroker(g.stage.handle)
+		b, err = cfg.OpenBroker(g.handle)
 	} else {
-		b, err = broker.Open(cfg.Broker, g.stage.handle, cfg.BrokerOptions)
+		b, err = broker.Open(cfg.Broker, g.handle, cfg.BrokerOptions)
 	}
 	if err != nil {
 		g.stage.stop()
@@ -170,6 +175,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.announce("bye") // the other nodes forget this one at once
 	close(g.stop)
 	g.wg.Wait()
+	g.stopGathers()
 	g.pubs.stop() // answers what is queued while the broker is still open
 	routerErr, brokerErr := g.router.Close(), g.broker.Close()
 	// Nothing hands over after the broker is closed; the connections are

@@ -68,6 +68,15 @@ func (g *Gateway) handleHTTP(s *session, b []byte) int {
 	if !keep {
 		s.done = true
 	}
+	if fn := rec.async; fn != nil {
+		answer := g.deferReply(s, !keep)
+		fn(func(write func(http.ResponseWriter)) {
+			ans := newRecorder()
+			write(ans)
+			answer(ans.response(keep, false))
+		})
+		return total
+	}
 	if lj := rec.later; lj != nil {
 		respond := func(write func(http.ResponseWriter)) []byte {
 			ans := newRecorder()
@@ -191,6 +200,9 @@ type recorder struct {
 	status int
 	body   bytes.Buffer
 	later  *laterCall // set by a handler whose answer waits on the broker
+	// async, when set, is called once the request's place in the reply
+	// order is kept, with the function that writes the answer later.
+	async func(respond func(write func(http.ResponseWriter)))
 }
 
 // laterCall is a handler's broker call, made on the publisher's worker for

@@ -111,8 +111,8 @@ func (g *Gateway) deliver(topic string, payload []byte) {
 		g.deliverStream(topic, payload)
 		return
 	}
-	if reserved(topic) {
-		g.onControl(topic, payload)
+	if payload[0] == presenceMark {
+		g.deliverPresence(topic, payload)
 		return
 	}
 	start := time.Now()

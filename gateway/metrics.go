@@ -27,6 +27,8 @@ type counters struct {
 	keyWaits           atomic.Uint64
 	serverDisconnects  atomic.Uint64 // connections closed by POST /api/disconnect
 	serverUnsubscribes atomic.Uint64 // subscriptions removed by POST /api/unsubscribe
+	presenceEvents     atomic.Uint64 // join and leave deliveries
+	presenceErrors     atomic.Uint64 // join and leave events the backbone did not take
 }
 
 func (g *Gateway) registerMetrics() *prometheus.Registry {
@@ -75,6 +77,8 @@ func (g *Gateway) registerMetrics() *prometheus.Registry {
 	}
 	counter("server_disconnects_total", "Connections closed with 4003 because a backend asked (POST /api/disconnect).", u(&g.serverDisconnects))
 	counter("server_unsubscribes_total", "Subscriptions removed because a backend asked (POST /api/unsubscribe).", u(&g.serverUnsubscribes))
+	counter("presence_events_total", "Join and leave events queued to local subscribers.", u(&g.presenceEvents))
+	counter("presence_event_errors_total", "Join and leave events the backbone did not accept.", u(&g.presenceErrors))
 	counter("close_grace_resets_total", "Connections reset because they did not take a close frame within -close-grace.", u(&g.graceResets))
 	counter("publish_errors_total", "Publishes refused because the broker failed.", u(&g.publishErrors))
 	counter("publish_unavailable_total", "Publishes refused at once because the broker was reconnecting or resubscribing (/healthz 503).", u(&g.publishRejects))

@@ -215,17 +215,23 @@ func (g *Gateway) expireReplies(s *session, now int64) bool {
 // broker call, on the publisher's worker for topic; call returns the
 // reply. A call that cannot be queued is answered by refuse.
 func (g *Gateway) later(s *session, topic string, closeAfter bool, call func() []byte, refuse func(error) []byte) {
+	answer := g.deferReply(s, closeAfter)
+	g.pubs.submit(topic, func() { answer(call()) }, func(err error) { answer(refuse(err)) })
+}
+
+// deferReply keeps a reply's place in s's reply order and returns the
+// function that fills it in (once), from any goroutine.
+func (g *Gateway) deferReply(s *session, closeAfter bool) func([]byte) {
 	pr := &pendingReply{wait: 1, deadline: math.MaxInt64, close: closeAfter}
 	s.mu.Lock()
 	g.awaitLocked(s, pr)
 	s.mu.Unlock()
-	answer := func(fr []byte) {
+	return func(fr []byte) {
 		s.mu.Lock()
 		pr.ready, pr.frame = true, fr
 		g.flushRepliesLocked(s)
 		s.mu.Unlock()
 	}
-	g.pubs.submit(topic, func() { answer(call()) }, func(err error) { answer(refuse(err)) })
 }
 
 // publishLater queues relay (which it takes over) for the publisher;

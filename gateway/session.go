@@ -196,6 +196,18 @@ func (g *Gateway) OnClose(c *poller.Conn) {
 			g.sseConns.Add(-1)
 		}
 		s.mu.Lock()
+		if len(g.pres.joinLeave) > 0 {
+			var announced []string
+			s.subs.Range(func(t string) bool {
+				if g.pres.announces(t) {
+					announced = append(announced, t)
+				}
+				return true
+			})
+			for _, t := range announced {
+				g.leaveLocked(s, t) // with its leave event
+			}
+		}
 		g.reg.RemoveAll(s, &s.subs, g.router.Release)
 		s.rq = nil
 		s.mu.Unlock()

@@ -129,8 +129,8 @@ func (g *Gateway) handleMessage(s *session, _ ws.OpCode, msg []byte) {
 		g.reply(s, codec.AppendInfoAck(frame.Reserve(nil), req.ID, g.clientID(s), userOf(s), g.ctl.id))
 		return
 	case req.Op == proto.OpPresence || req.Op == proto.OpPresenceStats:
-		if perr = g.authorize(s, req.Topic, false); perr == nil {
-			perr = &proto.Error{Code: proto.CodeNotEnabled, Msg: "presence is not enabled on " + req.Topic + ": no -presence rule matches it"}
+		if perr = g.presenceOp(s, &req); perr == nil {
+			return // answered once the nodes have
 		}
 	case req.Op == proto.OpAuth:
 		// A signature check costs CPU: refreshes share the publish bucket.
@@ -209,6 +209,9 @@ func (g *Gateway) subscribe(s *session, req *proto.Request) *proto.Error {
 	g.awaitLocked(s, pr)
 	s.mu.Unlock()
 	g.deadlines.watchSession(s)
+	for _, t := range pr.fresh {
+		g.memberEvent(s, t, 'j')
+	}
 	for _, t := range topics {
 		g.router.Await(t, func(err error) { g.settleSub(s, pr, err) })
 	}
@@ -232,10 +235,15 @@ func (g *Gateway) leaveLocked(s *session, topic string) {
 	if !s.subs.Has(topic) {
 		return
 	}
-	if _, last := g.reg.Leave(topic, s, &s.subs); last {
+	_, last := g.reg.Leave(topic, s, &s.subs)
+	if last {
 		g.router.Release(topic)
 	}
 	forgetStream(s, topic)
+	g.memberEvent(s, topic, 'l')
+	if last && g.pres.announces(topic) {
+		g.pres.forget(topic)
+	}
 }
 
 // publishFromClient runs a pub; async reports that its reply will come
