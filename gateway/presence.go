@@ -32,9 +32,13 @@ import (
 // an event on the topic itself (so only the nodes with subscribers get it)
 // when one of its connections joins or leaves, and each node delivers it to
 // its other subscribers, built once per wire. An event carries its node's
-// member count; each node sums the latest counts it heard, and no event is
-// sent or delivered while that sum is above JoinLeaveMax, so a join storm
-// into a large group does not become members² messages.
+// member count and the group's size as its node knows it; each node sums
+// the latest counts it heard, takes the larger of that and the sender's
+// figure (a node that got its first member late has not heard the
+// others), and no event is sent or delivered while the group is above
+// JoinLeaveMax, so a join storm into a large group does not become
+// members² messages. The figure is as fresh as the last event of each
+// node: a bound on the storm, not an exact count.
 
 // presenceMark is the first byte of a join or leave event on a topic.
 const presenceMark = 0xFE
@@ -67,10 +71,12 @@ func (p *presence) announces(topic string) bool {
 }
 
 // appendPresenceEvent builds a join ('j') or leave ('l') event of client
-// cid on node, with the node's member count after it.
-func appendPresenceEvent(dst []byte, kind byte, count int, node string, cid uint64, user string) []byte {
+// cid on node, with the node's member count after it and the group's size
+// as the node knows it.
+func appendPresenceEvent(dst []byte, kind byte, count, total int, node string, cid uint64, user string) []byte {
 	dst = append(dst, presenceMark, kind)
 	dst = binary.BigEndian.AppendUint32(dst, uint32(count))
+	dst = binary.BigEndian.AppendUint32(dst, uint32(total))
 	dst = append(dst, byte(len(node)))
 	dst = append(dst, node...)
 	dst = binary.BigEndian.AppendUint64(dst, cid)
@@ -85,10 +91,11 @@ func (g *Gateway) memberEvent(s *session, topic string, kind byte) {
 		return
 	}
 	n := g.reg.Count(topic)
-	if n > g.pres.max || (kind == 'l' && n+1 > g.pres.max) {
+	total := g.pres.heard(topic, g.ctl.id, n, 0, g.ctl.id, n)
+	if total > g.pres.max || (kind == 'l' && total+1 > g.pres.max) {
 		return
 	}
-	ev := appendPresenceEvent(nil, kind, n, g.ctl.id, s.cid, userOf(s))
+	ev := appendPresenceEvent(nil, kind, n, total, g.ctl.id, s.cid, userOf(s))
 	publish := func() {
 		ctx, cancel := context.WithTimeout(context.Background(), g.cfg.PublishTimeout)
 		defer cancel()
@@ -106,19 +113,21 @@ func (g *Gateway) memberEvent(s *session, topic string, kind byte) {
 // deliverPresence fans a join or leave event out to the topic's local
 // subscribers, the member itself left out.
 func (g *Gateway) deliverPresence(topic string, payload []byte) {
-	if len(payload) < 2+4+1+8 {
+	const head = 2 + 4 + 4 + 1
+	if len(payload) < head+8 {
 		return
 	}
 	kind := payload[1]
 	count := int(binary.BigEndian.Uint32(payload[2:]))
-	nl := int(payload[6])
-	if len(payload) < 7+nl+8 {
+	theirs := int(binary.BigEndian.Uint32(payload[6:]))
+	nl := int(payload[10])
+	if len(payload) < head+nl+8 {
 		return
 	}
-	node := string(payload[7 : 7+nl])
-	cid := binary.BigEndian.Uint64(payload[7+nl:])
-	user := string(payload[7+nl+8:])
-	total := g.pres.heard(topic, node, count, g.ctl.id, g.reg.Count(topic))
+	node := string(payload[head : head+nl])
+	cid := binary.BigEndian.Uint64(payload[head+nl:])
+	user := string(payload[head+nl+8:])
+	total := g.pres.heard(topic, node, count, theirs, g.ctl.id, g.reg.Count(topic))
 	if total > g.pres.max {
 		return
 	}
@@ -144,9 +153,9 @@ func (g *Gateway) deliverPresence(topic string, payload []byte) {
 }
 
 // heard records node's member count of topic and returns the group's size
-// across the cluster as this node knows it: its own count, plus the
-// latest each other node announced.
-func (p *presence) heard(topic, node string, count int, self string, local int) int {
+// across the cluster as this node knows it: its own count plus the latest
+// each other node announced, or the sender's figure (theirs) when larger.
+func (p *presence) heard(topic, node string, count, theirs int, self string, local int) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	m := p.counts[topic]
@@ -163,7 +172,7 @@ func (p *presence) heard(topic, node string, count int, self string, local int) 
 			total += c
 		}
 	}
-	return total
+	return max(total, theirs)
 }
 
 // forget drops what was heard of topic once this node has no subscriber
