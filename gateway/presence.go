@@ -37,7 +37,9 @@ import (
 // figure (a node that got its first member late has not heard the
 // others), and no event is sent or delivered while the group is above
 // JoinLeaveMax, so a join storm into a large group does not become
-// members² messages. The figure is as fresh as the last event of each
+// members² messages. A node that gets its first member of such a topic
+// asks every node for its count first (a gather), since it heard none of
+// the events before. The figure is then as fresh as the last event of each
 // node: a bound on the storm, not an exact count.
 
 // presenceMark is the first byte of a join or leave event on a topic.
@@ -50,6 +52,7 @@ type presence struct {
 
 	mu     sync.Mutex
 	counts map[string]map[string]int // join-leave topic → node → its member count
+	seeded map[string]bool           // topics whose counts were asked of every node
 }
 
 func (p *presence) init(cfg Config) error {
@@ -62,6 +65,7 @@ func (p *presence) init(cfg Config) error {
 	}
 	p.max = cfg.JoinLeaveMax
 	p.counts = make(map[string]map[string]int)
+	p.seeded = make(map[string]bool)
 	return nil
 }
 
@@ -90,12 +94,25 @@ func (g *Gateway) memberEvent(s *session, topic string, kind byte) {
 	if !g.pres.announces(topic) {
 		return
 	}
+	cid, user := s.cid, userOf(s)
+	if !g.pres.isSeeded(topic) {
+		g.startGather(gatherCount, topic, "", func(r gatherResult) {
+			g.pres.seed(topic, r.Counts, g.ctl.id)
+			g.sendMemberEvent(topic, kind, cid, user)
+		})
+		return
+	}
+	g.sendMemberEvent(topic, kind, cid, user)
+}
+
+// sendMemberEvent publishes a join or leave unless the group is too large.
+func (g *Gateway) sendMemberEvent(topic string, kind byte, cid uint64, user string) {
 	n := g.reg.Count(topic)
 	total := g.pres.heard(topic, g.ctl.id, n, 0, g.ctl.id, n)
 	if total > g.pres.max || (kind == 'l' && total+1 > g.pres.max) {
 		return
 	}
-	ev := appendPresenceEvent(nil, kind, n, total, g.ctl.id, s.cid, userOf(s))
+	ev := appendPresenceEvent(nil, kind, n, total, g.ctl.id, cid, user)
 	publish := func() {
 		ctx, cancel := context.WithTimeout(context.Background(), g.cfg.PublishTimeout)
 		defer cancel()
@@ -180,7 +197,31 @@ func (p *presence) heard(topic, node string, count, theirs int, self string, loc
 func (p *presence) forget(topic string) {
 	p.mu.Lock()
 	delete(p.counts, topic)
+	delete(p.seeded, topic)
 	p.mu.Unlock()
+}
+
+func (p *presence) isSeeded(topic string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.seeded[topic]
+}
+
+// seed records every other node's count of topic, as a gather found them.
+func (p *presence) seed(topic string, counts map[string]int, self string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	m := p.counts[topic]
+	if m == nil {
+		m = make(map[string]int, len(counts))
+		p.counts[topic] = m
+	}
+	for n, c := range counts {
+		if n != self {
+			m[n] = c
+		}
+	}
+	p.seeded[topic] = true
 }
 
 // forgetNode drops a node that left from every count.
@@ -226,17 +267,25 @@ type gatherKind string
 const (
 	gatherPresence gatherKind = "presence"
 	gatherTopics   gatherKind = "topics"
+	gatherCount    gatherKind = "count" // each node's member count of a topic
 )
 
 // gatherResult is what the nodes answered, merged.
 type gatherResult struct {
 	Members []proto.Member `json:"members,omitempty"`
 	Topics  map[string]int `json:"topics,omitempty"`
+	Counts  map[string]int `json:"counts,omitempty"` // node → count
 }
 
 // merge adds one node's answer.
 func (r *gatherResult) merge(o gatherResult) {
 	r.Members = append(r.Members, o.Members...)
+	for n, c := range o.Counts {
+		if r.Counts == nil {
+			r.Counts = make(map[string]int)
+		}
+		r.Counts[n] = c
+	}
 	if len(o.Topics) > 0 {
 		if r.Topics == nil {
 			r.Topics = make(map[string]int, len(o.Topics))
@@ -264,6 +313,8 @@ func (g *Gateway) localAnswer(kind gatherKind, topic string, pattern auth.Patter
 			r.Members = append(r.Members, proto.Member{Client: g.clientID(s), User: userOf(s)})
 			return true
 		})
+	case gatherCount:
+		r.Counts = map[string]int{g.ctl.id: g.reg.Count(topic)}
 	case gatherTopics:
 		r.Topics = make(map[string]int)
 		g.reg.Topics(func(t string) bool {
