@@ -139,6 +139,16 @@ func (g *Gateway) startControl() {
 	}()
 }
 
+// announceSoon announces this node without waiting on the network here
+// (onControl runs on the broker's goroutine).
+func (g *Gateway) announceSoon() {
+	if g.pubs.inline() {
+		g.announce("node")
+		return
+	}
+	g.pubs.submit(ctlTopic, func() { g.announce("node") }, func(error) {})
+}
+
 // announce publishes this node's figures (cmd "node") or its departure
 // ("bye").
 func (g *Gateway) announce(cmd string) {
@@ -204,8 +214,14 @@ func (g *Gateway) onControl(topic string, payload []byte) {
 	case "node":
 		if m.Node != nil && m.From != g.ctl.id {
 			g.ctl.mu.Lock()
+			_, known := g.ctl.nodes[m.From]
 			g.ctl.nodes[m.From] = nodeSeen{info: *m.Node, at: time.Now()}
 			g.ctl.mu.Unlock()
+			if !known {
+				// A node that just started learns of this one now rather
+				// than at its next announcement.
+				g.announceSoon()
+			}
 		}
 	case "bye":
 		g.ctl.mu.Lock()
