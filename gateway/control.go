@@ -122,6 +122,19 @@ func (g *Gateway) startControl() {
 	g.wg.Add(1)
 	go func() {
 		defer g.wg.Done()
+		// Announce once the control topics are live, so the answers of the
+		// nodes that learn of this one reach it.
+		ctx, cancel := context.WithTimeout(context.Background(), g.cfg.SubscribeTimeout)
+		go func() {
+			select {
+			case <-g.stop:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		_ = g.router.Ready(ctx, ctlTopic)
+		_ = g.router.Ready(ctx, replyTopic(g.ctl.id))
+		cancel()
 		t := time.NewTicker(nodeBeat)
 		defer t.Stop()
 		g.announce("node")
