@@ -112,6 +112,10 @@ type Config struct {
 	// GET /api/topics) waits for the other nodes' answers; a node that has
 	// not answered by then is left out. Default: 500ms.
 	GatherTimeout time.Duration
+	// NodeTTL is how long a node that stopped announcing itself (it does
+	// every NodeTTL/3) stays listed by the others (GET /api/nodes) and
+	// waited for by their gathers. Default: 30s.
+	NodeTTL time.Duration
 	// Logger receives the node's logs. Default: zap.NewNop().
 	Logger *zap.Logger
 }
@@ -176,6 +180,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.JoinLeaveMax <= 0 {
 		c.JoinLeaveMax = 1000
+	}
+	if c.NodeTTL <= 0 {
+		c.NodeTTL = 30 * time.Second
 	}
 	if c.GatherTimeout <= 0 {
 		c.GatherTimeout = 500 * time.Millisecond

@@ -25,13 +25,12 @@ import (
 // request included, and each acts on its own connections. Each node also
 // announces itself there every nodeBeat, so every node knows the live
 // nodes (GET /api/nodes): one that stops announcing is forgotten after
-// nodeTTL; one that shuts down says so at once.
+// Config.NodeTTL (it announces every third of that); one that shuts down
+// says so at once.
 
 const (
 	reservedPrefix = "_subsock."
 	ctlTopic       = reservedPrefix + "ctl"
-	nodeBeat       = 10 * time.Second
-	nodeTTL        = 30 * time.Second
 )
 
 // errReserved refuses a client topic in the node's own namespace.
@@ -135,7 +134,7 @@ func (g *Gateway) startControl() {
 		_ = g.router.Ready(ctx, ctlTopic)
 		_ = g.router.Ready(ctx, replyTopic(g.ctl.id))
 		cancel()
-		t := time.NewTicker(nodeBeat)
+		t := time.NewTicker(g.cfg.NodeTTL / 3)
 		defer t.Stop()
 		g.announce("node")
 		for {
@@ -144,7 +143,7 @@ func (g *Gateway) startControl() {
 				return
 			case <-t.C:
 				g.announce("node")
-				for _, gone := range g.ctl.prune(time.Now()) {
+				for _, gone := range g.ctl.prune(time.Now(), g.cfg.NodeTTL) {
 					g.pres.forgetNode(gone)
 				}
 			}
@@ -252,12 +251,12 @@ func (g *Gateway) onControl(topic string, payload []byte) {
 	}
 }
 
-// prune forgets the nodes not heard from within nodeTTL and returns them.
-func (c *control) prune(now time.Time) (gone []string) {
+// prune forgets the nodes not heard from within ttl and returns them.
+func (c *control) prune(now time.Time, ttl time.Duration) (gone []string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for id, n := range c.nodes {
-		if now.Sub(n.at) > nodeTTL {
+		if now.Sub(n.at) > ttl {
 			delete(c.nodes, id)
 			gone = append(gone, id)
 		}
@@ -486,7 +485,7 @@ func (g *Gateway) handleNodes(w http.ResponseWriter, r *http.Request) {
 	if !g.apiGuard(w, r, nil) {
 		return
 	}
-	g.ctl.prune(time.Now())
+	g.ctl.prune(time.Now(), g.cfg.NodeTTL)
 	nodes := []NodeInfo{g.nodeInfo()}
 	g.ctl.mu.Lock()
 	for _, n := range g.ctl.nodes {

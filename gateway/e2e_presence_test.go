@@ -3,9 +3,13 @@ package gateway_test
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
+	"os/exec"
+	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -180,4 +184,86 @@ func TestJoinLeaveAboveMax(t *testing.T) {
 			t.Errorf("member %d got %d joins, want %d", i, joins, want)
 		}
 	}
+}
+
+// TestPresenceNodeKilled: a node killed with SIGKILL takes its members
+// out of every other node's presence at once (it no longer answers), and
+// out of GET /api/nodes within -node-ttl (30 s by default; 3 s here).
+func TestPresenceNodeKilled(t *testing.T) {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("the go command is needed to build cmd/subsock: %v", err)
+	}
+	bin := filepath.Join(t.TempDir(), "subsock")
+	args := []string{"build", "-o", bin}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	if out, err := exec.Command(goBin, append(args, "github.com/subsock/subsock/cmd/subsock")...).CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	cfg, _, _, _ := backbones[1].start(t) // redis
+	const key = "kill-key-0123"
+	c := cfg()
+	c.Presence = []string{"room.>"}
+	c.Security.APIKey = key
+	c.NodeTTL = 3 * time.Second
+	survivor := startNode(t, c)
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	p := exec.Command(bin, "-addr", addr, "-broker", c.Broker, "-presence", "room.>", "-api-key", key, "-node-ttl", "3s", "-log-level", "warn")
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = p.Wait(); close(exited) }()
+	t.Cleanup(func() { _ = p.Process.Kill(); <-exited })
+	victim := &node{addr: addr}
+	eventually(t, "the spawned node serving", func() bool {
+		resp, err := http.Get(victim.httpURL("/healthz"))
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	nodesOf := func(n *node) int {
+		_, body := apiCall(t, n, "GET", "/api/nodes", key, nil)
+		var out struct{ Nodes []gateway.NodeInfo }
+		if json.Unmarshal([]byte(body), &out) != nil {
+			return -1
+		}
+		return len(out.Nodes)
+	}
+	eventually(t, "the nodes knowing each other", func() bool { return nodesOf(survivor) == 2 })
+
+	local := dialWS(t, survivor, codecJSON)
+	local.subscribe(t, 1, "room.k")
+	remote := dialWS(t, victim, codecJSON)
+	remote.subscribe(t, 1, "room.k")
+	if got := presenceOf(t, survivor, key, "room.k"); len(got) != 2 {
+		t.Fatalf("presence before the kill: %v", got)
+	}
+	if err := p.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-exited
+	killed := time.Now()
+	if got := presenceOf(t, survivor, key, "room.k"); len(got) != 1 {
+		t.Fatalf("presence right after the kill: %v, want the survivor's member only", got)
+	}
+	t.Logf("presence without the killed node's member %v after SIGKILL", time.Since(killed).Round(time.Millisecond))
+	deadline := time.Now().Add(c.NodeTTL + 5*time.Second)
+	for nodesOf(survivor) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the killed node still listed %v after SIGKILL", time.Since(killed))
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	t.Logf("the killed node left GET /api/nodes %v after SIGKILL", time.Since(killed).Round(time.Second))
 }

@@ -338,7 +338,7 @@ func (g *Gateway) startGather(kind gatherKind, topic, pattern string, done func(
 		pat, _ = auth.ParsePattern(pattern) // checked by the caller
 	}
 	local := g.localAnswer(kind, topic, pat)
-	g.ctl.prune(time.Now())
+	g.ctl.prune(time.Now(), g.cfg.NodeTTL)
 	g.ctl.mu.Lock()
 	if len(g.ctl.nodes) == 0 {
 		g.ctl.mu.Unlock()

@@ -145,6 +145,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.Var((*list)(&cfg.Presence), "presence", "topic patterns with presence (who is subscribed, cluster-wide; comma-separated or repeated)")
 	fs.Var((*list)(&cfg.JoinLeave), "join-leave", "topic patterns whose subscribers get join and leave events (comma-separated or repeated)")
 	fs.IntVar(&cfg.JoinLeaveMax, "join-leave-max", def.JoinLeaveMax, "no join or leave events for a group larger than this across the cluster")
+	fs.DurationVar(&cfg.NodeTTL, "node-ttl", def.NodeTTL, "a node that stopped announcing itself (every third of this) is forgotten by the others after this")
 	fs.DurationVar(&cfg.GatherTimeout, "gather-timeout", def.GatherTimeout, "how long a cluster-wide query (presence, /api/topics) waits for the other nodes")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "console", "json or console")
