@@ -40,10 +40,15 @@ func apiCall(t testing.TB, n *node, method, path, key string, body any) (int, st
 	return resp.StatusCode, string(b)
 }
 
-// apiNodes is two nodes on one Redis, tokens signed with secSecret, an API key.
-func apiNodes(t *testing.T) (a, b *node, key string) {
+// apiNodes is two nodes on one backbone (Redis unless bb is given),
+// tokens signed with secSecret, an API key.
+func apiNodes(t *testing.T, bb ...backbone) (a, b *node, key string) {
 	t.Helper()
-	cfg, _, _, _ := backbones[1].start(t) // redis
+	which := backbones[1] // redis
+	if len(bb) > 0 {
+		which = bb[0]
+	}
+	cfg, _, _, _ := which.start(t)
 	key = "api-key-0123456789"
 	mk := func() gateway.Config {
 		c := cfg()
@@ -96,7 +101,13 @@ func TestServerAPIIdentityAndUserGrants(t *testing.T) {
 }
 
 func TestServerAPIClusterWide(t *testing.T) {
-	a, b, key := apiNodes(t)
+	for _, bb := range backbones {
+		t.Run(bb.name, func(t *testing.T) { testServerAPIClusterWide(t, bb) })
+	}
+}
+
+func testServerAPIClusterWide(t *testing.T, bb backbone) {
+	a, b, key := apiNodes(t, bb)
 	// User 42 on both nodes, user 7 on a; all in room.1.
 	a42 := mustDial(t, a, bearerToken(userToken(t, "42")))
 	b42 := mustDial(t, b, bearerToken(userToken(t, "42")))
