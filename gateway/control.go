@@ -293,7 +293,11 @@ func (g *Gateway) disconnectLocal(user, client string) {
 		}
 		g.serverDisconnects.Add(1)
 		if s.mode.Load() == modeSSE {
-			s.c.CloseAfter(sseDisconnectFinal)
+			if streaming(s) {
+				s.c.CloseAfter(sseDisconnectFinal)
+			} else {
+				s.c.CloseAfter(nil)
+			}
 		} else {
 			s.c.CloseAfter(disconnectFrame)
 		}
@@ -316,6 +320,9 @@ func (g *Gateway) unsubscribeLocal(user, topic string) {
 		}
 		g.serverUnsubscribes.Add(1)
 		if s.mode.Load() == modeSSE {
+			if !streaming(s) {
+				return // its sub is answered without the topic's messages
+			}
 			b := append([]byte(`event: unsubscribed`+"\n"+`data: {"topic":`), strconv.Quote(topic)...)
 			_ = s.c.Enqueue(sseChunk(append(b, "}\n\n"...)))
 			return

@@ -131,7 +131,11 @@ func (d *deadlines) check(now int64) {
 		s.closeBy.Store(grace)
 		d.watch[s] = struct{}{}
 		if s.mode.Load() == modeSSE {
-			s.c.CloseAfter(sseTokenExpiredFinal)
+			if streaming(s) {
+				s.c.CloseAfter(sseTokenExpiredFinal)
+			} else {
+				s.c.CloseAfter(nil)
+			}
 		} else {
 			s.c.CloseAfter(tokenExpiredFrame)
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/subsock/subsock/gateway"
+	"github.com/subsock/subsock/internal/testserver"
 	"github.com/subsock/subsock/poller"
 )
 
@@ -436,5 +437,42 @@ func TestSSETokenExpiryAndCookie(t *testing.T) {
 	<-st.done
 	if st.err != io.EOF {
 		t.Fatalf("stream after the token expired: %v, want a clean end", st.err)
+	}
+}
+
+// TestSSENothingBeforeTheHead: heartbeats every few milliseconds and
+// messages published while streams are being answered never come before a
+// stream's 200 (they would make the response unreadable).
+func TestSSENothingBeforeTheHead(t *testing.T) {
+	srv := testserver.Redis(t)
+	n := startNode(t, gateway.Config{Broker: srv.URL, PingInterval: 20 * time.Millisecond, PingTimeout: time.Minute})
+	hc := newHTTPClient(t)
+	stop := make(chan struct{})
+	pubDone := make(chan struct{})
+	go func() {
+		defer close(pubDone)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			_, _ = publish(t, hc, n, fmt.Sprintf("head.%d", i%50), "application/json", []byte("1"))
+		}
+	}()
+	defer func() { close(stop); <-pubDone }()
+	for i := 0; i < 300; i++ {
+		nc, err := net.Dial("tcp", n.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(nc, "GET /sse?topics=head.%d,fresh.%d HTTP/1.1\r\nHost: x\r\n\r\n", i%50, i)
+		_ = nc.SetReadDeadline(time.Now().Add(waitFor))
+		br := bufio.NewReader(nc)
+		line, err := br.ReadString('\n')
+		nc.Close()
+		if err != nil || !strings.HasPrefix(line, "HTTP/1.1 200 ") {
+			t.Fatalf("stream %d began with %q (%v), want the status line", i, line, err)
+		}
 	}
 }

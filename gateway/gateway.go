@@ -154,7 +154,11 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		case modeWS:
 			s.c.CloseAfter(goingAwayFrame)
 		case modeSSE:
-			s.c.CloseAfter(sseCloseFinal)
+			if streaming(s) {
+				s.c.CloseAfter(sseCloseFinal)
+			} else {
+				s.c.CloseAfter(nil) // no head yet: a close chunk would come first
+			}
 		default:
 			s.c.CloseAfter(nil)
 		}

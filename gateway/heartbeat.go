@@ -102,7 +102,9 @@ func (w *wheel) visit(slot int, now int64) {
 		case mode == modeSSE:
 			// A stream's client never sends: a comment keeps proxies from
 			// timing it out, and a write to a peer that is gone fails.
-			_ = s.c.Enqueue(sseHeartbeat)
+			if streaming(s) {
+				_ = s.c.Enqueue(sseHeartbeat)
+			}
 		case silent > timeout && mode == modeWS:
 			g.heartbeatCloses.Add(1)
 			s.c.Abort(heartbeatFrame)

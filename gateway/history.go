@@ -272,7 +272,11 @@ func (g *Gateway) holdLiveLocked(s *session, st *streamState, m heldMsg) {
 	if st.heldBytes+len(m.fr) > g.cfg.Poller.MaxPending {
 		g.hist.heldOverflows.Add(1)
 		if s.mode.Load() == modeSSE {
-			s.c.Abort(sseSlowFinal)
+			if streaming(s) {
+				s.c.Abort(sseSlowFinal)
+			} else {
+				s.c.Abort(nil)
+			}
 		} else {
 			s.c.Abort(slowFrame)
 		}

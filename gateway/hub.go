@@ -129,6 +129,9 @@ func (g *Gateway) deliver(topic string, payload []byte) {
 		if skip != 0 && s.cid == skip {
 			return true // its publisher asked not to get it back
 		}
+		if s.sse != nil && !s.sse.started.Load() {
+			return true // a stream whose 200 is not out yet: not subscribed yet
+		}
 		fr := frames[s.codec]
 		if fr == nil {
 			if failed[s.codec] {

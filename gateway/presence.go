@@ -155,6 +155,9 @@ func (g *Gateway) deliverPresence(topic string, payload []byte) {
 		if node == g.ctl.id && s.cid == cid {
 			return true // its own join or leave
 		}
+		if s.sse != nil && !s.sse.started.Load() {
+			return true // the stream's head is not out yet
+		}
 		fr := frames[s.codec]
 		if fr == nil {
 			fr = buildPresenceEvent(s.codec, kind, topic, client, user)

@@ -166,6 +166,12 @@ func (g *Gateway) flushRepliesLocked(s *session) {
 		switch pr := s.rq[i]; {
 		case pr.close:
 			s.c.CloseAfter(pr.frame)
+		case pr.recovers && s.sse != nil:
+			if pr.frame != nil {
+				_ = s.c.EnqueueExempt(pr.frame)
+			}
+			s.sse.started.Store(true)
+			g.endRecovering(s, pr.hist)
 		case pr.recovers:
 			// What the client asked to be replayed may exceed
 			// -max-pending (a client cut as a slow consumer missed more
@@ -177,6 +183,9 @@ func (g *Gateway) flushRepliesLocked(s *session) {
 			g.endRecovering(s, pr.hist)
 		case pr.frame != nil:
 			_ = s.c.Enqueue(pr.frame)
+			if s.sse != nil {
+				s.sse.started.Store(true) // the head went out
+			}
 		}
 		s.rq[i] = nil
 	}

@@ -1,14 +1,15 @@
 package gateway
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/subsock/subsock/proto"
@@ -38,7 +39,13 @@ const nWires = len(codecs) + 1
 // sseState is what an SSE stream keeps beyond a session.
 type sseState struct {
 	origin string // echoed in Access-Control-Allow-Origin; "" when none
+	// started is set once the head is queued: heartbeats and closing
+	// chunks before it would corrupt the response.
+	started atomic.Bool
 }
+
+// streaming reports whether s is an SSE stream whose head is out.
+func streaming(s *session) bool { return s.sse != nil && s.sse.started.Load() }
 
 // Chunks that never change.
 var (
@@ -63,6 +70,56 @@ func isSSEPath(hdr []byte) bool {
 	return string(target) == "/sse"
 }
 
+// sseRequest is what a stream's request says, read straight from its
+// header bytes: net/http's reader would cost a 4 KiB buffer per stream.
+type sseRequest struct {
+	query                                string
+	host, origin, authz, cookie, lastID string
+}
+
+// parseSSERequest reads a GET /sse header block (complete, up to the
+// blank line); ok is false when it is malformed.
+func parseSSERequest(hdr []byte) (r sseRequest, ok bool) {
+	line, rest, found := bytes.Cut(hdr, []byte("\r\n"))
+	if !found {
+		return r, false
+	}
+	parts := bytes.Split(line, []byte(" "))
+	if len(parts) != 3 || !bytes.HasPrefix(parts[2], []byte("HTTP/1.")) {
+		return r, false
+	}
+	if _, q, has := bytes.Cut(parts[1], []byte("?")); has {
+		r.query = string(q)
+	}
+	for len(rest) > 0 {
+		line, rest, _ = bytes.Cut(rest, []byte("\r\n"))
+		if len(line) == 0 {
+			break
+		}
+		k, v, has := bytes.Cut(line, []byte(":"))
+		if !has || len(k) == 0 || bytes.ContainsAny(k, " \t") {
+			return r, false
+		}
+		v = bytes.TrimSpace(v)
+		switch {
+		case bytes.EqualFold(k, []byte("Host")):
+			r.host = string(v)
+		case bytes.EqualFold(k, []byte("Origin")):
+			r.origin = string(v)
+		case bytes.EqualFold(k, []byte("Authorization")):
+			r.authz = string(v)
+		case bytes.EqualFold(k, []byte("Cookie")):
+			if r.cookie != "" {
+				r.cookie += "; " // several Cookie lines are one list
+			}
+			r.cookie += string(v)
+		case bytes.EqualFold(k, []byte("Last-Event-ID")):
+			r.lastID = string(v)
+		}
+	}
+	return r, true
+}
+
 // sseError is a refusal before the stream starts.
 type sseError struct {
 	status int
@@ -73,12 +130,12 @@ type sseError struct {
 // openSSE turns an HTTP connection into an SSE stream: origin, token,
 // admission, topics, then a sub answered by the stream's head.
 func (g *Gateway) openSSE(s *session, hdr []byte) {
-	req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(hdr)))
-	if err != nil {
-		g.httpFail(s, http.StatusBadRequest, "malformed request: "+err.Error())
+	req, ok := parseSSERequest(hdr)
+	if !ok {
+		g.httpFail(s, http.StatusBadRequest, "malformed request")
 		return
 	}
-	sub, origin, kp, serr := g.checkSSE(s, req)
+	sub, origin, kp, serr := g.checkSSE(s, &req)
 	if kp != nil {
 		g.suspendHandshake(s, hdr, kp.token)
 		return
@@ -102,16 +159,19 @@ func (g *Gateway) openSSE(s *session, hdr []byte) {
 }
 
 // checkSSE runs the checks of an upgrade and parses the subscription.
-func (g *Gateway) checkSSE(s *session, req *http.Request) (sub *proto.Request, origin string, kp *keyPendingError, serr *sseError) {
+func (g *Gateway) checkSSE(s *session, req *sseRequest) (sub *proto.Request, origin string, kp *keyPendingError, serr *sseError) {
 	if g.draining.Load() {
 		return nil, "", nil, &sseError{http.StatusServiceUnavailable, "server shutting down", "Retry-After: 5\r\n"}
 	}
-	origin = req.Header.Get("Origin")
-	if !g.sec.origins.Allowed(origin, req.Host) {
+	origin = req.origin
+	if !g.sec.origins.Allowed(origin, req.host) {
 		return nil, "", nil, &sseError{status: http.StatusForbidden, reason: "origin " + origin + " not allowed (see -allowed-origins)"}
 	}
-	q := req.URL.Query()
-	hc := handshakeChecks{query: req.URL.RawQuery, authz: req.Header.Get("Authorization"), cookie: req.Header.Get("Cookie")}
+	q, err := url.ParseQuery(req.query)
+	if err != nil {
+		return nil, "", nil, &sseError{status: http.StatusBadRequest, reason: "query: " + err.Error()}
+	}
+	hc := handshakeChecks{query: req.query, authz: req.authz, cookie: req.cookie}
 	gr, exp, err := g.authenticate(&hc)
 	if errors.As(err, &kp) {
 		return nil, "", kp, nil
@@ -142,7 +202,7 @@ func (g *Gateway) checkSSE(s *session, req *http.Request) (sub *proto.Request, o
 			return nil, "", nil, &sseError{status: http.StatusForbidden, reason: "not allowed to subscribe to " + t}
 		}
 	}
-	if sub.Since, err = g.sseSince(sub.Topics, q.Get("since"), req.Header.Get("Last-Event-ID")); err != nil {
+	if sub.Since, err = g.sseSince(sub.Topics, q.Get("since"), req.lastID); err != nil {
 		return nil, "", nil, &sseError{status: http.StatusBadRequest, reason: err.Error()}
 	}
 	if v := q.Get("last"); v != "" {
@@ -259,15 +319,19 @@ func sseErrorResponse(e *sseError) []byte {
 // a retry hint spread over 1–3 s so a restarted node's browsers do not all
 // come back in the same instant (EventSource adds no jitter of its own).
 func sseHead(st *sseState) []byte {
-	var b strings.Builder
-	b.WriteString("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n" +
-		"X-Accel-Buffering: no\r\nTransfer-Encoding: chunked\r\n")
+	const head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n" +
+		"X-Accel-Buffering: no\r\nTransfer-Encoding: chunked\r\n"
+	b := make([]byte, 0, len(head)+160)
+	b = append(b, head...)
 	if st != nil && st.origin != "" {
-		b.WriteString("Access-Control-Allow-Origin: " + st.origin + "\r\nAccess-Control-Allow-Credentials: true\r\nVary: Origin\r\n")
+		b = append(b, "Access-Control-Allow-Origin: "...)
+		b = append(b, st.origin...)
+		b = append(b, "\r\nAccess-Control-Allow-Credentials: true\r\nVary: Origin\r\n"...)
 	}
-	b.WriteString("\r\n")
-	retry := 1000 + rand.IntN(2000)
-	return append([]byte(b.String()), sseChunk([]byte("retry: "+strconv.Itoa(retry)+"\n\n"))...)
+	// The retry chunk: "retry: NNNN\n\n" is 13 bytes (d in hex).
+	b = append(b, "\r\nd\r\nretry: "...)
+	b = strconv.AppendInt(b, int64(1000+rand.IntN(2000)), 10)
+	return append(b, "\n\n\r\n"...)
 }
 
 // sseChunk frames one piece of the stream as an HTTP/1.1 chunk.
