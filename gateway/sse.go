@@ -73,7 +73,7 @@ func isSSEPath(hdr []byte) bool {
 // sseRequest is what a stream's request says, read straight from its
 // header bytes: net/http's reader would cost a 4 KiB buffer per stream.
 type sseRequest struct {
-	query                                string
+	query                               string
 	host, origin, authz, cookie, lastID string
 }
 
