@@ -17,9 +17,10 @@ import (
 	"github.com/subsock/subsock/frame"
 )
 
-// conn is one light client connection. Exactly one goroutine owns it at a
-// time — the dialer while it subscribes, then its reader (loop) — and that
-// goroutine performs every read and write, so no write lock is needed. Other
+// conn is one light client connection, a WebSocket or (sse set) an SSE
+// stream. Exactly one goroutine owns it at a time — the dialer while it
+// subscribes, then its reader (loop) — and that goroutine performs every
+// read and write, so no write lock is needed. Other
 // goroutines may only set closing, order a cut and poke the read deadline,
 // under ncMu, which the owner takes to replace nc after a cut.
 type conn struct {
@@ -47,6 +48,8 @@ type conn struct {
 	b           batch
 	// rc follows offsets and survives cuts (recover scenario only).
 	rc *recoverState
+	// sse decodes an SSE stream's body; nil on a WebSocket.
+	sse *sseDecoder
 }
 
 // readBufSize is each connection's read buffer; a larger frame grows it
@@ -119,7 +122,11 @@ func (c *conn) loop() {
 	for {
 		err := c.fill()
 		if err == nil {
-			err = c.process(time.Now())
+			if c.sse != nil {
+				err = c.processSSE(time.Now())
+			} else {
+				err = c.process(time.Now())
+			}
 		}
 		if err == nil {
 			continue
@@ -132,9 +139,10 @@ func (c *conn) loop() {
 		if c.closing.Load() && !c.closeSent && !errors.Is(err, errServerClose) {
 			// Our own close (RFC 6455 §7.1.2): send 1000, then keep reading
 			// until the node echoes it, so neither side is left with a reset.
+			// An SSE client has nothing to send: it half-closes, and the
+			// node ends the stream when it reads the FIN.
 			c.closeSent = true
-			if c.write(ws.OpClose, closePayload(1000), time.Now().Add(time.Second)) == nil &&
-				c.nc.SetReadDeadline(time.Now().Add(closeWait)) == nil {
+			if c.sendClose() == nil && c.nc.SetReadDeadline(time.Now().Add(closeWait)) == nil {
 				continue
 			}
 		}
@@ -148,6 +156,17 @@ func (c *conn) loop() {
 
 // closeWait bounds the wait for the node's answer to our close frame.
 const closeWait = 3 * time.Second
+
+// sendClose starts our side of the close.
+func (c *conn) sendClose() error {
+	if c.sse == nil {
+		return c.write(ws.OpClose, closePayload(1000), time.Now().Add(time.Second))
+	}
+	if tc, ok := c.nc.(*net.TCPConn); ok {
+		return tc.CloseWrite()
+	}
+	return c.nc.Close()
+}
 
 func closePayload(code uint16) []byte {
 	return binary.BigEndian.AppendUint16(nil, code)
@@ -281,25 +300,7 @@ func (c *conn) message(p []byte, now time.Time, nowNs int64) error {
 	}
 	switch r.kind {
 	case replyMsg:
-		replay := false
-		if c.rc != nil && r.hasOffset {
-			replay = c.recoverMsg(&r, now)
-		}
-		if !r.hasStamp {
-			c.b.unstamped++
-			return nil
-		}
-		step := r.st.step
-		switch {
-		case replay:
-			step = recoverReplayStep
-		case c.rc == nil:
-			// Recover connections judge offsets instead: a replay repeats
-			// sequence numbers by design.
-			c.track(r.topic, r.st.seq)
-		}
-		c.b.samples[c.b.n] = sample{lat: time.Duration(nowNs - r.st.sent), step: step}
-		c.b.n++
+		c.delivery(&r, now, nowNs)
 	case replyAck:
 		if c.rc != nil && !c.recoverAck(&r, now) {
 			return nil
@@ -325,6 +326,32 @@ func (c *conn) message(p []byte, now time.Time, nowNs int64) error {
 		}
 	}
 	return nil
+}
+
+// delivery accounts one message, however it came: a WebSocket msg or an
+// SSE event's data, both {"topic":…,"data":[sent, seq, step, …]}. Its
+// latency is nowNs, the time of the read that completed it, less the
+// publish time it carries.
+func (c *conn) delivery(r *reply, now time.Time, nowNs int64) {
+	replay := false
+	if c.rc != nil && r.hasOffset {
+		replay = c.recoverMsg(r, now)
+	}
+	if !r.hasStamp {
+		c.b.unstamped++
+		return
+	}
+	step := r.st.step
+	switch {
+	case replay:
+		step = recoverReplayStep
+	case c.rc == nil:
+		// Recover connections judge offsets instead: a replay repeats
+		// sequence numbers by design.
+		c.track(r.topic, r.st.seq)
+	}
+	c.b.samples[c.b.n] = sample{lat: time.Duration(nowNs - r.st.sent), step: step}
+	c.b.n++
 }
 
 // track counts a delivery of seq on topic.

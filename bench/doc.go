@@ -1,6 +1,6 @@
 // Package bench is the load harness behind cmd/subsock-bench: it drives one
-// or more subsock nodes over loopback with many light WebSocket clients and
-// reports what connections, subscriptions and broadcasts cost.
+// or more subsock nodes over loopback with many light WebSocket (or SSE)
+// clients and reports what connections, subscriptions and broadcasts cost.
 //
 // Processes: the parent (Run) plans a scenario, optionally spawns the node,
 // and re-executes itself as worker processes (RunWorker). Each worker holds

@@ -148,6 +148,34 @@ func TestE2ELatency(t *testing.T) {
 	}
 }
 
+// TestE2ESSE: the latency scenario with SSE subscribers, each stream on
+// two topics; every delivery must arrive and be timed, and the streams
+// must open and close as cleanly as WebSockets.
+func TestE2ESSE(t *testing.T) {
+	res := runE2E(t, Params{
+		Scenario: ScenarioLatency, Transport: TransportSSE, Conns: 300, Workers: 2, TopicsPerConn: 2, Topics: 4,
+		Rate: 20, Duration: 2 * time.Second, SpawnArgs: []string{"-pprof"},
+	})
+	c, d := res.Connect, res.Delivery
+	if c.Connected != 300 || c.Failed != 0 || c.Subscribed != 300 || c.Subscriptions != 600 ||
+		c.Handshake.Count != 300 || c.SubAck.Count != 300 || c.Ready.Count != 300 {
+		t.Fatalf("connect %+v", c)
+	}
+	// 40 publishes round-robin over 4 topics of 150 subscribers each.
+	if d == nil || d.Published != 40 || d.Expected != 40*150 || d.Received != d.Expected || d.ServerReported != d.Expected {
+		t.Fatalf("delivery %+v", d)
+	}
+	if d.Gaps != 0 || d.Dups != 0 || d.Unstamped != 0 || res.Latency.Count != d.Received || res.Latency.P50 <= 0 {
+		t.Fatalf("delivery %+v latency %+v", d, res.Latency)
+	}
+	if len(res.Errors) != 0 || len(res.ServerCloses) != 0 || !res.OK {
+		t.Fatalf("errors %v closes %v notes %v", res.Errors, res.ServerCloses, res.Notes)
+	}
+	if m := res.Server.Metrics; m["subsock_connections"] != 0 {
+		t.Fatalf("the node still counts connections: %v", m)
+	}
+}
+
 // TestE2EStepsOverWebSocket: two steps over several topics, publishing with
 // op pub on a WebSocket; each step is accounted separately.
 func TestE2EStepsOverWebSocket(t *testing.T) {

@@ -46,6 +46,8 @@ type workerSpec struct {
 	Topics        int    `json:"topics"`
 	TopicPrefix   string `json:"topic_prefix"`
 	HotSubs       int    `json:"hot_subs,omitempty"`
+	// Transport is TransportWS or TransportSSE.
+	Transport string `json:"transport"`
 	// Concurrency is the number of dials in flight; Rate caps dials per
 	// second (0: no cap).
 	Concurrency int           `json:"concurrency"`
@@ -140,6 +142,7 @@ type workerResult struct {
 	Stats     workerStats `json:"stats"`
 	Handshake string      `json:"handshake"` // encoded histogram, µs
 	SubAck    string      `json:"sub_ack"`   // encoded histogram, µs
+	Ready     string      `json:"ready"`     // encoded histogram, µs
 	Latency   string      `json:"latency"`   // every step merged
 	// CaughtUp (recover) is the cut → caught-up histogram, µs.
 	CaughtUp string `json:"caught_up,omitempty"`

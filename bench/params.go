@@ -61,6 +61,15 @@ func (s Scenario) publishes() bool {
 	return false
 }
 
+// Transports of the subscribers (-transport).
+const (
+	// TransportWS subscribes over WebSocket with op sub.
+	TransportWS = "ws"
+	// TransportSSE opens GET /sse?topics=… streams: one request per
+	// connection with every topic, answered by the 200 once they are live.
+	TransportSSE = "sse"
+)
+
 // Backbones of the recover scenario (-backbone).
 const (
 	BackboneMemory = "memory"
@@ -109,6 +118,10 @@ type Params struct {
 	// (i*K + j) mod T for j < K, so each topic has N*K/T subscribers.
 	Topics      int    `json:"topics"`
 	TopicPrefix string `json:"topic_prefix"`
+	// Transport is how the subscribers connect: TransportWS (default) or
+	// TransportSSE (not for connect, which subscribes to nothing, nor
+	// recover, whose resubscriptions are WebSocket subs with since).
+	Transport string `json:"transport"`
 
 	// Rate is publishes per second (the first step's rate for steps).
 	Rate float64 `json:"rate"`
@@ -195,6 +208,7 @@ func scenarioDefaults(s Scenario) Params {
 	base := Params{
 		Scenario:           s,
 		TopicPrefix:        "bench",
+		Transport:          TransportWS,
 		PayloadSize:        64,
 		PublishVia:         "http",
 		Publishers:         128,
@@ -289,6 +303,7 @@ func (p Params) Normalize() (Params, error) {
 		setInt(&p.HistorySize, d.HistorySize)
 	}
 	setStr(&p.TopicPrefix, d.TopicPrefix)
+	setStr(&p.Transport, d.Transport)
 	setFloat(&p.Rate, d.Rate)
 	setDur(&p.Duration, d.Duration)
 	setDur(&p.StepDuration, d.StepDuration)
@@ -373,6 +388,14 @@ func (p Params) check() error {
 		return bad("recover publishes over http: the node's answer carries each publication's offset")
 	case p.Scenario != ScenarioRecover && (p.Backbone != "" || p.CutEvery != 0 || p.CutFraction != 0 || p.HistorySize != 0):
 		return bad("-backbone, -cut-every, -cut-fraction and -history-size are for the recover scenario")
+	case p.Transport != TransportWS && p.Transport != TransportSSE:
+		return bad("-transport must be ws or sse, not %q", p.Transport)
+	case p.Transport == TransportSSE && (p.Scenario == ScenarioConnect || p.Scenario == ScenarioRecover):
+		return bad("-transport sse is not for %s (an SSE stream must name its topics; recover resubscribes with WebSocket subs)", p.Scenario)
+	case p.Transport == TransportSSE && (p.TopicsPerConn < 1 || p.TopicsPerConn > maxTopicsPerSub):
+		return bad("-transport sse names every topic in one request: -topics-per-conn must be within 1..%d", maxTopicsPerSub)
+	case p.Transport == TransportSSE && strings.Contains(p.TopicPrefix, ","):
+		return bad("-transport sse separates topics with commas: -topic-prefix %q cannot hold one", p.TopicPrefix)
 	case p.Workers < 1 || p.Workers > maxWorkers:
 		return bad("-workers must be within 1..%d", maxWorkers)
 	case ceilDiv(p.Conns, p.Workers) > MaxConnsPerWorker:
@@ -465,6 +488,7 @@ func NewFlagSet(name string, p *Params) *flag.FlagSet {
 	fs.IntVar(&p.TopicsPerConn, "topics-per-conn", 0, "topics each connection subscribes to (K); -1: none")
 	fs.IntVar(&p.Topics, "topics", 0, "topics in play (T); connection i takes (i*K+j) mod T")
 	fs.StringVar(&p.TopicPrefix, "topic-prefix", "", "topic names are PREFIX.<n> (default bench)")
+	fs.StringVar(&p.Transport, "transport", "", "subscribers' transport: ws (op sub on a WebSocket) or sse (GET /sse?topics=…, one stream per connection); default ws")
 	fs.Float64Var(&p.Rate, "rate", 0, "publishes per second (steps: the first step's rate)")
 	fs.DurationVar(&p.Duration, "duration", 0, "publish phase, or how long idle connections are held")
 	fs.DurationVar(&p.StepDuration, "step-duration", 0, "steps: length of each step (default 3s)")

@@ -43,8 +43,8 @@ func TestNormalizeDefaults(t *testing.T) {
 			if p.Workers != tt.workers || p.ConnectConcurrency != tt.concurrency {
 				t.Errorf("workers, concurrency = %d, %d; want %d, %d", p.Workers, p.ConnectConcurrency, tt.workers, tt.concurrency)
 			}
-			if p.Name != string(tt.scenario) || p.Timeout <= 0 || p.PublishVia != "http" {
-				t.Errorf("name %q, timeout %v, via %q", p.Name, p.Timeout, p.PublishVia)
+			if p.Name != string(tt.scenario) || p.Timeout <= 0 || p.PublishVia != "http" || p.Transport != TransportWS {
+				t.Errorf("name %q, timeout %v, via %q, transport %q", p.Name, p.Timeout, p.PublishVia, p.Transport)
 			}
 		})
 	}
@@ -97,6 +97,11 @@ func TestNormalizeErrors(t *testing.T) {
 		{"recover cuts more than all", func(p *Params) { p.Scenario, p.CutFraction = ScenarioRecover, 1.5 }, ErrBadParams},
 		{"recover with two topics per conn", func(p *Params) { p.Scenario, p.TopicsPerConn, p.Topics = ScenarioRecover, 2, 2 }, ErrBadParams},
 		{"recover over ws", func(p *Params) { p.Scenario, p.PublishVia = ScenarioRecover, "ws" }, ErrBadParams},
+		{"unknown transport", func(p *Params) { p.Transport = "longpoll" }, ErrBadParams},
+		{"sse connect", func(p *Params) { p.Scenario, p.Transport = ScenarioConnect, TransportSSE }, ErrBadParams},
+		{"sse recover", func(p *Params) { p.Scenario, p.Transport = ScenarioRecover, TransportSSE }, ErrBadParams},
+		{"sse over the request limit", func(p *Params) { p.Transport, p.TopicsPerConn, p.Topics = TransportSSE, 300, 300 }, ErrBadParams},
+		{"sse with a comma in the prefix", func(p *Params) { p.Transport, p.TopicPrefix = TransportSSE, "a,b" }, ErrBadParams},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"html/template"
 	"io"
+	"math"
 	"sort"
 	"strings"
 )
@@ -57,18 +58,37 @@ func keyFigures(r *Result) []figure {
 	var f []figure
 	add := func(label, format string, a ...any) { f = append(f, figure{label, fmt.Sprintf(format, a...)}) }
 	c := &r.Connect
+	sse := r.Params.Transport == TransportSSE
+	if sse {
+		add("transport", "SSE: one GET /sse?topics=… per connection, whose 200 head is the subscription's ack")
+	}
 	add("connections", "%d connected of %d attempted, %d failed", c.Connected, c.Attempted, c.Failed)
 	if c.Subscriptions > 0 {
 		add("subscriptions", "%d (%d per connection)", c.Subscriptions, r.Params.TopicsPerConn)
 	}
 	if c.PerSec > 0 {
-		add("connect rate", "%.0f upgrades/s (%.2f s)", c.PerSec, c.Seconds)
+		unit := "upgrades/s"
+		if sse {
+			unit = "streams/s (the 200 head, subscribed)"
+		}
+		add("connect rate", "%.0f %s (%.2f s)", c.PerSec, unit, c.Seconds)
 	}
 	if c.Handshake.Count > 0 {
-		add("handshake", "p50 %.2f ms · p99 %.2f ms · max %.2f ms", c.Handshake.P50, c.Handshake.P99, c.Handshake.Max)
+		label := "handshake"
+		if sse {
+			label = "handshake (dial → 200 head)"
+		}
+		add(label, "p50 %.2f ms · p99 %.2f ms · max %.2f ms", c.Handshake.P50, c.Handshake.P99, c.Handshake.Max)
 	}
 	if c.SubAck.Count > 0 {
-		add("subscribe ack", "p50 %.2f ms · p99 %.2f ms · %.0f subscriptions/s", c.SubAck.P50, c.SubAck.P99, c.SubsPerSec)
+		label := "subscribe ack"
+		if sse {
+			label = "subscribe ack (request → 200 head)"
+		}
+		add(label, "p50 %.2f ms · p99 %.2f ms · %.0f subscriptions/s", c.SubAck.P50, c.SubAck.P99, c.SubsPerSec)
+	}
+	if c.Ready.Count > 0 {
+		add("ready (dial → subscribed)", "p50 %.2f ms · p99 %.2f ms · max %.2f ms", c.Ready.P50, c.Ready.P99, c.Ready.Max)
 	}
 	if d := r.Delivery; d != nil {
 		add("published", "%d (%.1f/s achieved, %d errors, %d late)", d.Published, d.PublishRate, d.PublishErrors, d.Late)
@@ -260,8 +280,105 @@ func WriteSummary(w io.Writer, results []*Result) error {
 			kib(float64(h.Omem.MaxBytes)), h.Omem.Samples)
 	}
 	writeRecoverSummary(&b, results)
+	writeSSESummary(&b, results)
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// Targets of issue 12 for SSE against WebSocket: memory per idle stream
+// within 10 %, the same deliveries/s (taken as within 5 %) and p99 within
+// 20 %.
+const (
+	sseMemoryRatio   = 1.10
+	sseDeliveryDelta = 0.05
+	sseP99Ratio      = 1.20
+)
+
+// writeSSESummary adds a table setting each SSE run beside the WebSocket
+// run of the same parameters, if any.
+func writeSSESummary(b *strings.Builder, results []*Result) {
+	head := false
+	for _, r := range results {
+		if r.Params.Transport != TransportSSE {
+			continue
+		}
+		if !head {
+			fmt.Fprintf(b, "\n**SSE vs WebSocket** (each SSE run beside the WebSocket run of the same parameters; (×r) is SSE ÷ WebSocket; targets: RSS per idle stream ≤ ×%.2f, deliveries/s within %.0f %%, p99 ≤ ×%.2f):\n\n",
+				sseMemoryRatio, sseDeliveryDelta*100, sseP99Ratio)
+			b.WriteString("| SSE run | WebSocket run | RSS/conn KiB | heap/conn KiB | ready p99 ms | subscriptions/s | deliveries/s | loss SSE / WS | p50 ms | p99 ms | node CPU % | targets |\n")
+			b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|\n")
+			head = true
+		}
+		w := wsTwin(r, results)
+		if w == nil {
+			fmt.Fprintf(b, "| [%s](%s.html) | none with the same parameters | | | | | | | | | | |\n", r.Name, r.Name)
+			continue
+		}
+		sv, wv := &r.Server, &w.Server
+		cells := []string{
+			versus("%.2f", sv.RSSPerConn/1024, wv.RSSPerConn/1024),
+			versus("%.2f", sv.HeapPerConn/1024, wv.HeapPerConn/1024),
+			versus("%.2f", r.Connect.Ready.P99, w.Connect.Ready.P99),
+			versus("%.0f", r.Connect.SubsPerSec, w.Connect.SubsPerSec),
+		}
+		deliv, loss, p50, p99, cpu := "–", "–", "–", "–", "–"
+		var verdict []string
+		if r.Delivery != nil && w.Delivery != nil {
+			deliv = versus("%.0f", r.Delivery.PerSec, w.Delivery.PerSec)
+			loss = fmt.Sprintf("%.3f%% / %.3f%%", r.Delivery.LossRatio*100, w.Delivery.LossRatio*100)
+			p50 = versus("%.2f", r.Latency.P50, w.Latency.P50)
+			p99 = versus("%.2f", r.Latency.P99, w.Latency.P99)
+			cpu = versus("%.0f", sv.CPUPublish.Percent, wv.CPUPublish.Percent)
+			dr := ratio(r.Delivery.PerSec, w.Delivery.PerSec)
+			same := dr >= 1-sseDeliveryDelta && dr <= 1+sseDeliveryDelta && r.Delivery.Lost == 0
+			verdict = append(verdict, "deliveries/s "+met(same),
+				"p99 "+met(ratio(r.Latency.P99, w.Latency.P99) <= sseP99Ratio))
+		}
+		if r.Scenario == ScenarioIdle {
+			verdict = append(verdict, "memory "+met(ratio(sv.RSSPerConn, wv.RSSPerConn) <= sseMemoryRatio))
+		}
+		fmt.Fprintf(b, "| [%s](%s.html) | [%s](%s.html) | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+			r.Name, r.Name, w.Name, w.Name, cells[0], cells[1], cells[2], cells[3], deliv, loss, p50, p99, cpu, strings.Join(verdict, " · "))
+	}
+}
+
+// wsTwin is the WebSocket run among results with r's workload.
+func wsTwin(r *Result, results []*Result) *Result {
+	a := r.Params
+	for _, w := range results {
+		b := w.Params
+		if b.Transport == TransportSSE || w.Scenario != r.Scenario {
+			continue
+		}
+		if a.Conns == b.Conns && a.TopicsPerConn == b.TopicsPerConn && a.Topics == b.Topics && a.Rate == b.Rate &&
+			a.Duration == b.Duration && a.PayloadSize == b.PayloadSize && a.PublishVia == b.PublishVia {
+			return w
+		}
+	}
+	return nil
+}
+
+// versus shows an SSE figure, its WebSocket twin (each in verb) and their
+// ratio.
+func versus(verb string, sse, ws float64) string {
+	if ws == 0 && sse == 0 {
+		return "–"
+	}
+	return fmt.Sprintf(verb+" / "+verb+" (×%.2f)", sse, ws, ratio(sse, ws))
+}
+
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return math.Inf(1)
+	}
+	return a / b
+}
+
+func met(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "**missed**"
 }
 
 // writeRecoverSummary adds a table of the recover runs, if any.

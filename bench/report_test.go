@@ -186,3 +186,43 @@ func TestPrintFigures(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteSummarySSE: each SSE run sits beside the WebSocket run of the
+// same parameters, with the ratios and the targets judged.
+func TestWriteSummarySSE(t *testing.T) {
+	idle, idleSSE := sampleResult(ScenarioIdle), sampleResult(ScenarioIdle)
+	idle.Delivery, idleSSE.Delivery = nil, nil
+	idleSSE.Name, idleSSE.Params.Transport = "idle-sse", TransportSSE
+	idle.Server.RSSPerConn, idleSSE.Server.RSSPerConn = 4096, 4096*1.25
+	lat, latSSE := sampleResult(ScenarioLatency), sampleResult(ScenarioLatency)
+	latSSE.Name, latSSE.Params.Transport = "latency-sse", TransportSSE
+	latSSE.Latency.P99 = lat.Latency.P99 * 1.1
+	lat.Delivery.Lost, latSSE.Delivery.Lost = 0, 0
+	lone := sampleResult(ScenarioFanout)
+	lone.Name, lone.Params.Transport, lone.Params.Rate = "fanout-sse", TransportSSE, 100
+
+	var b bytes.Buffer
+	if err := WriteSummary(&b, []*Result{idle, idleSSE, lat, latSSE, lone}); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{
+		"**SSE vs WebSocket**",
+		"| [idle-sse](idle-sse.html) | [idle](idle.html) | 5.00 / 4.00 (×1.25) |", "memory **missed**",
+		"| [latency-sse](latency-sse.html) | [latency](latency.html) |", "| 50 / 50 (×1.00) |", "5.45 / 4.95 (×1.10)", "deliveries/s met · p99 met",
+		"| [fanout-sse](fanout-sse.html) | none with the same parameters |",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("summary lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "| [idle](idle.html) | [") {
+		t.Error("a WebSocket run must not get a row of its own in the comparison")
+	}
+	table := strings.Split(strings.TrimSpace(out[strings.Index(out, "| SSE run |"):]), "\n")
+	for _, l := range table[1:] {
+		if strings.Count(l, "|") != strings.Count(table[0], "|") {
+			t.Errorf("row has %d separators, header %d: %s", strings.Count(l, "|"), strings.Count(table[0], "|"), l)
+		}
+	}
+}

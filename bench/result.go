@@ -68,6 +68,11 @@ type ConnectResult struct {
 	SubscribeSeconds float64     `json:"subscribe_seconds"`
 	SubsPerSec       float64     `json:"subscriptions_per_sec"`
 	SubAck           Percentiles `json:"sub_ack"`
+	// Ready is each connection's time from its dial to its last
+	// subscription's ack: the figure both transports share. An SSE
+	// stream's 200 head is its ack, so its Handshake and SubAck include
+	// the subscription (SubAck runs from the request written).
+	Ready Percentiles `json:"ready"`
 }
 
 // DeliveryResult counts a publish phase (all steps for steps).

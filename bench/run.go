@@ -217,6 +217,7 @@ func (r *runner) startWorkers(ctx context.Context) error {
 			Topics:        p.Topics,
 			TopicPrefix:   p.TopicPrefix,
 			HotSubs:       p.HotSubs,
+			Transport:     p.Transport,
 			Concurrency:   p.ConnectConcurrency,
 			Rate:          p.ConnectRate / float64(len(r.workers)),
 			DialTimeout:   p.DialTimeout,
@@ -852,7 +853,7 @@ func (r *runner) finish(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	hs, sa, lat, caught := newHist(), newHist(), newHist(), newHist()
+	hs, sa, ready, lat, caught := newHist(), newHist(), newHist(), newHist(), newHist()
 	st := &workerStats{}
 	for _, rep := range reps {
 		res := rep.Result
@@ -863,7 +864,7 @@ func (r *runner) finish(ctx context.Context) error {
 		for _, m := range []struct {
 			h *hdr.Histogram
 			s string
-		}{{hs, res.Handshake}, {sa, res.SubAck}, {lat, res.Latency}, {caught, res.CaughtUp}} {
+		}{{hs, res.Handshake}, {sa, res.SubAck}, {ready, res.Ready}, {lat, res.Latency}, {caught, res.CaughtUp}} {
 			if err := mergeEncoded(m.h, m.s); err != nil {
 				return err
 			}
@@ -874,6 +875,7 @@ func (r *runner) finish(ctx context.Context) error {
 	}
 	r.res.Connect.Handshake = summarize(hs)
 	r.res.Connect.SubAck = summarize(sa)
+	r.res.Connect.Ready = summarize(ready)
 	r.res.Latency = summarize(lat)
 	r.res.LatencyCDF = cdf(lat, 10)
 	if r.res.Recover != nil {

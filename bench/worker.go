@@ -33,9 +33,11 @@ type worker struct {
 	wg    sync.WaitGroup // one per running reader
 	mu    sync.Mutex     // guards the fields below it
 	conns map[*conn]struct{}
-	// handshake and subAck are the connect-phase histograms.
+	// handshake, subAck and ready (dial to last ack) are the
+	// connect-phase histograms.
 	handshake   *hdr.Histogram
 	subAck      *hdr.Histogram
+	ready       *hdr.Histogram
 	closes      map[int]int64
 	errs        map[string]int64
 	failedConns []int
@@ -120,6 +122,7 @@ func newWorker() *worker {
 		conns:     make(map[*conn]struct{}),
 		handshake: newHist(),
 		subAck:    newHist(),
+		ready:     newHist(),
 		caught:    newHist(),
 		closes:    make(map[int]int64),
 		errs:      make(map[string]int64),
@@ -241,47 +244,31 @@ func (w *worker) upgrade(i int) (nc net.Conn, rest []byte, err error) {
 	return nc, rest, nil
 }
 
-// dial opens, upgrades and subscribes connection i, then starts its reader.
+// dial opens and subscribes connection i over the spec's transport, then
+// starts its reader.
 func (w *worker) dial(i int) {
 	sp := &w.spec
 	w.attempted.Add(1)
 	start := time.Now()
-	nc, rest, err := w.upgrade(i)
+	c := &conn{w: w, idx: i}
+	names := c.assignTopics(sp)
+	var err error
+	if sp.Transport == TransportSSE {
+		err = c.openStream(names, start)
+	} else {
+		err = c.openWS(names, start)
+	}
 	if err != nil {
+		if c.nc != nil {
+			_ = c.nc.Close()
+		}
 		w.fail(i, err)
 		return
 	}
-	end := time.Now()
 	w.mu.Lock()
-	recordDur(w.handshake, end.Sub(start))
-	w.mu.Unlock()
-	w.connected.Add(1)
-	storeMax(&w.connectEnd, end.UnixNano())
-
-	c := &conn{w: w, idx: i, nc: nc, buf: make([]byte, readBufSize)}
-	c.reserve(len(rest))
-	c.n = copy(c.buf, rest)
-	if k := sp.TopicsPerConn; k > 0 {
-		names := make([]string, k)
-		c.topics = make([]uint32, k)
-		c.last = make([]uint32, k)
-		c.count = make([]uint32, k)
-		for j := range k {
-			id := topicOf(i, j, k, sp.Topics, sp.HotSubs)
-			c.topics[j] = uint32(id)
-			names[j] = sp.TopicPrefix + "." + strconv.Itoa(id)
-		}
-		slices.Sort(c.topics)
-		if sp.Recover {
-			c.rc = &recoverState{topic: names[0], subID: 1}
-		}
-		if err := c.subscribe(names, time.Now().Add(sp.AckTimeout)); err != nil {
-			_ = nc.Close()
-			w.fail(i, err)
-			return
-		}
+	if len(names) > 0 {
+		recordDur(w.ready, time.Since(start))
 	}
-	w.mu.Lock()
 	w.conns[c] = struct{}{}
 	if c.rc != nil {
 		w.ring[i-sp.First] = c
@@ -290,6 +277,57 @@ func (w *worker) dial(i int) {
 	w.open.Add(1)
 	w.wg.Add(1)
 	go c.loop()
+}
+
+// assignTopics gives c its topics (see topicOf) and returns their names.
+func (c *conn) assignTopics(sp *workerSpec) []string {
+	k := sp.TopicsPerConn
+	if k <= 0 {
+		return nil
+	}
+	names := make([]string, k)
+	c.topics = make([]uint32, k)
+	c.last = make([]uint32, k)
+	c.count = make([]uint32, k)
+	for j := range k {
+		id := topicOf(c.idx, j, k, sp.Topics, sp.HotSubs)
+		c.topics[j] = uint32(id)
+		names[j] = sp.TopicPrefix + "." + strconv.Itoa(id)
+	}
+	slices.Sort(c.topics)
+	return names
+}
+
+// openWS upgrades c's socket and subscribes it to topics; start is when
+// its dial began.
+func (c *conn) openWS(topics []string, start time.Time) error {
+	w := c.w
+	nc, rest, err := w.upgrade(c.idx)
+	if err != nil {
+		return err
+	}
+	c.nc = nc
+	w.connectedAt(start, time.Now())
+	c.buf = make([]byte, readBufSize)
+	c.reserve(len(rest))
+	c.n = copy(c.buf, rest)
+	if len(topics) == 0 {
+		return nil
+	}
+	if w.spec.Recover {
+		c.rc = &recoverState{topic: topics[0], subID: 1}
+	}
+	return c.subscribe(topics, time.Now().Add(w.spec.AckTimeout))
+}
+
+// connectedAt records a connection whose handshake, begun at start, ended
+// at end.
+func (w *worker) connectedAt(start, end time.Time) {
+	w.mu.Lock()
+	recordDur(w.handshake, end.Sub(start))
+	w.mu.Unlock()
+	w.connected.Add(1)
+	storeMax(&w.connectEnd, end.UnixNano())
 }
 
 // subscribed records a connection whose every sub request was acked.
@@ -347,10 +385,13 @@ func (w *worker) noteError(err error) {
 // every instance distinct.
 func errorKind(err error) string {
 	var st ws.StatusError
+	var sst sseStatusError
 	var ne net.Error
 	switch {
 	case errors.As(err, &st):
 		return "upgrade refused: HTTP " + strconv.Itoa(int(st))
+	case errors.As(err, &sst):
+		return "stream refused: HTTP " + strconv.Itoa(int(sst))
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return "connection refused"
 	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
@@ -427,7 +468,7 @@ func (w *worker) result() (*workerResult, error) {
 	res := &workerResult{Stats: *w.stats()}
 	var err error
 	w.mu.Lock()
-	hs, sa, caught := w.handshake, w.subAck, w.caught
+	hs, sa, ready, caught := w.handshake, w.subAck, w.ready, w.caught
 	res.FailedConns = slices.Clone(w.failedConns)
 	w.mu.Unlock()
 	if w.spec.Recover {
@@ -439,6 +480,9 @@ func (w *worker) result() (*workerResult, error) {
 		return nil, err
 	}
 	if res.SubAck, err = encodeHist(sa); err != nil {
+		return nil, err
+	}
+	if res.Ready, err = encodeHist(ready); err != nil {
 		return nil, err
 	}
 	if res.Latency, err = encodeHist(w.rec.hist(-1)); err != nil {

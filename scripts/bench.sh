@@ -45,12 +45,21 @@ run() {
 
 # Memory: 15,000 idle connections × 10 topics.
 run idle -scenario idle -conns 15000 -topics-per-conn 10 -heapprofile "$OUT/idle.heap.prof"
+# The same over SSE: 15,000 streams, each one GET /sse?topics=… of 10 topics (target: RSS per
+# stream within 10 % of idle's per connection).
+run idle-sse -scenario idle -transport sse -conns 15000 -topics-per-conn 10 -heapprofile "$OUT/idle-sse.heap.prof"
 # Upgrades per second: 15,000 connections, no subscriptions.
 run connect -scenario connect -conns 15000
 # Latency at a low rate: 10,000 subscribers of one topic, 1 msg/s for 10 s.
 run latency -scenario latency -conns 10000 -rate 1 -duration 10s
+# The same to 10,000 SSE streams (target: p99 within 20 % of latency's).
+run latency-sse -scenario latency -transport sse -conns 10000 -rate 1 -duration 10s
 # Sustained fan-out: 10,000 subscribers of one topic, 150 msg/s for 10 s.
 run fanout -scenario fanout -conns 10000 -rate 150 -duration 10s -cpuprofile "$OUT/fanout.cpu.prof"
+# Fan-out at 100 msg/s over each transport, like for like: 10,000 WebSocket subscribers, then
+# 10,000 SSE streams (target: the same deliveries/s, p99 within 20 %).
+run fanout100 -scenario fanout -conns 10000 -rate 100 -duration 10s -cpuprofile "$OUT/fanout100.cpu.prof"
+run fanout-sse -scenario fanout -transport sse -conns 10000 -rate 100 -duration 10s -cpuprofile "$OUT/fanout-sse.cpu.prof"
 # Rising rate to 5,000 subscribers until loss or p99 > 1 s.
 run steps -scenario steps -conns 5000 -rate 50 -step-factor 1.5 -max-steps 8 -step-duration 3s
 # Many topics: 15,000 connections × 100 subscriptions over 15,000 topics.
@@ -76,7 +85,7 @@ run recover -scenario recover -conns 10000 -rate 20 -duration 30s -cut-fraction 
 run recover-redis -scenario recover -backbone redis -conns 10000 -rate 20 -duration 30s -cut-fraction 0.1 -cut-every 1s
 
 # Where the node's time and memory go (profiles are *.prof: not committed).
-for prof in fanout.cpu idle.heap topics.heap; do
+for prof in fanout.cpu fanout100.cpu fanout-sse.cpu idle.heap idle-sse.heap topics.heap; do
 	f="$OUT/$prof.prof"
 	if [[ -s $f ]]; then
 		echo
