@@ -16,6 +16,9 @@ const (
 	// StatusDisconnected closes a connection a backend asked to end
 	// (POST /api/disconnect): do not reconnect unchanged.
 	StatusDisconnected ws.StatusCode = 4003
+	// StatusTryLater refuses a connection for now (admission limits, a
+	// draining node); the reason says how long to wait.
+	StatusTryLater ws.StatusCode = 4013
 )
 
 // ValidCloseCode reports whether a peer may send code in a close frame

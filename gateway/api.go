@@ -20,6 +20,10 @@ func (g *Gateway) routes(reg *prometheus.Registry) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /publish", g.handlePublish)
 	mux.HandleFunc("GET /healthz", g.handleHealth)
+	mux.HandleFunc("GET /readyz", g.handleHealth)
+	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "alive"})
+	})
 	mux.HandleFunc("GET /history", g.handleHistory)
 	mux.HandleFunc("POST /api/disconnect", g.handleDisconnect)
 	mux.HandleFunc("POST /api/unsubscribe", g.handleUnsubscribe)
@@ -33,6 +37,21 @@ func (g *Gateway) routes(reg *prometheus.Registry) *http.ServeMux {
 	return mux
 }
 
+// singleParam returns query parameter name, refusing it absent or
+// repeated (?topic=a&topic=b would otherwise publish to a alone).
+func singleParam(w http.ResponseWriter, r *http.Request, name string) (string, bool) {
+	vs := r.URL.Query()[name]
+	switch len(vs) {
+	case 0:
+		apiError(w, http.StatusBadRequest, "missing query parameter "+name)
+		return "", false
+	case 1:
+		return vs[0], true
+	}
+	apiError(w, http.StatusBadRequest, fmt.Sprintf("query parameter %s given %d times; give it once", name, len(vs)))
+	return "", false
+}
+
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
@@ -43,28 +62,32 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // data as the body, JSON or MessagePack by Content-Type.
 func (g *Gateway) handlePublish(w http.ResponseWriter, r *http.Request) {
 	if !g.checkAPIKey(r) {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="subsock"`)
-		http.Error(w, "missing or wrong API key", http.StatusUnauthorized)
+		apiError(w, http.StatusUnauthorized, "missing or wrong API key")
 		return
 	}
-	topic := r.URL.Query().Get("topic")
+	topic, ok := singleParam(w, r, "topic")
+	if !ok {
+		return
+	}
 	if err := proto.ValidTopic(topic); err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
+		requestError(w, http.StatusBadRequest, err)
 		return
 	}
 	if reserved(topic) {
-		http.Error(w, errReserved.Msg, http.StatusBadRequest)
+		requestError(w, http.StatusBadRequest, errReserved)
 		return
 	}
 	var f proto.Format
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	switch mt {
-	case "application/json", "":
+	// curl -d sends application/x-www-form-urlencoded: what people type
+	// first is read as the JSON it almost always is.
+	case "application/json", "", "application/x-www-form-urlencoded", "text/plain":
 		f = proto.FormatJSON
 	case "application/msgpack", "application/x-msgpack", "application/vnd.msgpack":
 		f = proto.FormatMsgpack
 	default:
-		http.Error(w, fmt.Sprintf("unsupported Content-Type %q: use application/json or application/msgpack", mt), http.StatusUnsupportedMediaType)
+		apiError(w, http.StatusUnsupportedMediaType, fmt.Sprintf("unsupported Content-Type %q: use application/json or application/msgpack", mt))
 		return
 	}
 	// The node reads a request only once all Content-Length bytes arrived
@@ -73,11 +96,11 @@ func (g *Gateway) handlePublish(w http.ResponseWriter, r *http.Request) {
 	relay := make([]byte, 1+max(r.ContentLength, 0))
 	relay[0] = byte(f)
 	if _, err := io.ReadFull(r.Body, relay[1:]); err != nil {
-		http.Error(w, "reading body: "+err.Error(), http.StatusBadRequest)
+		apiError(w, http.StatusBadRequest, "reading body: "+err.Error())
 		return
 	}
 	if err := proto.ValidData(relay[1:], f); err != nil {
-		http.Error(w, "body is not one "+f.String()+" value: "+err.Error(), http.StatusBadRequest)
+		apiError(w, http.StatusBadRequest, "body is not one "+f.String()+" value: "+err.Error())
 		return
 	}
 	// On the node's own connections the broker call is made off the
@@ -108,32 +131,37 @@ type publishAnswer struct {
 func (g *Gateway) answerPublish(w http.ResponseWriter, topic string, pos broker.Position, err error) {
 	if err != nil {
 		g.publishErrors.Add(1)
-		w.Header().Set("Retry-After", "1")
-		http.Error(w, "publish failed: "+err.Error(), http.StatusServiceUnavailable)
+		apiError(w, http.StatusServiceUnavailable, "publish failed: "+err.Error())
 		return
 	}
 	writeJSON(w, http.StatusOK, publishAnswer{Subscribers: g.reg.Count(topic), Offset: pos.Offset, Epoch: pos.Epoch})
 }
 
 // handleHealth reports ok, or degraded with the broker's reason.
+// health is the body of /healthz and /readyz (docs/operations.md): the
+// state and, when not ok, why; never counts (those are on /stats and
+// /metrics, which a public proxy blocks).
+type health struct {
+	Status string `json:"status"`           // ok, degraded or draining
+	Broker string `json:"broker,omitempty"` // why the backbone is not usable
+	Poller string `json:"poller,omitempty"` // why the event loops failed
+}
+
+// handleHealth is /readyz and /healthz: 200 while the node accepts work
+// (broker up, loops running, not draining), 503 otherwise. /livez only
+// says the process answers.
 func (g *Gateway) handleHealth(w http.ResponseWriter, _ *http.Request) {
 	if g.draining.Load() {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "draining"})
+		writeJSON(w, http.StatusServiceUnavailable, health{Status: "draining"})
 		return
 	}
 	if err := g.broker.Health(); err != nil {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "degraded", "broker": err.Error()})
+		writeJSON(w, http.StatusServiceUnavailable, health{Status: "degraded", Broker: err.Error()})
 		return
 	}
 	if err := g.poller.Err(); err != nil {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "degraded", "poller": err.Error()})
+		writeJSON(w, http.StatusServiceUnavailable, health{Status: "degraded", Poller: err.Error()})
 		return
 	}
-	st := g.reg.Stats()
-	writeJSON(w, http.StatusOK, map[string]any{
-		"status":        "ok",
-		"connections":   g.wsConns.Load(),
-		"subscriptions": st.Subscriptions,
-		"topics":        st.Topics,
-	})
+	writeJSON(w, http.StatusOK, health{Status: "ok"})
 }

@@ -76,6 +76,7 @@ type control struct {
 
 	mu      sync.Mutex
 	nodes   map[string]nodeSeen // the other live nodes
+	held    int                 // control topics held upstream (0 when the broker broadcasts)
 	req     uint64              // the last gather's number
 	gathers map[uint64]*gather  // gathers waiting for answers
 }
@@ -95,6 +96,10 @@ func newControl() *control {
 	}
 	return &control{id: id, start: time.Now(), version: v, nodes: make(map[string]nodeSeen), gathers: make(map[uint64]*gather)}
 }
+
+// brokerTopics is the clients' topics held upstream, the node's own
+// control topics left out.
+func (g *Gateway) brokerTopics() int { return max(0, g.router.Held()-g.ctl.held) }
 
 // newClientID names a connection: unique across the cluster (the node's
 // id, then a counter), short.
@@ -118,6 +123,8 @@ func userOf(s *session) string {
 func (g *Gateway) startControl() {
 	g.router.Acquire(ctlTopic)
 	g.router.Acquire(replyTopic(g.ctl.id))
+	// Counted apart from the clients' topics (none is held yet: New).
+	g.ctl.held = g.router.Held()
 	g.wg.Add(1)
 	go func() {
 		defer g.wg.Done()
@@ -337,7 +344,6 @@ func (g *Gateway) unsubscribeLocal(user, topic string) {
 // the request itself and returns false when it cannot go on.
 func (g *Gateway) apiGuard(w http.ResponseWriter, r *http.Request, v any) bool {
 	if !g.checkAPIKey(r) {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="subsock"`)
 		apiError(w, http.StatusUnauthorized, "missing or wrong API key")
 		return false
 	}
@@ -351,14 +357,6 @@ func (g *Gateway) apiGuard(w http.ResponseWriter, r *http.Request, v any) bool {
 		return false
 	}
 	return true
-}
-
-// apiError answers {"error": reason} with status.
-func apiError(w http.ResponseWriter, status int, reason string) {
-	if status == http.StatusServiceUnavailable {
-		w.Header().Set("Retry-After", "1")
-	}
-	writeJSON(w, status, map[string]string{"error": reason})
 }
 
 // later runs call off the handler when the broker may wait (see
@@ -406,7 +404,7 @@ func (g *Gateway) handleUnsubscribe(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := proto.ValidTopic(b.Topic); err != nil {
-		apiError(w, http.StatusBadRequest, err.Error())
+		requestError(w, http.StatusBadRequest, err)
 		return
 	}
 	g.apiLater(w, ctlTopic, func() func(http.ResponseWriter) {
@@ -448,11 +446,11 @@ func (g *Gateway) handleBroadcast(w http.ResponseWriter, r *http.Request) {
 	}
 	for _, t := range b.Topics {
 		if err := proto.ValidTopic(t); err != nil {
-			apiError(w, http.StatusBadRequest, err.Error())
+			requestError(w, http.StatusBadRequest, err)
 			return
 		}
 		if reserved(t) {
-			apiError(w, http.StatusBadRequest, errReserved.Msg)
+			requestError(w, http.StatusBadRequest, errReserved)
 			return
 		}
 	}

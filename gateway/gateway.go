@@ -192,16 +192,17 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 
 // Stats is a snapshot of the node's main figures.
 type Stats struct {
-	Connections   int64 // open WebSocket connections
-	SSEStreams    int64 // open SSE streams
-	TCPConns      int64 // open TCP connections, HTTP included
-	Subscriptions int
-	Topics        int
-	BrokerTopics  int // topics held upstream
-	MessagesIn    uint64
-	MessagesOut   uint64
-	SlowCloses    uint64
-	Heartbeat     uint64 // heartbeat closes
+	Connections   int64  `json:"connections"`     // open WebSocket connections
+	SSEStreams    int64  `json:"sse_streams"`     // open SSE streams
+	TCPConns      int64  `json:"tcp_connections"` // open TCP connections, HTTP included
+	Subscriptions int    `json:"subscriptions"`
+	Topics        int    `json:"topics"`
+	BrokerTopics  int    `json:"broker_topics"` // topics held upstream
+	MessagesIn    uint64 `json:"messages_in"`
+	MessagesOut   uint64 `json:"messages_out"`
+	SlowCloses    uint64 `json:"slow_consumer_closes"`
+	Heartbeat     uint64 `json:"heartbeat_closes"`
+	Draining      bool   `json:"draining"`
 }
 
 // Stats returns the node's current figures.
@@ -214,10 +215,11 @@ func (g *Gateway) Stats() Stats {
 		TCPConns:      ps.Conns,
 		Subscriptions: rs.Subscriptions,
 		Topics:        rs.Topics,
-		BrokerTopics:  g.router.Held(),
+		BrokerTopics:  g.brokerTopics(),
 		MessagesIn:    g.msgsIn.Load(),
 		MessagesOut:   g.msgsOut.Load(),
 		SlowCloses:    ps.Overflows,
 		Heartbeat:     g.heartbeatCloses.Load(),
+		Draining:      g.draining.Load(),
 	}
 }

@@ -577,26 +577,28 @@ type historyRecord struct {
 // limit (default 100), as JSON.
 func (g *Gateway) handleHistory(w http.ResponseWriter, r *http.Request) {
 	if !g.checkAPIKey(r) {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="subsock"`)
-		http.Error(w, "missing or wrong API key", http.StatusUnauthorized)
+		apiError(w, http.StatusUnauthorized, "missing or wrong API key")
 		return
 	}
 	q := r.URL.Query()
-	topic := q.Get("topic")
+	topic, ok := singleParam(w, r, "topic")
+	if !ok {
+		return
+	}
 	if err := proto.ValidTopic(topic); err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
+		requestError(w, http.StatusBadRequest, err)
 		return
 	}
 	pol, ok := g.hist.policy(topic)
 	if !ok {
-		http.Error(w, fmt.Sprintf("topic %q has no history: no -history rule matches it", topic), http.StatusBadRequest)
+		httpError(w, http.StatusBadRequest, proto.CodeNotEnabled, fmt.Sprintf("topic %q has no history: no -history rule matches it", topic))
 		return
 	}
 	sq := broker.StreamQuery{Limit: 100}
 	if v := q.Get("since"); v != "" {
 		n, err := strconv.ParseUint(v, 10, 64)
 		if err != nil {
-			http.Error(w, "since must be a non-negative integer offset", http.StatusBadRequest)
+			apiError(w, http.StatusBadRequest, "since must be a non-negative integer offset")
 			return
 		}
 		sq.Since = n
@@ -604,7 +606,7 @@ func (g *Gateway) handleHistory(w http.ResponseWriter, r *http.Request) {
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 || n > g.cfg.HistoryReadLimit {
-			http.Error(w, fmt.Sprintf("limit must be an integer from 0 to %d", g.cfg.HistoryReadLimit), http.StatusBadRequest)
+			apiError(w, http.StatusBadRequest, fmt.Sprintf("limit must be an integer from 0 to %d", g.cfg.HistoryReadLimit))
 			return
 		}
 		sq.Limit = n
@@ -625,8 +627,7 @@ func (g *Gateway) handleHistory(w http.ResponseWriter, r *http.Request) {
 
 func (g *Gateway) answerHistory(w http.ResponseWriter, topic string, pos broker.Position, pubs []broker.Publication, err error) {
 	if err != nil {
-		w.Header().Set("Retry-After", "1")
-		http.Error(w, "reading history failed: "+asUnavailable(err).Error(), http.StatusServiceUnavailable)
+		apiError(w, http.StatusServiceUnavailable, "reading history failed: "+asUnavailable(err).Error())
 		return
 	}
 	ans := historyAnswer{Topic: topic, Epoch: pos.Epoch, Offset: pos.Offset, Publications: make([]historyRecord, 0, len(pubs))}

@@ -107,7 +107,7 @@ func isUpgradePath(hdr []byte) bool {
 // httpFail answers with status and reason, then closes the connection.
 func (g *Gateway) httpFail(s *session, status int, reason string) {
 	rec := newRecorder()
-	http.Error(rec, reason, status)
+	apiError(rec, status, reason)
 	s.done = true
 	g.send(s, rec.response(false, false), true)
 }
@@ -142,6 +142,14 @@ func (g *Gateway) upgrade(s *session, hdr []byte) {
 		g.upgradeRejects.Add(1)
 		s.done = true
 		g.send(s, out.Bytes(), true)
+		return
+	}
+	if hc.closeWith != nil {
+		// Refused, and told so in a way a browser can read: the 101,
+		// then a close frame with the code and the reason.
+		g.upgradeRejects.Add(1)
+		s.done = true
+		g.send(s, append(out.Bytes(), hc.closeWith...), true)
 		return
 	}
 	codec := uint8(0)
@@ -267,6 +275,9 @@ type handshakeChecks struct {
 	origin string
 	authz  string
 	cookie string
+	// closeWith, when set, is a refusal to send as a close frame right
+	// after the upgrade (the client asked: refuse=close).
+	closeWith []byte
 }
 
 func (h *handshakeChecks) onRequest(uri []byte) error {

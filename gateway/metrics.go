@@ -51,7 +51,7 @@ func (g *Gateway) registerMetrics() *prometheus.Registry {
 	gauge("tcp_connections", "Open TCP connections, HTTP included.", func() float64 { return float64(g.poller.Stats().Conns) })
 	gauge("subscriptions", "Subscriptions held on this node.", func() float64 { return float64(g.reg.Stats().Subscriptions) })
 	gauge("topics", "Topics with at least one local subscriber.", func() float64 { return float64(g.reg.Stats().Topics) })
-	gauge("broker_topics", "Topics this node holds interest in upstream.", func() float64 { return float64(g.router.Held()) })
+	gauge("broker_topics", "Topics this node holds interest in upstream.", func() float64 { return float64(g.brokerTopics()) })
 	counter("messages_in_total", "Messages published through this node.", u(&g.msgsIn))
 	counter("messages_out_total", "Deliveries queued to local subscribers.", u(&g.msgsOut))
 	counter("bytes_out_total", "Bytes written to sockets.", func() float64 { return float64(g.poller.Stats().BytesOut) })

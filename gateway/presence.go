@@ -493,13 +493,16 @@ func (g *Gateway) handlePresence(w http.ResponseWriter, r *http.Request) {
 	if !g.apiGuard(w, r, nil) {
 		return
 	}
-	topic := r.URL.Query().Get("topic")
+	topic, ok := singleParam(w, r, "topic")
+	if !ok {
+		return
+	}
 	if err := proto.ValidTopic(topic); err != nil {
-		apiError(w, http.StatusBadRequest, err.Error())
+		requestError(w, http.StatusBadRequest, err)
 		return
 	}
 	if len(g.pres.on) == 0 || !g.pres.on.Allows(topic) {
-		apiError(w, http.StatusBadRequest, "presence is not enabled on "+topic+": no -presence rule matches it")
+		httpError(w, http.StatusBadRequest, proto.CodeNotEnabled, "presence is not enabled on "+topic+": no -presence rule matches it")
 		return
 	}
 	stats := strings.HasSuffix(r.URL.Path, "_stats")

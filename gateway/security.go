@@ -146,13 +146,24 @@ func reject(status int, reason string, header string) error {
 // order, so a refused client never holds an admission slot.
 func (g *Gateway) beforeUpgrade(s *session, hc *handshakeChecks) (ws.HandshakeHeader, error) {
 	sec := &g.sec
+	// A browser cannot read the status of a refused handshake: it only
+	// sees 1006. A client that asks (?refuse=close) is upgraded and then
+	// closed with a code that says why (see refuseAfterUpgrade).
+	closeOpt := closeRefusals(hc.query)
+	refuse := func(status int, reason, header string, code ws.StatusCode) error {
+		if closeOpt {
+			hc.closeWith = frame.AppendClose(nil, code, truncReason(reason))
+			return nil
+		}
+		return reject(status, reason, header)
+	}
 	if g.draining.Load() {
-		return nil, reject(http.StatusServiceUnavailable, "server shutting down", "Retry-After: 5\r\n")
+		return nil, refuse(http.StatusServiceUnavailable, "server shutting down; retry in 5s", "Retry-After: 5\r\n", frame.StatusTryLater)
 	}
 	// Browsers always send Origin; a request without one is not a browser
 	// and cannot be a cross-site hijack.
 	if !sec.origins.Allowed(hc.origin, hc.host) {
-		return nil, reject(http.StatusForbidden, "origin "+hc.origin+" not allowed (see -allowed-origins)", "")
+		return nil, refuse(http.StatusForbidden, "origin "+hc.origin+" not allowed (see -allowed-origins)", "", frame.StatusDisconnected)
 	}
 	gr, exp, err := g.authenticate(hc)
 	var kp *keyPendingError
@@ -160,7 +171,7 @@ func (g *Gateway) beforeUpgrade(s *session, hc *handshakeChecks) (ws.HandshakeHe
 		return nil, kp // the handshake is answered once the key is fetched
 	}
 	if err != nil {
-		return nil, reject(http.StatusUnauthorized, err.Error(), `WWW-Authenticate: Bearer realm="subsock"`+"\r\n")
+		return nil, refuse(http.StatusUnauthorized, err.Error(), `WWW-Authenticate: Bearer realm="subsock"`+"\r\n", frame.StatusTokenExpired)
 	}
 	ok, retry, reason := sec.admission.Admit(time.Now())
 	if !ok {
@@ -168,10 +179,32 @@ func (g *Gateway) beforeUpgrade(s *session, hc *handshakeChecks) (ws.HandshakeHe
 		if secs < 1 {
 			secs = 1
 		}
-		return nil, reject(http.StatusServiceUnavailable, reason, "Retry-After: "+strconv.Itoa(secs)+"\r\n")
+		return nil, refuse(http.StatusServiceUnavailable, reason+"; retry in "+strconv.Itoa(secs)+"s", "Retry-After: "+strconv.Itoa(secs)+"\r\n", frame.StatusTryLater)
+	}
+	if closeOpt {
+		hc.closeWith = nil
 	}
 	s.auth = g.authStateFor(s, gr, exp)
 	return nil, nil
+}
+
+// closeRefusals reports whether the handshake's query asks for refusals
+// as close codes (refuse=close).
+func closeRefusals(query string) bool {
+	if !strings.Contains(query, "refuse=") {
+		return false
+	}
+	q, _ := url.ParseQuery(query)
+	return q.Get("refuse") == "close"
+}
+
+// truncReason keeps a close reason within the 123 bytes a close frame
+// allows.
+func truncReason(r string) string {
+	if len(r) > 123 {
+		return r[:123]
+	}
+	return r
 }
 
 // authStateFor is the state of an admitted connection with grants gr and

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -309,9 +310,10 @@ func (g *Gateway) sseFail(s *session, e *sseError) {
 }
 
 func sseErrorResponse(e *sseError) []byte {
-	body := e.reason + "\n"
+	b, _ := json.Marshal(errorBody{errorDetail{codeForStatus(e.status), e.reason}})
+	body := string(b) + "\n"
 	return []byte("HTTP/1.1 " + strconv.Itoa(e.status) + " " + http.StatusText(e.status) + "\r\n" +
-		"Content-Type: text/plain; charset=utf-8\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n" +
+		"Content-Type: application/json\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n" +
 		e.header + "Connection: close\r\n\r\n" + body)
 }
 
