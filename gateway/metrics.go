@@ -43,6 +43,18 @@ func (g *Gateway) registerMetrics() *prometheus.Registry {
 	u := func(a *atomic.Uint64) func() float64 { return func() float64 { return float64(a.Load()) } }
 
 	gauge("connections", "Open WebSocket connections.", func() float64 { return float64(g.wsConns.Load()) })
+	gauge("broker_healthy", "1 while the backbone is connected and every held topic subscribed (/readyz ok), 0 otherwise.", func() float64 {
+		if g.broker.Health() != nil {
+			return 0
+		}
+		return 1
+	})
+	gauge("draining", "1 once the node is shutting down (it still answers /metrics on connections already open).", func() float64 {
+		if g.draining.Load() {
+			return 1
+		}
+		return 0
+	})
 	for tr, n := range map[string]*atomic.Int64{"websocket": &g.wsConns, "sse": &g.sseConns} {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "subsock_transport_connections",
 			Help: "Open subscriber connections by transport.", ConstLabels: prometheus.Labels{"transport": tr}},

@@ -6,6 +6,7 @@
 #   redis-server, redis-cli   broker tests (Redis Pub/Sub and a 3-node cluster)
 #   nats-server               broker tests (NATS core)
 #   chromium, chromedriver    browser tests
+#   promtool                  alert rule checks and unit tests (deploy/prometheus)
 #
 # Must run as root (or with sudo available); never prompts.
 set -euo pipefail
@@ -17,6 +18,7 @@ wanted=(
 	nats-server:nats-server
 	chromium:chromium
 	chromedriver:chromium-driver
+	promtool:prometheus
 )
 
 missing=()
@@ -53,7 +55,7 @@ echo "install-deps: installing ${missing[*]}"
 # The Debian packages start their services on install where an init system
 # runs; tests start their own servers on free ports, so stop those to free
 # the default ports and the CPU. Absent init systems make this a no-op.
-for svc in redis-server nats-server; do
+for svc in redis-server nats-server prometheus; do
 	if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
 		"${sudo[@]}" systemctl stop "$svc" || true
 	fi
