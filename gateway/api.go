@@ -3,10 +3,12 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"net/http"
+	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -100,7 +102,12 @@ func (g *Gateway) handlePublish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := proto.ValidData(relay[1:], f); err != nil {
-		apiError(w, http.StatusBadRequest, "body is not one "+f.String()+" value: "+err.Error())
+		msg := err.Error()
+		var de *proto.DataError
+		if errors.As(err, &de) {
+			msg = de.Reason + " at offset " + strconv.Itoa(de.Offset)
+		}
+		apiError(w, http.StatusBadRequest, "body is not one "+f.String()+" value: "+msg)
 		return
 	}
 	// On the node's own connections the broker call is made off the

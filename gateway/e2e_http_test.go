@@ -67,8 +67,11 @@ func TestE2EPublishAPI(t *testing.T) {
 		{name: "bad_msgpack", topic: topic, contentType: "application/msgpack", body: []byte{0xc1}, status: 400, reason: "MessagePack"},
 		{name: "truncated_msgpack", topic: topic, contentType: "application/msgpack", body: mp(sample)[:10], status: 400, reason: "MessagePack"},
 		{name: "too_large", topic: topic, contentType: "application/json", body: js(strings.Repeat("x", maxMessage)), status: 413},
-		{name: "text_plain", topic: topic, contentType: "text/plain", body: []byte(`1`), status: 415},
-		{name: "form", topic: topic, contentType: "application/x-www-form-urlencoded", body: []byte(`a=1`), status: 415},
+		// curl -d sends a form type, and people leave text/plain: read as JSON.
+		{name: "text_plain", topic: topic, contentType: "text/plain", body: []byte(`1`), status: 200, subscribers: 2, delivered: 1},
+		{name: "form_json", topic: topic, contentType: "application/x-www-form-urlencoded", body: []byte(`{"x":1}`), status: 200, subscribers: 2, delivered: map[string]any{"x": 1}},
+		{name: "form_not_json", topic: topic, contentType: "application/x-www-form-urlencoded", body: []byte(`a=1`), status: 400, reason: "JSON"},
+		{name: "image", topic: topic, contentType: "image/png", body: []byte(`1`), status: 415},
 	}
 	for _, tt := range cases {
 		t.Run(tt.name, func(t *testing.T) {
