@@ -285,6 +285,10 @@ func (c wireCodec) decodeReply(b []byte) (reply, error) {
 	}
 	r.fields = make(map[string]any, len(m))
 	for k, v := range m {
+		if k == "data" {
+			r.fields[k] = r.data // normalised once: data may be large
+			continue
+		}
 		r.fields[k] = norm(v)
 	}
 	return r, nil
