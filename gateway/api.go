@@ -152,6 +152,7 @@ type health struct {
 	Status string `json:"status"`           // ok, degraded or draining
 	Broker string `json:"broker,omitempty"` // why the backbone is not usable
 	Poller string `json:"poller,omitempty"` // why the event loops failed
+	Check  string `json:"check,omitempty"`  // a failing AddCheck: "name: error"
 }
 
 // handleHealth is /readyz and /healthz: 200 while the node accepts work
@@ -168,6 +169,10 @@ func (g *Gateway) handleHealth(w http.ResponseWriter, _ *http.Request) {
 	}
 	if err := g.poller.Err(); err != nil {
 		writeJSON(w, http.StatusServiceUnavailable, health{Status: "degraded", Poller: err.Error()})
+		return
+	}
+	if failed := g.failedCheck(); failed != "" {
+		writeJSON(w, http.StatusServiceUnavailable, health{Status: "degraded", Check: failed})
 		return
 	}
 	writeJSON(w, http.StatusOK, health{Status: "ok"})

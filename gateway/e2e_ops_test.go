@@ -6,12 +6,14 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/coder/websocket"
 
 	"github.com/subsock/subsock/broker"
 	"github.com/subsock/subsock/gateway"
+	"github.com/subsock/subsock/proto"
 )
 
 // decodeStrict decodes body into v, refusing fields v does not have: the
@@ -37,6 +39,7 @@ func TestOpsEndpoints(t *testing.T) {
 		Status string `json:"status"`
 		Broker string `json:"broker"`
 		Poller string `json:"poller"`
+		Check  string `json:"check"`
 	}
 	for _, path := range []string{"/livez", "/readyz", "/healthz"} {
 		status, body := get(t, hc, n, path)
@@ -80,6 +83,39 @@ func TestOpsEndpoints(t *testing.T) {
 		t.Fatalf("/livez with the backbone down: %d", status)
 	}
 	bus.Start()
+	eventually(t, "/readyz ok again", func() bool { status, _ := get(t, hc, n, "/readyz"); return status == http.StatusOK })
+	// What feeds the node from outside adds its own readiness.
+	var srcErr atomic.Pointer[error]
+	n.g.AddCheck("kafka", func() error {
+		if e := srcErr.Load(); e != nil {
+			return *e
+		}
+		return nil
+	})
+	down := errors.New("no broker reachable")
+	srcErr.Store(&down)
+	status, body = get(t, hc, n, "/readyz")
+	h = health{}
+	decodeStrict(t, body, &h)
+	if status != http.StatusServiceUnavailable || h.Check != "kafka: no broker reachable" {
+		t.Fatalf("/readyz with a failing check: %d %s", status, body)
+	}
+	srcErr.Store(nil)
+	// Gateway.Publish takes the node's publish path.
+	if _, err := n.g.Publish(t.Context(), "ops.t", proto.FormatJSON, []byte(`{"via":"Publish"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if r := c.next(t); r.op != "msg" || r.topic != "ops.t" {
+		t.Fatalf("Gateway.Publish delivery: %v", r)
+	}
+	for _, bad := range []struct {
+		topic string
+		data  string
+	}{{"a..b", "1"}, {"_subsock.ctl", "1"}, {"ops.t", "{"}} {
+		if _, err := n.g.Publish(t.Context(), bad.topic, proto.FormatJSON, []byte(bad.data)); err == nil {
+			t.Fatalf("Gateway.Publish(%q, %q) succeeded", bad.topic, bad.data)
+		}
+	}
 }
 
 // TestOpsHTTPErrors: errors are {"error":{"code","message"}} with the

@@ -15,6 +15,7 @@ import (
 
 	"github.com/subsock/subsock/broker"
 	"github.com/subsock/subsock/poller"
+	"github.com/subsock/subsock/proto"
 	"github.com/subsock/subsock/registry"
 )
 
@@ -42,6 +43,9 @@ type Gateway struct {
 	wsConns  atomic.Int64
 	sseConns atomic.Int64
 	draining atomic.Bool
+
+	checksMu sync.Mutex
+	checks   []namedCheck // readiness checks added by AddCheck
 
 	mu   sync.Mutex
 	ln   net.Listener
@@ -222,4 +226,54 @@ func (g *Gateway) Stats() Stats {
 		Heartbeat:     g.heartbeatCloses.Load(),
 		Draining:      g.draining.Load(),
 	}
+}
+
+// Publish sends data (one value in format f) to topic through the node's
+// publish path, as POST /publish does: it crosses the backbone once,
+// reaches every subscriber on every node, and on a history topic gets its
+// place in the stream (pos). It waits for the backbone (at most
+// PublishTimeout): for sources that feed the node (a Kafka consumer), not
+// for netpoll handlers. It fails with an error wrapping
+// broker.ErrUnavailable when the backbone cannot take it, and with a
+// *proto.Error for a bad topic or data.
+func (g *Gateway) Publish(ctx context.Context, topic string, f proto.Format, data []byte) (pos broker.Position, err error) {
+	if err := proto.ValidTopic(topic); err != nil {
+		return pos, err
+	}
+	if reserved(topic) {
+		return pos, errReserved
+	}
+	if !f.Valid() {
+		return pos, &proto.Error{Code: proto.CodeBadRequest, Msg: "unknown format " + f.String()}
+	}
+	if err := proto.ValidData(data, f); err != nil {
+		return pos, &proto.Error{Code: proto.CodeBadRequest, Msg: "data is not one " + f.String() + " value: " + err.Error()}
+	}
+	return g.publishRelay(ctx, topic, appendRelay(make([]byte, 0, 1+len(data)), f, data))
+}
+
+// AddCheck adds a readiness check: /readyz (and /healthz) answer 503
+// "degraded" with name and the error while check returns one. For what
+// feeds the node from outside (a Kafka consumer). Call it before Serve.
+func (g *Gateway) AddCheck(name string, check func() error) {
+	g.checksMu.Lock()
+	g.checks = append(g.checks, namedCheck{name, check})
+	g.checksMu.Unlock()
+}
+
+type namedCheck struct {
+	name  string
+	check func() error
+}
+
+// failedCheck returns the first added check that fails, as "name: error".
+func (g *Gateway) failedCheck() string {
+	g.checksMu.Lock()
+	defer g.checksMu.Unlock()
+	for _, c := range g.checks {
+		if err := c.check(); err != nil {
+			return c.name + ": " + err.Error()
+		}
+	}
+	return ""
 }
