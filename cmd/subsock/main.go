@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -43,6 +44,9 @@ func (l *list) Set(v string) error {
 	return nil
 }
 
+// items returns the list's elements, as -print-config writes them.
+func (l *list) items() []string { return append([]string{}, *l...) }
+
 // historyRules is the repeatable -history flag.
 type historyRules []gateway.HistoryRule
 
@@ -63,6 +67,15 @@ func (h *historyRules) Set(v string) error {
 	return nil
 }
 
+// items returns one string per rule, each one Set accepts.
+func (h *historyRules) items() []string {
+	s := make([]string, len(*h))
+	for i, r := range *h {
+		s[i] = r.Pattern.String() + "=" + strconv.Itoa(r.Size) + "," + formatDuration(r.TTL)
+	}
+	return s
+}
+
 // options is what the command line sets: the node's Config and what only
 // the command itself uses.
 type options struct {
@@ -71,6 +84,8 @@ type options struct {
 	logLevel, logFormat      string
 	demo, pprof              bool
 	jwtSecret, jwtSecretFile string
+	configFile               string
+	printConfig              bool
 }
 
 // newFlagSet declares every flag on o. A flag for a Config field takes its
@@ -82,6 +97,8 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs := flag.NewFlagSet("subsock", flag.ContinueOnError)
 	def := gateway.Config{}.WithDefaults()
 	cfg := &o.cfg
+	fs.StringVar(&o.configFile, "config", "", "YAML file of settings keyed by flag name (deploy/subsock.example.yaml); SUBSOCK_<FLAG> variables override it, flags override both")
+	fs.BoolVar(&o.printConfig, "print-config", false, "print the effective settings (file, environment and flags) as YAML -config accepts, secrets redacted, and exit")
 	fs.StringVar(&o.addr, "addr", ":8080", "listen address")
 	fs.IntVar(&cfg.Poller.Loops, "loops", 0, "netpoll event loops (0: one per CPU)")
 	fs.IntVar(&cfg.Poller.Writers, "writers", 0, "writer goroutines that flush outbound queues (0: one per loop)")
@@ -138,7 +155,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.Float64Var(&sec.PublishRate, "publish-rate", 0, "client publishes and token refreshes per second per connection (0: unlimited)")
 	fs.IntVar(&sec.PublishBurst, "publish-burst", 0, "publish token bucket depth (0: the rate, at least 1)")
 
-	fs.Var((*historyRules)(&cfg.History), "history", "PATTERN=SIZE[,TTL]: topics matching PATTERN keep their last SIZE publications for TTL (default 10m) after the last one, with offsets and recovery; repeatable, the first match wins (e.g. -history 'chat.>=100,10m')")
+	fs.Var((*historyRules)(&cfg.History), "history", "PATTERN=SIZE[,TTL]: topics matching PATTERN keep their last SIZE publications for TTL (default 10m) after the last one, with offsets and recovery; repeatable, the first match wins (e.g. -history 'chat.>=100,10m'; in $SUBSOCK_HISTORY separate rules with ;)")
 	fs.Int64Var(&cfg.BrokerOptions.HistoryMemory, "history-memory", def.BrokerOptions.HistoryMemory, "bytes the memory broker keeps in all streams together; past it the least recently published streams are dropped whole")
 	fs.IntVar(&cfg.MaxReplay, "max-replay", 0, "history replay bytes one connection may have queued beyond -max-pending; a recovery needing more is answered recovered:false (0: 4 x -max-pending)")
 	fs.IntVar(&cfg.HistoryReadLimit, "history-read-limit", def.HistoryReadLimit, "most publications one GET /history answers")
@@ -154,24 +171,12 @@ func newFlagSet(o *options) *flag.FlagSet {
 	return fs
 }
 
-// parseFlags parses args into options, secrets from the environment and
-// files included. It returns flag.ErrHelp for -h.
-func parseFlags(args []string) (*options, error) {
-	o := &options{}
-	if err := newFlagSet(o).Parse(args); err != nil {
-		return nil, err
-	}
-	return o, o.resolveSecrets()
-}
-
-// resolveSecrets fills the secrets a flag names indirectly, through the
-// environment or a file.
+// resolveSecrets fills the secrets a flag names indirectly, through a
+// file. (SUBSOCK_JWT_SECRET and SUBSOCK_API_KEY are the environment
+// layer's, as for every flag: config.go.)
 func (o *options) resolveSecrets() error {
 	sec := &o.cfg.Security
 	secret := o.jwtSecret
-	if secret == "" {
-		secret = os.Getenv("SUBSOCK_JWT_SECRET")
-	}
 	if o.jwtSecretFile != "" {
 		b, err := os.ReadFile(o.jwtSecretFile)
 		if err != nil {
@@ -182,19 +187,19 @@ func (o *options) resolveSecrets() error {
 	if secret != "" {
 		sec.JWT.Secret = []byte(secret)
 	}
-	if sec.APIKey == "" {
-		sec.APIKey = os.Getenv("SUBSOCK_API_KEY")
-	}
 	return nil
 }
 
 func run(args []string) error {
-	o, err := parseFlags(args)
+	o, fs, err := load(args, os.Environ())
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
 	}
 	if err != nil {
 		return err
+	}
+	if o.printConfig {
+		return printConfig(os.Stdout, fs)
 	}
 
 	log, err := newLogger(o.logLevel, o.logFormat)
@@ -202,6 +207,9 @@ func run(args []string) error {
 		return err
 	}
 	defer func() { _ = log.Sync() }()
+	if o.configFile != "" {
+		log.Info("config file loaded", zap.String("file", o.configFile))
+	}
 	cfg := o.cfg
 	cfg.Logger = log
 	if o.demo && len(cfg.History) == 0 && !strings.HasPrefix(cfg.Broker, "nats://") {
@@ -212,6 +220,15 @@ func run(args []string) error {
 			return err
 		}
 		cfg.History = []gateway.HistoryRule{r}
+	}
+	if o.demo {
+		// The demo chat lists who is in the room and says who comes and goes.
+		if len(cfg.Presence) == 0 {
+			cfg.Presence = []string{"demo.chat"}
+		}
+		if len(cfg.JoinLeave) == 0 {
+			cfg.JoinLeave = []string{"demo.chat"}
+		}
 	}
 	cfg = cfg.WithDefaults() // what the node runs with, for the log lines below
 
@@ -237,11 +254,12 @@ func run(args []string) error {
 		_ = g.Shutdown(context.Background())
 		return err
 	}
-	log.Info("subsock listening", zap.String("addr", ln.Addr().String()), zap.String("broker", cfg.Broker),
-		zap.Int("loops", cfg.Poller.Loops))
-
+	// Signals are caught before the node says it listens, so that whoever
+	// waits for that line may stop it with SIGTERM at once.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	log.Info("subsock listening", zap.String("addr", ln.Addr().String()), zap.String("broker", cfg.Broker),
+		zap.Int("loops", cfg.Poller.Loops))
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- g.Serve(ln) }()
 	select {

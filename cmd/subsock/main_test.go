@@ -79,11 +79,10 @@ func TestEveryConfigFieldHasAFlag(t *testing.T) {
 	}
 }
 
+// parseNoArgs loads the options from no flags, no environment and no file.
 func parseNoArgs(t *testing.T) *options {
 	t.Helper()
-	t.Setenv("SUBSOCK_JWT_SECRET", "")
-	t.Setenv("SUBSOCK_API_KEY", "")
-	o, err := parseFlags(nil)
+	o, _, err := load(nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
