@@ -42,14 +42,17 @@ type Conn struct {
 	recoverWake chan struct{}      // capacity 1: a gap waits for the supervisor
 	roomWanted  atomic.Bool        // a recovery waits for the handler queue to drain
 
-	mu   sync.Mutex
-	sess *session      // the current connection; nil between connections
-	up   chan struct{} // closed once sess is set; replaced when it goes
-	last error         // the last failed attempt, for Dial's error
+	mu    sync.Mutex
+	sess  *session      // the current connection; nil between connections
+	up    chan struct{} // closed once sess is set; replaced when it goes
+	last  error         // the last failed attempt, for Dial's error
+	fatal error         // why the Conn stopped by itself (ErrDisconnected); nil before
 }
 
 type subscription struct {
 	h Handler
+	// onJoin and onLeave are SubscribeOptions' (nil when not given).
+	onJoin, onLeave func(Member)
 	// acked: a node has acknowledged the topic once, so reconnections
 	// renew it. Until then its Subscribe call does, on each connection,
 	// with its own options (a Last the resubscription would lose).
@@ -140,13 +143,13 @@ func (c *Conn) SubscribeWith(ctx context.Context, topic string, h Handler, o Sub
 	if h == nil {
 		return ErrNilHandler
 	}
-	sub := &subscription{h: h}
+	sub := &subscription{h: h, onJoin: o.OnJoin, onLeave: o.OnLeave}
 	// The handler is in place before the sub leaves, so a replay sent
 	// ahead of the ack is delivered, not dropped as unsubscribed.
 	c.subsMu.Lock()
 	if c.ctx.Err() != nil {
 		c.subsMu.Unlock()
-		return ErrClosed
+		return c.stopErr()
 	}
 	prev := c.subs[topic]
 	if prev != nil && prev.acked.Load() {
@@ -241,17 +244,38 @@ func (c *Conn) Unsubscribe(ctx context.Context, topic string) error {
 // server's answer and returns its refusal as a *ServerError; otherwise a
 // refusal reaches Options.OnError.
 func (c *Conn) Publish(ctx context.Context, topic string, v any) error {
+	return c.PublishWith(ctx, topic, v, PublishOptions{})
+}
+
+// PublishOptions are per-call settings of PublishWith. The zero value is a
+// plain Publish.
+type PublishOptions struct {
+	// NoEcho keeps the message from this Conn's own subscription to topic
+	// ("echo":false); every other subscriber, on every node, gets it. On a
+	// history topic the Conn counts the message's offset as seen (the
+	// request always asks for the ack that carries it), so its absence
+	// from the Conn's stream is no gap to recover.
+	NoEcho bool
+}
+
+// PublishWith is Publish with per-call options.
+func (c *Conn) PublishWith(ctx context.Context, topic string, v any, o PublishOptions) error {
 	data, err := encodeValue(v, c.codec.Format())
 	if err != nil {
 		return err
 	}
-	req := &proto.Request{Op: proto.OpPub, Topic: topic, Data: data}
-	if _, deadline := ctx.Deadline(); deadline || c.opts.AckPublish {
+	req := &proto.Request{Op: proto.OpPub, Topic: topic, Data: data, NoEcho: o.NoEcho}
+	_, deadline := ctx.Deadline()
+	wait := deadline || c.opts.AckPublish
+	if wait && !o.NoEcho {
 		return c.call(ctx, req)
 	}
 	s, err := c.session(ctx)
 	if err != nil {
 		return err
+	}
+	if o.NoEcho {
+		return c.publishNoEcho(ctx, s, req, wait)
 	}
 	if err := c.send(s, req, false); err != nil {
 		s.kill(err)
@@ -259,6 +283,27 @@ func (c *Conn) Publish(ctx context.Context, topic string, v any) error {
 	}
 	c.stats.published.Add(1)
 	return nil
+}
+
+// publishNoEcho sends a pub with "echo":false on s. It always carries an
+// id: on a history topic the ack's offset is one the Conn will not see
+// (see echoPub). Without wait, a refusal goes to OnError.
+func (c *Conn) publishNoEcho(ctx context.Context, s *session, req *proto.Request, wait bool) error {
+	done := c.echoPub(s, req.Topic)
+	reply := func(ack *proto.Reply, err error) {
+		if done != nil {
+			done(ack, err)
+		}
+		var se *ServerError
+		if !wait && errors.As(err, &se) {
+			se.Op, se.Topic = req.Op.String(), req.Topic
+			c.opts.OnError(se)
+		}
+	}
+	if wait {
+		return c.exchange(ctx, s, req, false, reply)
+	}
+	return c.start(s, req, false, waiter{ch: make(chan error, 1), reply: reply})
 }
 
 // Refresh fetches a token from Options.Token and hands it to the server
@@ -288,6 +333,31 @@ func (c *Conn) Close() error {
 		<-c.handlerDone
 	})
 	return nil
+}
+
+// Done is closed when the Conn has stopped for good: after Close, or when
+// the server disconnected it (see Err). Close must still be called.
+func (c *Conn) Done() <-chan struct{} { return c.ctx.Done() }
+
+// Err is nil while the Conn runs. Once Done is closed it says why:
+// ErrClosed after Close, or an error matching ErrDisconnected (and a
+// *CloseError with code 4003) when a backend had the server disconnect
+// it; calls then return that error.
+func (c *Conn) Err() error {
+	if c.ctx.Err() == nil {
+		return nil
+	}
+	return c.stopErr()
+}
+
+// stopErr is what calls return once the Conn has stopped.
+func (c *Conn) stopErr() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.fatal != nil {
+		return c.fatal
+	}
+	return ErrClosed
 }
 
 // Stats returns the connection's current figures.
@@ -343,7 +413,7 @@ func (c *Conn) session(ctx context.Context) (*session, error) {
 		s, up := c.sess, c.up
 		c.mu.Unlock()
 		if c.ctx.Err() != nil {
-			return nil, ErrClosed
+			return nil, c.stopErr()
 		}
 		wait := up
 		if s != nil {
@@ -357,7 +427,7 @@ func (c *Conn) session(ctx context.Context) (*session, error) {
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-c.ctx.Done():
-			return nil, ErrClosed
+			return nil, c.stopErr()
 		}
 	}
 }
@@ -375,39 +445,77 @@ func (c *Conn) call(ctx context.Context, req *proto.Request) error {
 // callOn is call on a given session; bounded is for the supervisor's own
 // requests (see send).
 func (c *Conn) callOn(ctx context.Context, s *session, req *proto.Request, bounded bool) error {
-	id := c.nextID.Add(1)
-	req.ID, req.HasID = id, true
-	ch := make(chan error, 1)
-	if !s.register(id, ch) {
-		return ErrConnectionLost
+	return c.exchange(ctx, s, req, bounded, nil)
+}
+
+// query sends req on the live connection and waits for its ack, which it
+// hands to read on the reader goroutine first (read must not block).
+func (c *Conn) query(ctx context.Context, req *proto.Request, read func(ack *proto.Reply)) error {
+	s, err := c.session(ctx)
+	if err != nil {
+		return err
 	}
-	if err := c.send(s, req, bounded); err != nil {
-		s.unregister(id)
-		s.kill(err)
-		return fmt.Errorf("%w: %w", ErrConnectionLost, err)
-	}
-	if req.Op == proto.OpPub {
-		c.stats.published.Add(1)
+	return c.exchange(ctx, s, req, false, func(ack *proto.Reply, _ error) {
+		if ack != nil {
+			read(ack)
+		}
+	})
+}
+
+// exchange is callOn with a reply hook (see waiter). A request with a
+// hook stays registered when ctx ends, so that the hook runs once
+// whatever happens: with the answer, or ErrConnectionLost.
+func (c *Conn) exchange(ctx context.Context, s *session, req *proto.Request, bounded bool, reply func(*proto.Reply, error)) error {
+	w := waiter{ch: make(chan error, 1), reply: reply}
+	if err := c.start(s, req, bounded, w); err != nil {
+		return err
 	}
 	select {
-	case err := <-ch:
+	case err := <-w.ch:
 		var se *ServerError
 		if errors.As(err, &se) {
 			se.Op = req.Op.String()
-			if req.Op == proto.OpPub {
+			if req.Topic != "" {
 				se.Topic = req.Topic
 			} else if len(req.Topics) == 1 {
 				se.Topic = req.Topics[0]
 			}
 		}
 		if errors.Is(err, ErrConnectionLost) && c.ctx.Err() != nil {
-			return ErrClosed
+			return c.stopErr()
 		}
 		return err
 	case <-ctx.Done():
-		s.unregister(id)
+		if reply == nil {
+			s.unregister(req.ID)
+		}
 		return ctx.Err()
 	}
+}
+
+// start registers w under a fresh id for req and sends it on s, without
+// waiting for the answer. When it fails, w's hook has run (or never will
+// be registered) and w.ch is left empty.
+func (c *Conn) start(s *session, req *proto.Request, bounded bool, w waiter) error {
+	id := c.nextID.Add(1)
+	req.ID, req.HasID = id, true
+	if !s.register(id, w) {
+		if w.reply != nil {
+			w.reply(nil, ErrConnectionLost)
+		}
+		return ErrConnectionLost
+	}
+	if err := c.send(s, req, bounded); err != nil {
+		if s.unregister(id) && w.reply != nil {
+			w.reply(nil, ErrConnectionLost)
+		}
+		s.kill(err)
+		return fmt.Errorf("%w: %w", ErrConnectionLost, err)
+	}
+	if req.Op == proto.OpPub {
+		c.stats.published.Add(1)
+	}
+	return nil
 }
 
 // send encodes req and writes it. Callers' writes rely on the

@@ -20,6 +20,16 @@
 // drops duplicates, recovers a gap on the same connection, and reports
 // each recovery to Options.OnRecover (see Recovery).
 //
+// The node knows each connection by a client id and its token's user
+// (Conn.Info). On topics with presence, Conn.Presence and PresenceStats
+// say who is subscribed across the cluster, and SubscribeOptions.OnJoin
+// and OnLeave report the other members as they come and go. A publish
+// with PublishOptions.NoEcho reaches every subscriber but the Conn
+// itself. A backend can act on clients through the server: a subscription
+// it removes is dropped and reported (UnsubscribedError), and a client it
+// disconnects (close code 4003) stops for good instead of reconnecting
+// (ErrDisconnected, Conn.Done).
+//
 // Goroutines, per Conn, all stopped by Close:
 //   - one supervisor that dials, resubscribes, recovers history gaps,
 //     sends the app-level pings, ends a connection whose writes stall, and
@@ -33,10 +43,11 @@
 //
 // Callback rules: a Handler may call any method of its Conn except Close
 // (Close waits for the handler goroutine). OnError, OnConnect,
-// OnDisconnect and OnRecover must return quickly and be safe for
-// concurrent use: OnError and OnRecover are called from the reader (OnError
-// also from the supervisor), and blocking there delays reads (and, in the
-// end, gets the connection closed as a slow consumer).
+// OnDisconnect, OnRecover, OnJoin and OnLeave must return quickly and be
+// safe for concurrent use: OnError, OnRecover, OnJoin and OnLeave are
+// called from the reader (OnError also from the supervisor), and blocking
+// there delays reads (and, in the end, gets the connection closed as a
+// slow consumer).
 //
 // The package keeps no global state and logs only to the *zap.Logger given
 // in Options.

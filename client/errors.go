@@ -41,12 +41,35 @@ var (
 	// ErrUndecodable is reported through OnError for a server message the
 	// codec cannot read; the connection stays up.
 	ErrUndecodable = errors.New("client: undecodable server message")
+	// ErrDisconnected ends a Conn the server disconnected (close code 4003)
+	// because a backend asked it to (POST /api/disconnect): the Conn does
+	// not reconnect. Conn.Err, OnDisconnect and every later call return an
+	// error matching it, which also wraps the *CloseError.
+	ErrDisconnected = errors.New("client: disconnected by the server")
+	// ErrUnsubscribed matches an *UnsubscribedError.
+	ErrUnsubscribed = errors.New("client: subscription removed by the server")
 )
+
+// UnsubscribedError is reported through OnError when the server removed a
+// subscription because a backend asked it to (POST /api/unsubscribe). The
+// Conn has dropped the topic: it is not renewed on reconnect, and its
+// queued messages are discarded. Subscribing again is the application's
+// call (the server may well refuse it).
+type UnsubscribedError struct {
+	Topic string
+}
+
+func (e *UnsubscribedError) Error() string {
+	return "client: server removed the subscription to " + strconv.Quote(e.Topic)
+}
+
+// Is makes errors.Is(err, ErrUnsubscribed) hold.
+func (e *UnsubscribedError) Is(target error) bool { return target == ErrUnsubscribed }
 
 // ServerError is the server's refusal of one request (an err reply).
 type ServerError struct {
-	Op    string     // the request: "sub", "unsub", "pub", "auth"; empty when unsolicited
-	Topic string     // the topic of a pub, or of a sub retried alone after a reconnect
+	Op    string     // the request: "sub", "unsub", "pub", "auth", "info", "presence", "presence_stats"; empty when unsolicited
+	Topic string     // the topic of a pub or a presence query, or of a sub retried alone after a reconnect
 	Code  proto.Code // machine-readable reason, e.g. proto.CodeInvalidTopic
 	Msg   string     // human-readable detail from the server
 }

@@ -81,3 +81,29 @@ func ExampleConn_SubscribeWith() {
 		log.Fatal(err)
 	}
 }
+
+// Presence: on a topic the node has presence and join-leave events for
+// (-presence 'room.>' -join-leave 'room.>'), the list once subscribed,
+// then the others as they come and go.
+func ExampleConn_Presence() {
+	ctx := context.Background()
+	c, err := client.Dial(ctx, "ws://localhost:8080/ws", client.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	err = c.SubscribeWith(ctx, "room.1", func(m client.Message) {}, client.SubscribeOptions{
+		OnJoin:  func(m client.Member) { log.Printf("%s (%s) joined", m.User, m.Client) },
+		OnLeave: func(m client.Member) { log.Printf("%s (%s) left", m.User, m.Client) },
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	members, err := c.Presence(ctx, "room.1")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(len(members), "in the room")
+	// Typing indicators go to everyone else, not back to this Conn.
+	_ = c.PublishWith(ctx, "room.1", map[string]bool{"typing": true}, client.PublishOptions{NoEcho: true})
+}

@@ -26,8 +26,15 @@ import (
 // judged in the order the node sent them. The supervisor sends the subs;
 // it is woken through recoverWake. Nothing here blocks the reader.
 //
-// Locks: streamMu guards streams. It may be held while taking subsMu (read)
-// and the queue's lock, never the other way round.
+// A publication of the Conn's own with "echo":false (PublishOptions.NoEcho)
+// is a hole in its stream that is no gap: the pub's ack carries its offset,
+// which the Conn counts as seen (own). The ack and the messages published
+// after it travel separately, so a message beyond the hole can arrive
+// first: while such pubs are in flight on the connection, a message after
+// a gap is held, and judged once their acks are in.
+//
+// Locks: streamMu guards streams. It may be held while taking subsMu (read),
+// a session's lock and the queue's lock, never the other way round.
 
 // Recovery is the outcome of one attempt to get back what a history topic
 // missed: after a reconnect, after a gap, or when a message tells that the
@@ -53,6 +60,15 @@ type SubscribeOptions struct {
 	// subscription only: after a reconnect the Conn resumes from its
 	// position instead. Ignored on a topic without history.
 	Last int
+	// OnJoin and OnLeave are called when another connection subscribes
+	// to the topic or leaves it (unsubscribes, disconnects), on any node,
+	// if the topic has join-leave events (the node's -join-leave; none
+	// for groups above -join-leave-max). The Conn's own comings and goings
+	// are not reported, and neither are the members already there: ask
+	// Presence. They are called from the reader goroutine, in the order
+	// the server sent them, so they must return quickly (as OnRecover);
+	// they are not ordered with the Handler's messages.
+	OnJoin, OnLeave func(Member)
 }
 
 // stream is the Conn's position in one history topic.
@@ -67,6 +83,81 @@ type stream struct {
 	// the next offset (a replayed one) is taken until its ack.
 	recovering bool
 	wanted     bool // the supervisor has yet to send it
+
+	// own holds the offsets of the Conn's no-echo publications beyond
+	// last, in ownEpoch; last moves over them as it reaches them.
+	own      map[uint64]struct{}
+	ownEpoch string
+	// pubs counts the no-echo publications sent on pubSess whose answer
+	// has not come; held, the messages of pubSess after a gap, kept until
+	// pubs is 0.
+	pubSess *session
+	pubs    int
+	held    []heldMessage
+}
+
+// heldMessage is a message kept while no-echo publications are in flight.
+type heldMessage struct {
+	m     Message
+	epoch string
+}
+
+// maxHeld bounds the messages a stream holds; beyond it the gap is
+// recovered as any other.
+const maxHeld = 1024
+
+// absorbOwn moves last over the Conn's own offsets that follow it, and
+// forgets those it has passed.
+func (st *stream) absorbOwn() {
+	if len(st.own) == 0 || !st.known {
+		return
+	}
+	if st.ownEpoch != st.epoch {
+		clear(st.own)
+		return
+	}
+	for {
+		if _, ok := st.own[st.last+1]; !ok {
+			break
+		}
+		delete(st.own, st.last+1)
+		st.last++
+	}
+	for o := range st.own {
+		if o <= st.last {
+			delete(st.own, o)
+		}
+	}
+}
+
+// isOwn reports whether offset is one of the Conn's no-echo publications.
+func (st *stream) isOwn(offset uint64) bool {
+	_, ok := st.own[offset]
+	return ok && st.known && st.ownEpoch == st.epoch
+}
+
+// effects is what judging messages asks for once streamMu is let go; the
+// common case, one message queued, costs no allocation.
+type effects struct {
+	coalesced, dropped int
+	recs               []Recovery
+	wake               bool
+}
+
+// apply reports what judging did, streamMu not held.
+func (c *Conn) apply(topic string, e *effects) {
+	for range e.coalesced {
+		c.counted(topic, coalesced)
+	}
+	for range e.dropped {
+		c.counted(topic, dropped)
+	}
+	for _, r := range e.recs {
+		c.opts.OnRecover(r)
+	}
+	if e.wake {
+		poke(c.recoverWake)
+	}
 }
 
 // streamLocked returns topic's stream, making it. streamMu is held.
@@ -95,18 +186,46 @@ func (c *Conn) forgetStream(topic string) {
 	c.streamMu.Unlock()
 }
 
-// enqueueStream is enqueue for a message of a history topic, epoch being
-// the one it carries (set only when the stream's epoch changed). Called by
-// the reader only.
-func (c *Conn) enqueueStream(m Message, epoch string) {
-	var rec *Recovery
-	wake := false
+// enqueueStream is enqueue for a message of a history topic that arrived
+// on s, epoch being the one it carries (set only when the stream's epoch
+// changed). Called by the reader only.
+func (c *Conn) enqueueStream(s *session, m Message, epoch string) {
+	var e effects
 	c.streamMu.Lock()
 	if !c.subscribed(m.Topic) {
 		c.streamMu.Unlock()
 		return // unsubscribed while the message was on its way
 	}
 	st := c.streamLocked(m.Topic)
+	if st.pubSess != s {
+		st.held = nil // the recovery of a new connection replays them
+	}
+	if st.pubSess == s && st.pubs > 0 && (len(st.held) > 0 || st.gapAt(m.Offset, epoch)) {
+		// Perhaps no gap: the hole may be a no-echo publication of
+		// this Conn whose ack is on its way.
+		if len(st.held) < maxHeld {
+			st.held = append(st.held, heldMessage{m, epoch})
+			c.streamMu.Unlock()
+			return
+		}
+		st.held = nil
+		if !st.recovering {
+			st.recovering, st.wanted, e.wake = true, true, true
+		}
+	}
+	c.judgeLocked(st, m, epoch, &e)
+	c.streamMu.Unlock()
+	c.apply(m.Topic, &e)
+}
+
+// gapAt reports whether a live message at offset would be a gap.
+func (st *stream) gapAt(offset uint64, epoch string) bool {
+	return st.known && !st.recovering && (epoch == "" || epoch == st.epoch) && offset > st.last+1
+}
+
+// judgeLocked decides on one message of st: queue it, drop it as a
+// duplicate, or start the recovery of a gap. streamMu is held.
+func (c *Conn) judgeLocked(st *stream, m Message, epoch string, e *effects) {
 	take := false
 	switch {
 	case st.recovering:
@@ -122,36 +241,96 @@ func (c *Conn) enqueueStream(m Message, epoch string) {
 		// The stream lost its past: what was between is gone for good.
 		take = true
 		st.epoch = epoch
-		rec = &Recovery{Topic: m.Topic, Offset: m.Offset, Epoch: epoch}
+		clear(st.own)
+		e.recs = append(e.recs, Recovery{Topic: m.Topic, Offset: m.Offset, Epoch: epoch})
 	case m.Offset <= st.last:
 		// Already queued (a replay overlapping the live stream).
 	case m.Offset > st.last+1:
-		st.recovering, st.wanted, wake = true, true, true
+		st.recovering, st.wanted, e.wake = true, true, true
 	default:
 		take = true
 	}
-	var out outcome
-	if take {
-		switch out = c.q.push(m); out {
-		case dropped:
-			// The position stays, so the message comes back in a
-			// recovery once the handler has caught up: one owed now, or,
-			// during a replay, the one its ack finds short.
-			if st.known && !st.recovering {
-				st.recovering, st.wanted, wake = true, true, true
-			}
-		default:
-			st.last = m.Offset
+	if take && st.isOwn(m.Offset) {
+		// A replay of the Conn's own no-echo publication: seen.
+		st.last = m.Offset
+		st.absorbOwn()
+		return
+	}
+	if !take {
+		return
+	}
+	out := c.q.push(m)
+	switch out {
+	case coalesced:
+		e.coalesced++
+	case dropped:
+		e.dropped++
+	}
+	if out == dropped {
+		// The position stays, so the message comes back in a recovery
+		// once the handler has caught up: one owed now, or, during a
+		// replay, the one its ack finds short.
+		if st.known && !st.recovering {
+			st.recovering, st.wanted, e.wake = true, true, true
+		}
+		return
+	}
+	st.last = m.Offset
+	st.absorbOwn()
+}
+
+// echoPub notes a no-echo publication to topic about to go out on s, and
+// returns what its answer must run (nil when topic is not subscribed:
+// there is no stream to keep whole).
+func (c *Conn) echoPub(s *session, topic string) func(*proto.Reply, error) {
+	c.streamMu.Lock()
+	defer c.streamMu.Unlock()
+	if !c.subscribed(topic) || s.isEnded() {
+		return nil
+	}
+	st := c.streamLocked(topic)
+	if st.pubSess != s {
+		// Whatever pubSess held belongs to a connection that has ended.
+		st.pubSess, st.pubs, st.held = s, 0, nil
+	}
+	st.pubs++
+	return func(ack *proto.Reply, err error) { c.echoDone(topic, st, s, ack, err) }
+}
+
+// echoDone takes the answer to a no-echo publication of st sent on s: an
+// ack's offset is the Conn's own, and once no such publication is in
+// flight the messages held meanwhile are judged. It runs on s's reader,
+// except for a publication that never left (ErrConnectionLost), which
+// judges nothing.
+func (c *Conn) echoDone(topic string, st *stream, s *session, ack *proto.Reply, err error) {
+	var e effects
+	c.streamMu.Lock()
+	if c.streams[topic] != st {
+		c.streamMu.Unlock()
+		return // unsubscribed meanwhile
+	}
+	if st.pubSess == s {
+		st.pubs--
+		if errors.Is(err, ErrConnectionLost) {
+			st.pubs, st.held = 0, nil
+		}
+	}
+	if ack != nil && ack.Offset > 0 && ack.Epoch != "" && !(st.known && st.epoch == ack.Epoch && ack.Offset <= st.last) {
+		if st.own == nil || st.ownEpoch != ack.Epoch {
+			st.own, st.ownEpoch = make(map[uint64]struct{}), ack.Epoch
+		}
+		st.own[ack.Offset] = struct{}{}
+		st.absorbOwn()
+	}
+	if st.pubSess == s && st.pubs == 0 && len(st.held) > 0 {
+		held := st.held
+		st.held = nil
+		for _, h := range held {
+			c.judgeLocked(st, h.m, h.epoch, &e)
 		}
 	}
 	c.streamMu.Unlock()
-	c.counted(m.Topic, out)
-	if rec != nil {
-		c.opts.OnRecover(*rec)
-	}
-	if wake {
-		poke(c.recoverWake)
-	}
+	c.apply(topic, &e)
 }
 
 // settle applies the positions of a sub's ack; called by the reader,
@@ -179,15 +358,18 @@ func (c *Conn) settle(ps []proto.TopicPosition) {
 				continue
 			}
 			st.epoch, st.last, st.known = tp.Epoch, tp.Offset, true
-			recs = append(recs, Recovery{Topic: tp.Topic, Offset: tp.Offset, Epoch: tp.Epoch})
+			st.absorbOwn()
+			recs = append(recs, Recovery{Topic: tp.Topic, Offset: st.last, Epoch: tp.Epoch})
 		case !st.known:
 			st.epoch, st.last, st.known = tp.Epoch, tp.Offset, true
+			st.absorbOwn()
 		case st.recovering:
 			// The ack of another sub of the topic; the recovery's own
 			// ack settles it.
 		case st.epoch != tp.Epoch:
 			st.epoch, st.last = tp.Epoch, tp.Offset
-			recs = append(recs, Recovery{Topic: tp.Topic, Offset: tp.Offset, Epoch: tp.Epoch})
+			st.absorbOwn()
+			recs = append(recs, Recovery{Topic: tp.Topic, Offset: st.last, Epoch: tp.Epoch})
 		case st.last < tp.Offset:
 			st.recovering, st.wanted, wake = true, true, true
 		}

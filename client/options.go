@@ -86,7 +86,9 @@ type Options struct {
 	// OnError receives what no call can return: dropped messages
 	// (ErrBufferFull), failed connection attempts (a *RetryError wrapping
 	// the failure, e.g. a *HandshakeError), server errors without a
-	// request id, resubscriptions the server refused.
+	// request id, resubscriptions the server refused, no-echo publishes
+	// refused while nobody waited, and subscriptions the server removed
+	// (an *UnsubscribedError).
 	OnError func(error)
 	// OnConnect is called each time a connection is ready: the handshake
 	// is done and every subscription has been renewed (or its refusal
@@ -95,7 +97,9 @@ type Options struct {
 	// OnDisconnect is called with the reason each time a connection that
 	// completed its handshake ends: a *RetryError wrapping the cause (a
 	// *CloseError when the server closed it, ErrServerSilent, ...) with
-	// the wait before the next attempt, or ErrClosed after Close.
+	// the wait before the next attempt; ErrClosed after Close; or, when the
+	// server disconnected the client (4003), an error matching
+	// ErrDisconnected, after which the Conn stops (see Conn.Err).
 	OnDisconnect func(err error)
 	// OnRecover is called once per history topic for each attempt to get
 	// back what it missed: the resubscription after a reconnect, the

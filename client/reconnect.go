@@ -68,6 +68,18 @@ func (c *Conn) supervise(first chan<- error) {
 			c.opts.OnDisconnect(ErrClosed)
 			return
 		}
+		if disconnected(cause) {
+			// A backend had the server end this client: coming back
+			// unchanged would only be refused again, or undo its decision.
+			err := fmt.Errorf("%w: %w", ErrDisconnected, cause)
+			c.mu.Lock()
+			c.fatal = err
+			c.mu.Unlock()
+			c.cancel()
+			c.log.Info("disconnected by the server; not reconnecting", zap.String("url", c.url), zap.Error(cause))
+			c.opts.OnDisconnect(err)
+			return
+		}
 		// A connection that outlived the longest wait was a success; one
 		// that did not keeps the failure count growing, so a server that
 		// accepts and drops at once is not hammered.
@@ -83,6 +95,16 @@ func (c *Conn) supervise(first chan<- error) {
 		}
 	}
 }
+
+// disconnected reports a close with 4003: a backend asked the server to
+// disconnect this client (POST /api/disconnect).
+func disconnected(err error) bool {
+	var ce *CloseError
+	return errors.As(err, &ce) && ce.Code == closeDisconnected
+}
+
+// closeDisconnected is the close code of a server-side disconnect.
+const closeDisconnected = 4003
 
 // permanent reports failures retrying cannot fix, which Dial returns at
 // once rather than retrying until its ctx ends.
@@ -242,20 +264,24 @@ func (c *Conn) read(s *session) {
 			if r.Offset == 0 {
 				c.enqueue(m)
 			} else {
-				c.enqueueStream(m, r.Epoch)
+				c.enqueueStream(s, m, r.Epoch)
 			}
 		case proto.OpAck:
 			if len(r.Positions) > 0 {
 				c.settle(r.Positions)
 			}
 			if r.HasID {
-				s.complete(r.ID, nil)
+				s.complete(r.ID, &r, nil)
 			}
 		case proto.OpErr:
 			se := &ServerError{Code: r.Code, Msg: r.Msg}
-			if !r.HasID || !s.complete(r.ID, se) {
+			if !r.HasID || !s.complete(r.ID, nil, se) {
 				c.opts.OnError(se)
 			}
+		case proto.OpJoin, proto.OpLeave:
+			c.memberEvent(r.Op == proto.OpJoin, r.Topic, Member{Client: r.Client, User: r.User})
+		case proto.OpUnsubscribed:
+			c.unsubscribedByServer(r.Topic)
 		}
 	}
 }

@@ -29,7 +29,7 @@ type session struct {
 	written      atomic.Uint64
 
 	mu      sync.Mutex
-	pending map[uint64]chan error // requests waiting for ack/err, by id
+	pending map[uint64]waiter // requests waiting for ack/err, by id
 	ended   bool
 	cause   error // why it ended; the first reason wins
 
@@ -42,7 +42,7 @@ func newSession(codec proto.Codec, writeTimeout time.Duration) *session {
 		typ:          websocket.MessageText,
 		writeTimeout: writeTimeout,
 		born:         time.Now(),
-		pending:      make(map[uint64]chan error),
+		pending:      make(map[uint64]waiter),
 		done:         make(chan struct{}),
 		gone:         make(chan struct{}),
 	}
@@ -134,34 +134,55 @@ func (s *session) writeBounded(b []byte) error {
 	return err
 }
 
+// waiter is a request waiting for its answer.
+type waiter struct {
+	ch chan error // capacity 1: the outcome
+	// reply, when set, is called with the ack (nil on an err or a lost
+	// connection) and the outcome before ch gets it, on the reader
+	// goroutine, in wire order. It must return quickly.
+	reply func(ack *proto.Reply, err error)
+}
+
 // register reserves id for a request; false once the session has ended.
-func (s *session) register(id uint64, ch chan error) bool {
+func (s *session) register(id uint64, w waiter) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ended {
 		return false
 	}
-	s.pending[id] = ch
+	s.pending[id] = w
 	return true
 }
 
-func (s *session) unregister(id uint64) {
+// unregister gives up waiting for id; false when it was not waiting (its
+// answer came, or the session ended, meanwhile).
+func (s *session) unregister(id uint64) bool {
 	s.mu.Lock()
+	_, ok := s.pending[id]
 	delete(s.pending, id)
 	s.mu.Unlock()
+	return ok
 }
 
-// complete hands the reply to the request with id; false when none waits.
-func (s *session) complete(id uint64, err error) bool {
+// complete hands the reply (ack, or err when it is nil) to the request
+// with id; false when none waits.
+func (s *session) complete(id uint64, ack *proto.Reply, err error) bool {
 	s.mu.Lock()
-	ch := s.pending[id]
+	w, ok := s.pending[id]
 	delete(s.pending, id)
 	s.mu.Unlock()
-	if ch == nil {
+	if !ok {
 		return false // its caller gave up waiting
 	}
-	ch <- err // buffered; each id completes once
+	w.done(ack, err)
 	return true
+}
+
+func (w waiter) done(ack *proto.Reply, err error) {
+	if w.reply != nil {
+		w.reply(ack, err)
+	}
+	w.ch <- err // buffered; each id completes once
 }
 
 // kill ends the session with cause (unless it already has one) and drops
@@ -191,8 +212,8 @@ func (s *session) end(err error) {
 	pending := s.pending
 	s.pending = nil
 	s.mu.Unlock()
-	for _, ch := range pending {
-		ch <- ErrConnectionLost
+	for _, w := range pending {
+		w.done(nil, ErrConnectionLost)
 	}
 }
 

@@ -60,19 +60,19 @@ func tickerPrice(t *testing.T, symbol string) string {
 }
 
 // TestDemoPageInChromium drives the demo page in a real headless Chromium against a real node
-// set up as `make run` does (memory broker, history for demo.chat): a backend publish shows on
-// the ticker, a chat message goes round trip, the node's figures are charted, and after the
-// node restarts on the same address the page reconnects, resubscribes, says the chat's
-// history was lost (a memory node's streams do not survive it) and shows new publishes.
+// set up as `make run` does (memory broker; history, presence and join-leave for demo.chat): a
+// backend publish shows on the ticker, a chat message goes round trip, its writer alone in the
+// room, the node's figures are charted, and after the node restarts on the same address the
+// page reconnects, resubscribes, says the chat's history was lost (a memory node's streams do
+// not survive it) and shows new publishes.
 func TestDemoPageInChromium(t *testing.T) {
 	// examples/browser is served from another origin, as an application's own site would be:
 	// the node must allow that origin for WebSockets and serves /js/ with CORS.
 	example := httptest.NewServer(http.FileServer(http.Dir(filepath.Join("..", "examples", "browser"))))
 	t.Cleanup(example.Close)
-	node := browsertest.StartNode(t, gateway.Config{
-		Security: gateway.SecurityConfig{AllowedOrigins: strings.TrimPrefix(example.URL, "http://")},
-		History:  chatRule(t),
-	}, map[string]http.Handler{"/": demo.Handler()})
+	cfg := runConfig(t)
+	cfg.Security = gateway.SecurityConfig{AllowedOrigins: strings.TrimPrefix(example.URL, "http://")}
+	node := browsertest.StartNode(t, cfg, map[string]http.Handler{"/": demo.Handler()})
 	tab := browsertest.NewTab(t)
 	tab.Do("open the page", 30*time.Second,
 		chromedp.EmulateViewport(1440, 1000),
@@ -94,6 +94,7 @@ func TestDemoPageInChromium(t *testing.T) {
 		return `[...document.querySelectorAll("#chat-log .text")].some(e => e.textContent === ` + js(t, text) + `)`
 	}
 	tab.Wait("the chat message to come back", chatHas(msg), 10*time.Second)
+	tab.Wait("the page alone in the room", `document.querySelectorAll("#chat-members li.me").length === 1 && document.getElementById("chat-count").textContent === "1"`, 5*time.Second)
 	tab.Wait("the input cleared after the ack", `document.getElementById("chat-text").value === "" && document.getElementById("chat-error").textContent === ""`, 5*time.Second)
 
 	// Node figures: /stats is sampled every second and charted.

@@ -1,6 +1,7 @@
 package js_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"io"
 	"net"
@@ -34,28 +35,37 @@ type result struct {
 
 // TestClientInChromium runs the in-browser suite of subsock.js (testdata/harness.js) in a real
 // headless Chromium against real nodes: an open one that serves the module and the harness,
-// keeps history for test.h.> and refuses anonymous access outside test.>, one that requires
-// tokens, and a WebSocket
-// server that never answers (for the heartbeat). Each case becomes a subtest.
+// keeps history for test.h.>, has presence and join-leave events on test.p.> and refuses
+// anonymous access outside test.>; one that requires tokens, with presence on test.p.> too and
+// the server API (which the harness reaches through /admin/ on its own node, as a backend
+// would); and a WebSocket server that never answers (for the heartbeat). Each case becomes a
+// subtest.
 func TestClientInChromium(t *testing.T) {
 	secret := []byte("browser-test-secret")
+	const apiKey = "browser-test-api-key"
+	presence := []string{"test.p.>"}
+	var jwtNode *browsertest.Node
 	node := browsertest.StartNode(t, gateway.Config{
 		Security: gateway.SecurityConfig{AnonymousSubs: []string{"test.>"}, AnonymousPubs: []string{"test.>"}},
 		History:  historyRule(t, "test.h.>=1000,1m"),
+		Presence: presence, JoinLeave: presence,
 	}, map[string]http.Handler{
-		"/js/":   http.StripPrefix("/js/", http.FileServerFS(js.FS())),
-		"/t/":    http.StripPrefix("/t/", http.FileServer(http.Dir("testdata"))),
-		"/token": tokenHandler(t, secret),
+		"/js/":    http.StripPrefix("/js/", http.FileServerFS(js.FS())),
+		"/t/":     http.StripPrefix("/t/", http.FileServer(http.Dir("testdata"))),
+		"/token":  tokenHandler(t, secret),
+		"/admin/": adminHandler(t, func() *browsertest.Node { return jwtNode }, apiKey),
 	})
 	// Tokens expire fast and the wheel visits each connection every PingInterval, so
 	// expiry (4001) is noticed within half a second. The harness page is served by the
 	// other node, so that origin must be allowed.
-	jwtNode := browsertest.StartNode(t, gateway.Config{
+	jwtNode = browsertest.StartNode(t, gateway.Config{
 		PingInterval: 500 * time.Millisecond,
 		Security: gateway.SecurityConfig{
 			JWT:            auth.Config{Secret: secret},
 			AllowedOrigins: node.Addr(),
+			APIKey:         apiKey,
 		},
+		Presence: presence, JoinLeave: presence,
 	}, nil)
 	silent := startSilentServer(t)
 
@@ -102,8 +112,8 @@ func TestClientInChromium(t *testing.T) {
 	}
 }
 
-// tokenHandler issues HS256 tokens allowing test.> for ?ttl= seconds, as an application's
-// backend would.
+// tokenHandler issues HS256 tokens allowing test.> for ?ttl= seconds to user ?sub= (default
+// "browser"), as an application's backend would.
 func tokenHandler(t *testing.T, secret []byte) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ttl, err := strconv.Atoi(r.URL.Query().Get("ttl"))
@@ -111,8 +121,12 @@ func tokenHandler(t *testing.T, secret []byte) http.Handler {
 			http.Error(w, "ttl: want whole seconds", http.StatusBadRequest)
 			return
 		}
+		sub := r.URL.Query().Get("sub")
+		if sub == "" {
+			sub = "browser"
+		}
 		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
-			"sub":  "browser",
+			"sub":  sub,
 			"exp":  time.Now().Add(time.Duration(ttl) * time.Second).Unix(),
 			"subs": []string{"test.>"},
 			"pubs": []string{"test.>"},
@@ -124,6 +138,41 @@ func tokenHandler(t *testing.T, secret []byte) http.Handler {
 		}
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = io.WriteString(w, tok)
+	})
+}
+
+// adminHandler forwards POST /admin/<action> to the node's POST /api/<action> with the API
+// key, as an application's backend would call the server API; the page never sees the key.
+func adminHandler(t *testing.T, node func() *browsertest.Node, key string) http.Handler {
+	client := &http.Client{Timeout: 10 * time.Second}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		action := strings.TrimPrefix(r.URL.Path, "/admin/")
+		if r.Method != http.MethodPost || (action != "disconnect" && action != "unsubscribe") {
+			http.Error(w, "POST /admin/disconnect or /admin/unsubscribe", http.StatusNotFound)
+			return
+		}
+		body, err := io.ReadAll(io.LimitReader(r.Body, 4096))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		// The node takes no chunked bodies: a byte slice gets a Content-Length.
+		req, err := http.NewRequest(http.MethodPost, node().URL()+"/api/"+action, bytes.NewReader(body))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		req.Header.Set("Authorization", "Bearer "+key)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Errorf("admin %s: %v", action, err)
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		w.WriteHeader(resp.StatusCode)
+		_, _ = io.Copy(w, resp.Body)
 	})
 }
 

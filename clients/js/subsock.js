@@ -16,6 +16,13 @@
 //   c.on('recover', ({ topic, recovered }) => { if (!recovered) reload(topic); });
 //   await c.subscribe('chat.lobby', (data, topic, { offset }) => show(offset, data), { last: 50 });
 //
+// On a topic with presence (-presence, -join-leave) the client can ask who is there and hear
+// the others come and go:
+//
+//   c.on('join', ({ topic, client, user }) => add(user));
+//   c.on('leave', ({ topic, client, user }) => remove(user));
+//   const members = await c.presence('chat.lobby'); // [{client, user}, ...]
+//
 // One client is one WebSocket with its own token, retry and delivery policy: open several small
 // clients rather than one that does everything.
 //
@@ -43,6 +50,7 @@ export const CloseCode = Object.freeze({
   TRY_AGAIN_LATER: 1013,
   HEARTBEAT_TIMEOUT: 4000,
   TOKEN_EXPIRED: 4001,
+  DISCONNECTED: 4003, // a backend had the server disconnect this client: no reconnect
 });
 
 /** Connection states, reported by on('state', fn). */
@@ -50,7 +58,7 @@ export const State = Object.freeze({
   CONNECTING: 'connecting', // a socket is being opened
   OPEN: 'open', // connected; subscriptions are being (re)established
   RECONNECTING: 'reconnecting', // dropped; waiting detail.delay ms before the next attempt
-  CLOSED: 'closed', // close() was called; final
+  CLOSED: 'closed', // close() was called, or the server disconnected the client (4003); final
 });
 
 /** Option defaults; every field can be overridden per connection. */
@@ -68,6 +76,17 @@ const STABLE_MS = 5000;
 
 // Rejections of these codes will not change by retrying the same request.
 const PERMANENT = new Set(['bad_request', 'unknown_op', 'invalid_topic', 'too_many_subscriptions', 'too_large', 'forbidden']);
+
+// Rejections the caller caused or cannot act on: an ignored promise must not surface as an
+// unhandled rejection.
+const QUIET = new Set(['canceled', 'closed', 'disconnected', 'unsubscribed']);
+
+// Messages a topic holds while its publishes without echo wait for their acks (see #holds);
+// past this many the hole is recovered as any gap.
+const MAX_HELD = 1024;
+
+// The data of an SSE stream's close event when a backend had the server disconnect it.
+const SSE_DISCONNECTED = 'disconnected by server';
 
 /**
  * validTopic returns null for a valid concrete topic, or the reason it is not valid:
@@ -111,9 +130,11 @@ export function reconnectDelay({ attempt, code, min, max }, random = Math.random
 
 /**
  * SubsockError is how every promise of this module rejects: code is one of the protocol's error
- * codes (bad_request, forbidden, ...) or a client-side one: unavailable (not connected, or the
- * connection dropped before the ack), closed (close() was called), canceled (unsubscribed before
- * the subscription was confirmed), token (the token function failed), encoding.
+ * codes (bad_request, forbidden, not_enabled, ...) or a client-side one: unavailable (not
+ * connected, or the connection dropped before the ack), closed (close() was called),
+ * disconnected (the server disconnected the client, close code 4003), canceled (unsubscribed
+ * before the subscription was confirmed), unsubscribed (the server removed the subscription
+ * before it was confirmed), token (the token function failed), encoding.
  */
 export class SubsockError extends Error {
   constructor(code, msg) {
@@ -192,6 +213,7 @@ export class Client {
   #codec = null;
   #state = null;
   #closed = false;
+  #closedErr = null; // why: what calls reject with once closed
   #listeners = new Map(); // event -> Set<fn>
   #topics = new Map(); // topic -> see #newTopic
   #pending = new Map(); // request id -> {kind, resolve, reject, topics, since}, for the current socket only
@@ -245,6 +267,14 @@ export class Client {
    *   false: some were lost for good (the stream's epoch changed, or it no longer holds them);
    *   the application should reload its state. offset and epoch are the position from which
    *   messages continue.
+   * 'join', 'leave': fn({topic, client, user}) — another connection subscribed to, or left, a
+   *   topic this client holds that has join-leave events (the node's -join-leave), on any node.
+   *   Not this client's own, nor the members there before it came: ask presence().
+   * 'unsubscribed': fn({topic}) — the server removed the subscription (a backend asked it to):
+   *   the topic is dropped, its handlers get nothing more, and no reconnect resubscribes it.
+   * 'disconnected': fn({code, reason}) — the server disconnected the client (close code 4003, a
+   *   backend asked it to): the client does not reconnect. The 'state' event that follows is
+   *   'closed', and pending and later calls reject with code 'disconnected'.
    */
   on(event, fn) {
     if (typeof fn !== 'function') throw new TypeError('subsock: on() needs a function');
@@ -273,7 +303,7 @@ export class Client {
     if (typeof handler !== 'function') throw new TypeError('subsock: subscribe() needs a handler function');
     const why = validTopic(topic);
     if (why) return Promise.reject(new SubsockError('invalid_topic', why));
-    if (this.#closed) return Promise.reject(new SubsockError('closed', 'the client is closed'));
+    if (this.#closed) return Promise.reject(this.#closedError());
     if (!Number.isSafeInteger(last) || last < 0) return Promise.reject(new SubsockError('bad_request', `last must be a whole number >= 0, not ${last}`));
     if (since !== null && !validPosition(since)) return Promise.reject(new SubsockError('bad_request', 'since must be {offset, epoch} as position() returns it'));
     let t = this.#topics.get(topic);
@@ -323,13 +353,16 @@ export class Client {
    * message's place: the promise resolves with {offset, epoch}. While disconnected, up to
    * maxBuffered publishes wait for the next connection. An ack-ed publish whose connection drops
    * before the ack rejects with code 'unavailable': the server may or may not have taken it.
+   * With {echo: false} every subscriber gets the message but this client ("echo":false); on a
+   * history topic the client counts its offset as seen (the request always asks for the ack that
+   * carries it), so the hole it leaves in this client's stream is no gap to recover.
    */
-  publish(topic, data, { ack = false } = {}) {
+  publish(topic, data, { ack = false, echo = true } = {}) {
     const why = validTopic(topic);
     if (why) return Promise.reject(new SubsockError('invalid_topic', why));
-    if (this.#closed) return Promise.reject(new SubsockError('closed', 'the client is closed'));
+    if (this.#closed) return Promise.reject(this.#closedError());
     return new Promise((resolve, reject) => {
-      const item = { topic, data: data === undefined ? null : data, ack, resolve, reject };
+      const item = { topic, data: data === undefined ? null : data, ack, echo: echo !== false, resolve, reject };
       if (this.#state === State.OPEN) this.#sendPub(item);
       else if (this.#outbox.length < this.#opts.maxBuffered) this.#outbox.push(item);
       else reject(new SubsockError('unavailable', `not connected, and ${this.#outbox.length} publishes already wait`));
@@ -347,10 +380,47 @@ export class Client {
     return this.#request({ op: 'auth', token: this.#token }, 'auth');
   }
 
+  /**
+   * info resolves with what the node says about this connection: {client, user, node}. client is
+   * the connection's id, unique in the cluster (a reconnect gets a new one); user the token's
+   * subject ('' when anonymous); node the node's id. Rejects with 'unavailable' when not connected.
+   */
+  info() {
+    return this.#query({ op: 'info' }).then((a) => ({ client: a.client ?? '', user: a.user ?? '', node: a.node ?? '' }));
+  }
+
+  /**
+   * presence resolves with the members of topic across the cluster, [{client, user}, ...] sorted
+   * by user then client. The client needs the right to subscribe to topic, not a subscription.
+   * Rejects with code 'not_enabled' on a topic the node has no presence for (-presence),
+   * 'forbidden', or 'unavailable' when not connected.
+   */
+  presence(topic) {
+    const why = validTopic(topic);
+    if (why) return Promise.reject(new SubsockError('invalid_topic', why));
+    return this.#query({ op: 'presence', topic }).then((a) => (a.presence ?? []).map((m) => ({ client: m.client, user: m.user ?? '' })));
+  }
+
+  /**
+   * presenceStats resolves with {clients, users}: how many connections and distinct users (the
+   * anonymous counting as one) are subscribed to topic across the cluster. Rejects as presence.
+   */
+  presenceStats(topic) {
+    const why = validTopic(topic);
+    if (why) return Promise.reject(new SubsockError('invalid_topic', why));
+    return this.#query({ op: 'presence_stats', topic }).then((a) => ({ clients: a.clients ?? 0, users: a.users ?? 0 }));
+  }
+
   /** close ends the client: no reconnect, pending promises reject with code 'closed'. */
   close() {
+    this.#shutdown(new SubsockError('closed', 'the client is closed'), {});
+  }
+
+  // #shutdown ends the client for good: pending and later calls reject with err.
+  #shutdown(err, detail) {
     if (this.#closed) return;
     this.#closed = true;
+    this.#closedErr = err;
     clearTimeout(this.#reconnectTimer);
     this.#stopHeartbeat();
     const ws = this.#ws;
@@ -363,14 +433,23 @@ export class Client {
         // already closing
       }
     }
-    const err = new SubsockError('closed', 'the client is closed');
     this.#failPending(err);
     for (const item of this.#outbox.splice(0)) item.reject(err);
     for (const t of this.#topics.values()) {
       clearTimeout(t.retryTimer);
       this.#settle(t, err);
     }
-    this.#setState(State.CLOSED, {});
+    this.#setState(State.CLOSED, detail);
+  }
+
+  #closedError() {
+    return new SubsockError(this.#closedErr.code, this.#closedErr.msg);
+  }
+
+  #query(m) {
+    if (this.#closed) return Promise.reject(this.#closedError());
+    if (this.#state !== State.OPEN) return Promise.reject(new SubsockError('unavailable', 'not connected'));
+    return this.#request(m, 'query');
   }
 
   // --- connection lifecycle ---------------------------------------------------------------
@@ -440,10 +519,19 @@ export class Client {
   // #lost handles a socket that closed (or was declared dead) while the client wants to be up.
   #lost(code, reason, opened) {
     this.#stopHeartbeat();
+    if (code === CloseCode.DISCONNECTED) {
+      // A backend had the server end this client: coming back unchanged would undo that.
+      this.#emit('disconnected', { code, reason });
+      this.#shutdown(new SubsockError('disconnected', reason || 'disconnected by the server'), { code, reason });
+      return;
+    }
     this.#failPending(new SubsockError('unavailable', `connection lost (${code}${reason ? ' ' + reason : ''}) before the reply`));
     for (const t of this.#topics.values()) {
       t.subscribed = false;
       t.recovering = false;
+      // What was held waits for acks that will not come; the resubscription replays it.
+      t.pubs = 0;
+      t.held = [];
       clearTimeout(t.retryTimer);
     }
     // A refused handshake may have been refused for the token, and 4001 certainly was: ask the
@@ -516,15 +604,26 @@ export class Client {
       case 'msg': {
         const t = this.#topics.get(m.topic);
         if (!t) return;
-        const meta = m.offset == null ? NO_OFFSET : this.#track(m.topic, t, m);
-        if (meta === null) return;
-        for (const h of [...t.handlers]) {
-          try {
-            h(m.data, m.topic, meta);
-          } catch (e) {
-            report(e);
+        if (m.offset != null && this.#holds(t, m)) {
+          if (t.held.length < MAX_HELD) {
+            t.held.push(m);
+            return;
           }
+          t.held = []; // too long a wait: recover the gap as any other
         }
+        return this.#deliver(t, m);
+      }
+      case 'join':
+      case 'leave':
+        if (typeof m.topic === 'string' && this.#topics.has(m.topic)) this.#emit(m.op, { topic: m.topic, client: m.client ?? '', user: m.user ?? '' });
+        return;
+      case 'unsubscribed': {
+        const t = this.#topics.get(m.topic);
+        if (!t) return;
+        this.#topics.delete(m.topic);
+        clearTimeout(t.retryTimer);
+        this.#settle(t, new SubsockError('unsubscribed', `the server removed the subscription to ${m.topic}`));
+        this.#emit('unsubscribed', { topic: m.topic });
         return;
       }
       case 'ack':
@@ -539,13 +638,38 @@ export class Client {
     }
   }
 
+  #deliver(t, m) {
+    const meta = m.offset == null ? NO_OFFSET : this.#track(m.topic, t, m);
+    if (meta === null) return;
+    for (const h of [...t.handlers]) {
+      try {
+        h(m.data, m.topic, meta);
+      } catch (e) {
+        report(e);
+      }
+    }
+  }
+
   #reply(id, err, ack) {
     const p = this.#pending.get(id);
     if (!p) return;
     this.#pending.delete(id);
     if (p.kind === 'sub') return this.#subReply(p, err, ack);
+    if (p.kind === 'pub') return this.#pubReply(p, err, ack);
     if (err) p.reject(err);
-    else if (p.kind === 'pub' && ack.offset != null) p.resolve({ offset: ack.offset, epoch: ack.epoch ?? null });
+    else if (p.kind === 'query') p.resolve(ack);
+    else p.resolve();
+  }
+
+  #pubReply(p, err, ack) {
+    if (p.t) this.#ownDone(p.topic, p.t, err ? null : ack);
+    if (!p.ack) {
+      // A publish without echo asks for the ack for itself; its caller was not waiting.
+      if (err) this.#emit('error', err);
+      return;
+    }
+    if (err) p.reject(err);
+    else if (ack.offset != null) p.resolve({ offset: ack.offset, epoch: ack.epoch ?? null });
     else p.resolve();
   }
 
@@ -637,7 +761,57 @@ export class Client {
       last, // messages to replay on the first subscription
       pos: since && { offset: since.offset, epoch: since.epoch }, // {offset, epoch|null} or null: the last message delivered
       recovering: false, // a sub with since is on its way: its replay will bring what is missing
+      own: new Set(), // offsets of this client's publishes without echo beyond pos, in ownEpoch
+      ownEpoch: null,
+      pubs: 0, // publishes without echo on the current socket waiting for their ack
+      held: [], // messages after a gap, kept while pubs > 0 (see #holds)
     };
+  }
+
+  // #holds reports whether m, a message with an offset, must wait: publishes of this client
+  // without echo are in flight, and m lies after a hole that may be one of theirs (the ack and
+  // the messages published after it travel apart). Their acks say; then the held are delivered.
+  #holds(t, m) {
+    if (t.pubs === 0) return false;
+    if (t.held.length > 0) return true;
+    const pos = t.pos;
+    return t.subscribed && !t.recovering && pos !== null && pos.epoch !== null &&
+      (m.epoch == null || m.epoch === pos.epoch) && m.offset > pos.offset + 1;
+  }
+
+  // #ownDone takes the answer (ack, or null) to a publish without echo of topic: its offset is
+  // seen. Once none is in flight, the messages held meanwhile are judged.
+  #ownDone(topic, t, ack) {
+    if (this.#topics.get(topic) !== t) return;
+    t.pubs = Math.max(0, t.pubs - 1);
+    const pos = t.pos;
+    if (ack && Number.isSafeInteger(ack.offset) && typeof ack.epoch === 'string' && !(pos && pos.epoch === ack.epoch && ack.offset <= pos.offset)) {
+      if (t.ownEpoch !== ack.epoch) {
+        t.own = new Set();
+        t.ownEpoch = ack.epoch;
+      }
+      t.own.add(ack.offset);
+      this.#absorb(t);
+    }
+    if (t.pubs > 0 || t.held.length === 0) return;
+    const held = t.held;
+    t.held = [];
+    for (const m of held) {
+      if (this.#topics.get(topic) !== t) return;
+      this.#deliver(t, m);
+    }
+  }
+
+  // #absorb moves t's position over this client's own offsets that follow it.
+  #absorb(t) {
+    const pos = t.pos;
+    if (t.own.size === 0 || !pos || pos.epoch === null) return;
+    if (pos.epoch !== t.ownEpoch) {
+      t.own.clear();
+      return;
+    }
+    while (t.own.delete(pos.offset + 1)) pos.offset++;
+    for (const o of t.own) if (o <= pos.offset) t.own.delete(o);
   }
 
   // #sinceOf is the position to resume t from, or null when it has none to offer the server.
@@ -659,6 +833,7 @@ export class Client {
     if (epoch !== null && pos.epoch !== null && epoch !== pos.epoch) {
       // The stream lost its past: what was missed will never come. Continue from here.
       t.pos = { offset, epoch };
+      t.own.clear();
       this.#emit('recover', { topic, recovered: false, offset, epoch });
       return { offset, epoch };
     }
@@ -672,7 +847,14 @@ export class Client {
       }
       // A first subscription (a 'last' replay): there is nothing before it to recover.
     }
+    if (t.own.has(offset) && pos.epoch === t.ownEpoch) {
+      // A replay of this client's own publish without echo: seen, not delivered.
+      pos.offset = offset;
+      this.#absorb(t);
+      return null;
+    }
     pos.offset = offset;
+    this.#absorb(t);
     return { offset, epoch: pos.epoch };
   }
 
@@ -690,17 +872,25 @@ export class Client {
     const pos = t.pos;
     if (pos && (pos.epoch === epoch || pos.epoch === null) && pos.offset > offset) offset = pos.offset;
     t.pos = { offset, epoch };
+    this.#absorb(t);
   }
 
   #sendPub(item) {
     const m = { op: 'pub', topic: item.topic, data: item.data };
-    if (item.ack) {
+    // Without echo the ack is always asked for: its offset is a hole in this client's stream.
+    const t = item.echo ? null : this.#topics.get(item.topic) ?? null;
+    if (!item.echo) m.echo = false;
+    if (item.ack || !item.echo) {
       m.id = this.#nextId++;
-      this.#pending.set(m.id, { kind: 'pub', resolve: item.resolve, reject: item.reject });
+      this.#pending.set(m.id, { kind: 'pub', topic: item.topic, t, ack: item.ack, resolve: item.resolve, reject: item.reject });
+      if (t) t.pubs++;
     }
     const err = this.#send(m);
     if (err) {
-      if (item.ack) this.#pending.delete(m.id);
+      if (m.id !== undefined) {
+        this.#pending.delete(m.id);
+        if (t) t.pubs--;
+      }
       item.reject(err);
     } else if (!item.ack) item.resolve();
   }
@@ -746,9 +936,9 @@ export class Client {
         w.resolve();
         continue;
       }
-      // The caller ended the wait itself (unsubscribe, close): an ignored promise must not
-      // surface as an unhandled rejection. Awaiting it still sees the error.
-      if (err.code === 'canceled' || err.code === 'closed') w.promise.catch(() => {});
+      // The caller ended the wait itself (unsubscribe, close), or the server did: an ignored
+      // promise must not surface as an unhandled rejection. Awaiting it still sees the error.
+      if (QUIET.has(err.code)) w.promise.catch(() => {});
       w.reject(err);
     }
   }
@@ -820,6 +1010,7 @@ export class EventStream {
   #topics;
   #es = null;
   #sinceInURL = false; // the current EventSource's URL names positions: its own reconnect would repeat them
+  #topicsInURL = 0; // how many topics the current EventSource's URL names
   #state = null;
   #closed = false;
   #listeners = new Map(); // event -> Set<fn>
@@ -872,6 +1063,13 @@ export class EventStream {
    * 'state': fn(state, detail) — detail has {attempt, delay, reason} when reconnecting; delay is
    *   null while the browser reconnects by itself (after the server's retry hint).
    * 'subscribed': fn(topics) — the node answered 200: the topics are live, messages flow.
+   * 'join', 'leave': fn({topic, client, user}) — another connection subscribed to, or left, one
+   *   of the topics that has join-leave events (the node's -join-leave), on any node.
+   * 'unsubscribed': fn({topic}) — the server removed the topic from the stream (a backend asked
+   *   it to): it is dropped from topics(), and the next stream does not ask for it. With no
+   *   topic left the stream closes.
+   * 'disconnected': fn({reason}) — the server ended the stream because a backend disconnected
+   *   the client: no reconnect; the 'state' event that follows is 'closed'.
    * 'error': fn(SubsockError) — the browser gave up on the stream (it does not say why: an HTTP
    *   status, a CORS refusal, a network failure), token failures, undecodable events.
    */
@@ -895,11 +1093,15 @@ export class EventStream {
 
   /** close ends the stream: no reconnect. */
   close() {
+    this.#shutdown({});
+  }
+
+  #shutdown(detail) {
     if (this.#closed) return;
     this.#closed = true;
     clearTimeout(this.#timer);
     this.#drop();
-    this.#setState(State.CLOSED, {});
+    this.#setState(State.CLOSED, detail);
   }
 
   async #open() {
@@ -924,6 +1126,7 @@ export class EventStream {
     }
     this.#es = es;
     this.#sinceInURL = new URL(url).searchParams.has('since');
+    this.#topicsInURL = this.#topics.length;
     es.onopen = () => {
       if (this.#es !== es) return;
       this.#openedAt = Date.now();
@@ -938,8 +1141,19 @@ export class EventStream {
       if (this.#es === es) this.#onLost(ev);
     });
     es.addEventListener('close', (ev) => {
-      if (this.#es === es) this.#reason = String(ev.data ?? '');
+      if (this.#es !== es) return;
+      this.#reason = String(ev.data ?? '');
+      if (this.#reason === SSE_DISCONNECTED) {
+        // A backend had the server end this client: the browser's reconnect would undo that.
+        this.#emit('disconnected', { reason: this.#reason });
+        this.#shutdown({ reason: this.#reason });
+      }
     });
+    for (const name of ['join', 'leave', 'unsubscribed']) {
+      es.addEventListener(name, (ev) => {
+        if (this.#es === es) this.#onControl(name, ev);
+      });
+    }
     es.onerror = () => {
       if (this.#es === es) this.#onError(es);
     };
@@ -973,8 +1187,9 @@ export class EventStream {
       return this.#reopen(reason);
     }
     // Last-Event-ID resumes one history topic, and a since in the URL would be sent again as
-    // it was: in either case the stream reopens itself, from every position it holds.
-    if (this.#sinceInURL || (this.#topics.length > 1 && this.#positions.size > 0)) return this.#reopen(reason);
+    // it was (as would a topic the server removed): in each case the stream reopens itself,
+    // from every position it holds.
+    if (this.#sinceInURL || this.#topicsInURL !== this.#topics.length || (this.#topics.length > 1 && this.#positions.size > 0)) return this.#reopen(reason);
     this.#attempt++;
     this.#setState(State.RECONNECTING, { attempt: this.#attempt, delay: null, reason });
   }
@@ -1024,6 +1239,26 @@ export class EventStream {
     }
     if (epoch !== null && this.#topics.includes(topic)) this.#positions.set(topic, { offset, epoch });
     return { offset, epoch: epoch ?? undefined };
+  }
+
+  // #onControl handles a join, leave or unsubscribed event.
+  #onControl(name, ev) {
+    let m;
+    try {
+      m = JSON.parse(ev.data);
+    } catch (e) {
+      this.#emit('error', new SubsockError('bad_request', `undecodable ${name} event from the server: ${e.message}`));
+      return;
+    }
+    if (m === null || typeof m !== 'object' || typeof m.topic !== 'string' || !this.#topics.includes(m.topic)) return;
+    if (name !== 'unsubscribed') {
+      this.#emit(name, { topic: m.topic, client: m.client ?? '', user: m.user ?? '' });
+      return;
+    }
+    this.#topics = this.#topics.filter((t) => t !== m.topic);
+    this.#positions.delete(m.topic);
+    this.#emit('unsubscribed', { topic: m.topic });
+    if (this.#topics.length === 0) this.close();
   }
 
   #onLost(ev) {

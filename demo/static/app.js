@@ -229,7 +229,9 @@ $('feed').addEventListener('click', (ev) => {
 // --- chat: publish with ack on its own connection -----------------------------------------
 // demo.chat has history on the node (-demo adds the rule unless -history is given): the page
 // opens with the last lines, and after a reconnect the client resumes from the last offset
-// shown, so a node restart loses no line and shows none twice.
+// shown, so a node restart loses no line and shows none twice. It has presence and join-leave
+// events too (-demo adds -presence and -join-leave demo.chat unless given): the page shows who
+// is in the room, and a line in the chat when someone comes or goes.
 
 const CHAT_LAST = 50; // lines replayed on load
 const chat = connect('/ws', { protocol, backoff, token });
@@ -253,6 +255,98 @@ function chatNote(text) {
   log.scrollTop = log.scrollHeight;
 }
 
+// --- who is in the room ------------------------------------------------------------------
+// The page asks for demo.chat's members each time its subscription is confirmed (a reconnect
+// gets a new client id, and the room may have changed meanwhile) and applies the join and leave
+// events from then on. Members are connections: a user with two tabs is there twice. Anonymous
+// members have no user, so a member's name comes from the chat lines it sent, which carry its
+// client id; until then it is a guest.
+
+const ROOM = 'demo.chat';
+const room = new Map(); // client id -> user ('' when anonymous)
+const names = new Map(); // client id -> the name on its chat lines
+let self = ''; // this page's chat connection's client id
+let roomEvents = null; // join and leave events that arrive while the list is being fetched
+let roomFetch = 0; // the latest fetch of the list; an older one's answer is dropped
+
+function memberName(client) {
+  if (client === self) return nameInput.value.trim() || 'anon';
+  return names.get(client) || room.get(client) || `guest ${client.slice(client.lastIndexOf('-') + 1)}`;
+}
+
+function renderRoom() {
+  const list = $('chat-members');
+  if ($('chat-room').dataset.presence === 'off') {
+    list.replaceChildren(el('li', { class: 'off' }, 'presence is not enabled on this node (-presence demo.chat)'));
+    $('chat-count').textContent = '–';
+    return;
+  }
+  // This page first, then by name.
+  const order = [...room.keys()].sort((a, b) => (b === self) - (a === self) || memberName(a).localeCompare(memberName(b)));
+  list.replaceChildren(...order.map((client) => {
+    const name = memberName(client);
+    const li = el('li', { class: client === self ? 'me' : '', dataset: { client }, title: client }, client === self ? `${name} (you)` : name);
+    li.style.color = `hsl(${hue(name)} 70% 68%)`;
+    return li;
+  }));
+  $('chat-count').textContent = String(room.size);
+}
+
+// applyRoom applies one join or leave; note puts a line in the chat for it.
+function applyRoom(kind, { client, user }, note) {
+  if (client === self) return;
+  if (kind === 'join') room.set(client, user);
+  const name = memberName(client);
+  if (kind === 'leave') room.delete(client);
+  if (note) chatNote(`${name} ${kind === 'join' ? 'joined' : 'left'}`);
+  renderRoom();
+}
+
+for (const kind of ['join', 'leave']) {
+  chat.on(kind, (ev) => {
+    if (ev.topic !== ROOM) return;
+    roomEvents?.push([kind, ev]);
+    applyRoom(kind, ev, true);
+  });
+}
+
+async function refreshRoom() {
+  const box = $('chat-room');
+  const ticket = ++roomFetch;
+  roomEvents = [];
+  try {
+    const [me, members] = await Promise.all([chat.info(), chat.presence(ROOM)]);
+    if (ticket !== roomFetch) return;
+    self = me.client;
+    room.clear();
+    for (const m of members) room.set(m.client, m.user);
+    // The list may predate an event that came meanwhile: apply them again, in order.
+    for (const [kind, ev] of roomEvents) applyRoom(kind, ev, false);
+    box.dataset.presence = 'on';
+    box.dataset.stale = 'false';
+  } catch (e) {
+    if (e.code === 'not_enabled') {
+      box.dataset.presence = 'off';
+      logEvent('chat: presence is not enabled on demo.chat (start the node with -presence demo.chat)', 'bad');
+    } else if (e.code !== 'closed' && e.code !== 'unavailable') {
+      logEvent(`chat: presence: ${e.code} ${e.msg}`, 'bad');
+    }
+  } finally {
+    if (ticket === roomFetch) {
+      roomEvents = null;
+      renderRoom();
+    }
+  }
+}
+
+chat.on('subscribed', (topics) => {
+  if (topics.includes(ROOM)) refreshRoom();
+});
+chat.on('state', (s) => {
+  if (s !== 'open') $('chat-room').dataset.stale = 'true';
+});
+nameInput.addEventListener('input', renderRoom);
+
 chat.on('recover', ({ topic, recovered, offset }) => {
   if (recovered) {
     logEvent(`chat: ${topic} recovered up to #${offset}`, 'good');
@@ -267,6 +361,10 @@ chat.on('recover', ({ topic, recovered, offset }) => {
 chat.subscribe('demo.chat', (m, _topic, { offset }) => {
   if (!m || typeof m !== 'object') return;
   const name = String(m.name ?? 'anon').slice(0, 24);
+  if (typeof m.client === 'string' && m.client !== self && names.get(m.client) !== name) {
+    names.set(m.client, name);
+    if (room.has(m.client)) renderRoom();
+  }
   const who = el('span', { class: 'who' }, name);
   who.style.color = `hsl(${hue(name)} 70% 68%)`;
   const at = typeof m.ts === 'number' ? new Date(m.ts) : new Date();
@@ -288,7 +386,7 @@ $('chat-form').addEventListener('submit', async (ev) => {
   input.value = '';
   $('chat-error').textContent = '';
   try {
-    await chat.publish('demo.chat', { name, text, ts: Date.now(), from: me }, { ack: true });
+    await chat.publish('demo.chat', { name, text, ts: Date.now(), from: me, client: self }, { ack: true });
   } catch (e) {
     $('chat-error').textContent = `not sent (${e.code}): ${e.msg}`;
     input.value = text;
@@ -379,7 +477,21 @@ function makeCharts() {
   }));
 }
 
-let prev = null; // {t, MessagesIn, MessagesOut}
+let prev = null; // {t, messagesIn, messagesOut}
+
+// STATS maps each figure on the page (its element is #kpi-<key>) to its field in GET /stats.
+const STATS = {
+  Connections: 'connections',
+  SSEStreams: 'sse_streams',
+  TCPConns: 'tcp_connections',
+  Subscriptions: 'subscriptions',
+  Topics: 'topics',
+  BrokerTopics: 'broker_topics',
+  MessagesIn: 'messages_in',
+  MessagesOut: 'messages_out',
+  SlowCloses: 'slow_consumer_closes',
+  Heartbeat: 'heartbeat_closes',
+};
 let peakOut = 0;
 
 function setKPI(key, value) {
@@ -407,22 +519,22 @@ async function sample() {
   let inRate = null;
   let outRate = null;
   // A counter that went down means the node restarted: that second has no rate.
-  if (prev && s.MessagesIn >= prev.MessagesIn && s.MessagesOut >= prev.MessagesOut) {
+  if (prev && s.messages_in >= prev.messagesIn && s.messages_out >= prev.messagesOut) {
     const dt = (t - prev.t) / 1000;
-    inRate = Math.round((s.MessagesIn - prev.MessagesIn) / dt);
-    outRate = Math.round((s.MessagesOut - prev.MessagesOut) / dt);
+    inRate = Math.round((s.messages_in - prev.messagesIn) / dt);
+    outRate = Math.round((s.messages_out - prev.messagesOut) / dt);
   }
-  prev = { t, MessagesIn: s.MessagesIn, MessagesOut: s.MessagesOut };
-  for (const k of ['Connections', 'SSEStreams', 'TCPConns', 'Subscriptions', 'Topics', 'BrokerTopics', 'MessagesIn', 'MessagesOut', 'SlowCloses', 'Heartbeat']) setKPI(k, s[k]);
+  prev = { t, messagesIn: s.messages_in, messagesOut: s.messages_out };
+  for (const [k, field] of Object.entries(STATS)) setKPI(k, s[field]);
   setKPI('in', inRate);
   setKPI('out', outRate);
   // Fan-out: messages delivered per message published, over the node's life.
-  $('fanout').textContent = s.MessagesIn > 0 ? `×${(s.MessagesOut / s.MessagesIn).toFixed(1)}` : '–';
+  $('fanout').textContent = s.messages_in > 0 ? `×${(s.messages_out / s.messages_in).toFixed(1)}` : '–';
   if (outRate !== null && outRate > peakOut) {
     peakOut = outRate;
     $('peak-out').textContent = fmt.format(peakOut);
   }
-  push(label, s.Connections, s.Subscriptions, inRate, outRate);
+  push(label, s.connections, s.subscriptions, inRate, outRate);
 }
 
 function setHealth(state, title) {

@@ -398,8 +398,8 @@ test('a silent server is detected (4000) and the client reconnects', async () =>
   await when(c, 'state', (s) => s === 'open', 3000); // it dials again
 });
 
-async function fetchToken(ttl) {
-  const r = await fetch(`/token?ttl=${ttl}`);
+async function fetchToken(ttl, sub = 'browser') {
+  const r = await fetch(`/token?ttl=${ttl}&sub=${encodeURIComponent(sub)}`);
   if (!r.ok) throw new Error(`GET /token: ${r.status}`);
   return r.text();
 }
@@ -709,6 +709,199 @@ test('sse: last replays, since resumes, a gone position is lost, each offset onc
   for (const x of [last, since, gone]) await x.r.until((y) => y.messages.at(-1)?.data === 7, 'the live message');
   eq(gone.r.messages.map((m) => m.data), [7], 'after the lost event: live only');
   eq(since.r.messages.map((m) => m.data), [4, 5, 6, 7], 'since, then live');
+});
+
+// --- identity, presence, echo and server actions ------------------------------------------
+// The token node has presence and join-leave events on test.p.>, and the server API, which
+// this page reaches through /admin/ on its own node (see client_test.go).
+
+const presenceTopic = (name) => `test.p.${name}.${Date.now()}.${seq++}`;
+
+// userClient opens a client of the token node as user; tag names its sockets for kick().
+function userClient(user, tag = '') {
+  assert(q.get('jwt'), 'no token node given');
+  return open({ token: () => fetchToken(60, user) }, `ws://${q.get('jwt')}/ws${tag ? `?tag=${tag}` : ''}`);
+}
+
+// admin asks the token node's server API for action (disconnect, unsubscribe) with body.
+async function admin(action, body) {
+  const r = await fetch(`/admin/${action}`, { method: 'POST', body: JSON.stringify(body) });
+  assert(r.status === 202, `POST /api/${action}: ${r.status} ${await r.text()}`);
+}
+
+// eventually waits for pred() to hold, checking every 20 ms.
+function eventually(pred, what, ms = 5000) {
+  return within(new Promise((resolve) => {
+    const check = () => (pred() ? resolve() : setTimeout(check, 20));
+    check();
+  }), ms, what);
+}
+
+// members records a client's join and leave events.
+function members(client) {
+  const ev = [];
+  client.on('join', (e) => ev.push(['join', e]));
+  client.on('leave', (e) => ev.push(['leave', e]));
+  return ev;
+}
+
+test('info(): the connection\'s id, its user and its node', async () => {
+  const anon = await open();
+  const a = await anon.info();
+  assert(a.node !== '' && a.client.startsWith(`${a.node}-`) && a.user === '', `anonymous info ${show(a)}`);
+  const b = await (await open()).info();
+  assert(b.client !== a.client && b.node === a.node, `a second connection's info ${show(b)} beside ${show(a)}`);
+  const user = `info-${seq++}`;
+  eq((await (await userClient(user)).info()).user, user, 'user of a token');
+});
+
+test('presence: members and counts; join and leave events of the others only', async () => {
+  const t = presenceTopic('room');
+  const ann = await userClient('ann');
+  const annEv = members(ann);
+  await ann.subscribe(t, () => {});
+  const ben = await userClient('ben');
+  const benEv = members(ben);
+  await ben.subscribe(t, () => {});
+  const [annInfo, benInfo] = [await ann.info(), await ben.info()];
+  await eventually(() => annEv.length === 1, 'ben\'s join');
+  eq(annEv, [['join', { topic: t, client: benInfo.client, user: 'ben' }]], 'ann\'s events');
+  const both = [{ client: annInfo.client, user: 'ann' }, { client: benInfo.client, user: 'ben' }];
+  eq(await ben.presence(t), both, 'presence');
+  eq(await ann.presenceStats(t), { clients: 2, users: 2 }, 'presence stats');
+  eq(await ann.presence(presenceTopic('empty')), [], 'presence of an empty topic');
+  await rejects(ann.presence('test.nopresence.x'), 'not_enabled', 'presence of a topic without it');
+  await rejects(ann.presenceStats('secret.x'), 'forbidden', 'presence stats of a forbidden topic');
+  await rejects(ann.presence('a.>'), 'invalid_topic', 'presence of a pattern');
+  ben.close();
+  await eventually(() => annEv.length === 2, 'ben\'s leave');
+  eq(annEv[1], ['leave', { topic: t, client: benInfo.client, user: 'ben' }], 'ann\'s leave event');
+  eq(benEv, [], 'ben\'s events (ann was there before him; his own are not told)');
+  eq(await ann.presence(t), both.slice(0, 1), 'presence after ben left');
+  const offline = connect(WS, { backoff: FAST });
+  cleanups.push(() => offline.close());
+  await rejects(offline.info(), 'unavailable', 'info before the first open');
+});
+
+test('publish {echo: false}: every subscriber but the publisher; on a history topic no gap', async () => {
+  const t = historyTopic('echo');
+  const self = await open();
+  // The other client speaks MessagePack: its binary frames pass the tap below untouched.
+  const other = await open({ protocol: 'msgpack' });
+  const mine = record(self, t);
+  const theirs = record(other, t);
+  await self.subscribe(t, mine.handler);
+  await other.subscribe(t, theirs.handler);
+  const own = await self.publish(t, 'own 1', { ack: true, echo: false });
+  assert(Number.isSafeInteger(own.offset), `ack of a publish without echo: ${show(own)}`);
+  await other.publish(t, 'theirs 1', { ack: true });
+  await self.publish(t, 'own 2', { echo: false }); // no ack asked: the client asks for itself
+  await other.publish(t, 'theirs 2', { ack: true });
+  await theirs.until((x) => x.data.length === 4, 'all four at the other client');
+  // own 2 was not acked before theirs 2 left: the node may have taken them in either order.
+  eq([...theirs.data].sort(), ['own 1', 'own 2', 'theirs 1', 'theirs 2'], 'the other client got');
+  await mine.until((x) => x.data.length === 2, 'the other client\'s two');
+  eq(mine.data, ['theirs 1', 'theirs 2'], 'the publisher got');
+  await eventually(() => same(self.position(t), other.position(t)), `the publisher's position ${show(self.position(t))} at the other's ${show(other.position(t))}`);
+  // The ack of an own publish comes after a message published behind it: that message waits
+  // for the ack, then is delivered, with no recovery.
+  let stashed = null;
+  let released = false;
+  let ackStashed;
+  const stashing = new Promise((resolve) => { ackStashed = resolve; });
+  tap((frame) => {
+    const m = JSON.parse(frame);
+    if (!stashed && m.op === 'ack' && m.offset != null) {
+      stashed = frame;
+      ackStashed();
+      return [];
+    }
+    if (stashed && !released && m.op === 'msg' && m.topic === t) {
+      released = true;
+      return [frame, stashed];
+    }
+    return [frame];
+  });
+  const acked = self.publish(t, 'own 3', { ack: true, echo: false });
+  await within(stashing, 5000, 'the ack of own 3');
+  await other.publish(t, 'theirs 3', { ack: true });
+  const { offset } = await within(acked, 5000, 'own 3 acked');
+  await mine.until((x) => x.data.length === 3, 'theirs 3');
+  assert(released, 'the ack was not held back');
+  eq(mine.offsets.at(-1), offset + 1, 'offset of theirs 3');
+  // A recovery's event would come with its ack, before a message published after it.
+  await other.publish(t, 'theirs 4', { ack: true });
+  await mine.until((x) => x.data.length === 4, 'theirs 4');
+  eq(mine.data, ['theirs 1', 'theirs 2', 'theirs 3', 'theirs 4'], 'the publisher got');
+  eq(mine.recovers, [], 'recover events');
+  // Plain topics too.
+  const p = topic('echo');
+  const box = inbox();
+  await self.subscribe(p, box.handler);
+  await flowing(self, p, box);
+  await self.publish(p, 'not back', { ack: true, echo: false });
+  await self.publish(p, 'back', { ack: true });
+  eq((await box.next()).data, 'back', 'first message back on a plain topic');
+});
+
+test('unsubscribed: a subscription the server removes is dropped, not resubscribed', async () => {
+  const user = `uns-${Date.now()}-${seq++}`;
+  const c = await userClient(user, 'uns');
+  const gone = topic('gone');
+  const kept = topic('kept');
+  await c.subscribe(gone, () => {});
+  await c.subscribe(kept, () => {});
+  const told = when(c, 'unsubscribed');
+  await admin('unsubscribe', { user, topic: gone });
+  eq((await told)[0], { topic: gone }, 'unsubscribed event');
+  eq(c.topics(), [kept], 'topics held');
+  const again = when(c, 'subscribed');
+  kick('uns');
+  eq((await again)[0], [kept], 'topics resubscribed after a reconnect');
+});
+
+test('disconnected (4003): no reconnect; the client is closed', async () => {
+  const user = `dis-${Date.now()}-${seq++}`;
+  const c = await userClient(user);
+  const t = topic('dis');
+  await c.subscribe(t, () => {});
+  const states = [];
+  c.on('state', (s, d) => states.push([s, d.code]));
+  const told = when(c, 'disconnected');
+  await admin('disconnect', { user });
+  const [d] = await told;
+  eq(d, { code: CloseCode.DISCONNECTED, reason: 'disconnected by server' }, 'disconnected event');
+  eq(states, [['closed', CloseCode.DISCONNECTED]], 'states');
+  await rejects(c.publish(t, 1), 'disconnected', 'publish after the disconnect');
+  await rejects(c.subscribe(topic('x'), () => {}), 'disconnected', 'subscribe after the disconnect');
+});
+
+test('sse: join, leave and unsubscribed events; a disconnect ends the stream', async () => {
+  assert(q.get('jwt'), 'no token node given');
+  const user = `sse-${Date.now()}-${seq++}`;
+  const room = presenceTopic('sse');
+  const other = presenceTopic('sse-kept');
+  const s = sse(`http://${q.get('jwt')}/sse`, { topics: [room, other], token: () => fetchToken(60, user), backoff: FAST });
+  cleanups.push(() => s.close());
+  const ev = members(s);
+  await when(s, 'subscribed');
+  const ws = await userClient('ws-member');
+  const wsInfo = await ws.info();
+  await ws.subscribe(room, () => {});
+  await eventually(() => ev.length === 1, 'the join');
+  await ws.unsubscribe(room);
+  await eventually(() => ev.length === 2, 'the leave');
+  eq(ev, [['join', { topic: room, client: wsInfo.client, user: 'ws-member' }], ['leave', { topic: room, client: wsInfo.client, user: 'ws-member' }]], 'events');
+  const told = when(s, 'unsubscribed');
+  await admin('unsubscribe', { user, topic: room });
+  eq((await told)[0], { topic: room }, 'unsubscribed event');
+  eq(s.topics(), [other], 'topics');
+  const states = [];
+  s.on('state', (st) => states.push(st));
+  const down = when(s, 'disconnected');
+  await admin('disconnect', { user });
+  eq((await down)[0], { reason: 'disconnected by server' }, 'disconnected event');
+  eq(states, ['closed'], 'states');
 });
 
 // --- runner -------------------------------------------------------------------------------
