@@ -310,6 +310,8 @@ func (c *conn) message(p []byte, now time.Time, nowNs int64) error {
 				c.w.subscribed(c, now.Sub(c.subSent))
 			}
 		}
+	case replyJoin, replyLeave:
+		c.w.presenceEvent(r.kind, nowNs)
 	case replyErr:
 		c.w.errReplies.Add(1)
 		if c.rc != nil {
@@ -345,7 +347,7 @@ func (c *conn) delivery(r *reply, now time.Time, nowNs int64) {
 	switch {
 	case replay:
 		step = recoverReplayStep
-	case c.rc == nil:
+	case c.rc == nil && !c.w.spec.LateJoin:
 		// Recover connections judge offsets instead: a replay repeats
 		// sequence numbers by design.
 		c.track(r.topic, r.st.seq)

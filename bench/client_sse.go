@@ -196,6 +196,10 @@ func (c *conn) event(ev *sseEvent, now time.Time, nowNs int64) error {
 			return err
 		}
 		c.delivery(&r, now, nowNs)
+	case "join":
+		c.w.presenceEvent(replyJoin, nowNs)
+	case "leave":
+		c.w.presenceEvent(replyLeave, nowNs)
 	case "close":
 		c.sse.closed = true
 		if !c.closeSent {

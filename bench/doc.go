@@ -13,8 +13,9 @@
 // which also performs every write on that connection and, in the recover
 // scenario, redials it after a cut), a bounded pool of
 // dialers during a connect phase, and its command loop. The parent owns one
-// reader per worker pipe, the publisher pool, and a sampler; Run stops them
-// all before it returns.
+// reader per worker pipe, the publisher pool, and a sampler — and, for
+// joinstorm, the canary: a one-connection worker run in-process, whose
+// reader is its own goroutine; Run stops them all before it returns.
 //
 // Latency is receive time minus the publish time carried in each payload;
 // the publish time is the time the pacer intended to send, so a stalled

@@ -303,3 +303,84 @@ func TestE2ERecover(t *testing.T) {
 		})
 	}
 }
+
+// TestE2EJoinStorm: the joinstorm scenario in miniature, with a cut-off of
+// 100: the harness gives the node its presence rules, the canary loses
+// nothing, gets the join events until the group passes the cut-off and
+// none after, and presence_stats counts every member and the canary.
+func TestE2EJoinStorm(t *testing.T) {
+	res := runE2E(t, Params{
+		Scenario: ScenarioJoinStorm, Conns: 300, Workers: 2, Rate: 20, Duration: time.Second,
+		P99Limit: time.Second, SpawnArgs: []string{"-join-leave-max", "100", "-pprof"},
+	})
+	js, d := res.JoinStorm, res.Delivery
+	if js == nil || d == nil {
+		t.Fatalf("no joinstorm result: %+v", res)
+	}
+	if flagValue(res.Node.Args, "presence") != "storm.>" || flagValue(res.Node.Args, "join-leave") != "storm.>" || js.JoinLeaveMax != 100 {
+		t.Fatalf("node args %v, cut-off %d", res.Node.Args, js.JoinLeaveMax)
+	}
+	if res.Connect.Subscribed != 300 || js.Members != 300 || js.StormSeconds <= 0 {
+		t.Fatalf("connect %+v storm %+v", res.Connect, js)
+	}
+	if d.Published == 0 || d.Expected != d.Published || d.Received != d.Expected || d.Lost != 0 || d.Gaps != 0 || d.Dups != 0 {
+		t.Fatalf("canary delivery %+v", d)
+	}
+	if js.Before.Count != 20 || js.After.Count != 40 || js.During.Count == 0 || res.Latency != js.During ||
+		js.Before.Count+js.During.Count+js.After.Count != d.Received {
+		t.Fatalf("canary latency before %+v during %+v after %+v", js.Before, js.During, js.After)
+	}
+	if len(js.Seconds) == 0 || js.Seconds[len(js.Seconds)-1].Members == 0 {
+		t.Fatalf("storm by second %+v", js.Seconds)
+	}
+	n := int64(0)
+	for _, s := range js.Seconds {
+		n += s.Latency.Count
+	}
+	if n != js.During.Count {
+		t.Fatalf("%d canary messages by second, %d during the storm", n, js.During.Count)
+	}
+	if js.CanaryJoins < 50 || js.CanaryJoins > 100 || js.CanaryLeaves != 0 || js.CanaryLastJoin <= 0 {
+		t.Fatalf("canary events: %d joins, %d leaves, last at %.2f s", js.CanaryJoins, js.CanaryLeaves, js.CanaryLastJoin)
+	}
+	if js.MemberJoins == 0 || js.NodeEvents < float64(js.CanaryJoins) || js.MemberDeliveries == 0 {
+		t.Fatalf("members %+v", js)
+	}
+	if pc := res.Presence; pc == nil || pc.Err != "" || pc.Want != 301 || pc.Clients != 301 || pc.Topic != "storm.0" {
+		t.Fatalf("presence %+v", res.Presence)
+	}
+	if !res.OK || len(res.ServerCloses) != 0 {
+		t.Fatalf("judged not OK: %v, closes %v, errors %v", res.Notes, res.ServerCloses, res.Errors)
+	}
+}
+
+// TestE2EPresence: a latency run on a node with presence ends with a
+// presence_stats that counts every subscriber; on a node without, the
+// node's refusal makes the run NOT OK.
+func TestE2EPresence(t *testing.T) {
+	tests := []struct {
+		name string
+		p    Params
+		ok   bool
+	}{
+		{"on", Params{SpawnArgs: []string{"-presence", "bench.>", "-join-leave", "none.>"}}, true},
+		{"off", Params{PresenceStats: true}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := tt.p
+			p.Scenario, p.Conns, p.Workers, p.Rate, p.Duration = ScenarioLatency, 300, 2, 10, time.Second
+			res := runE2E(t, p)
+			pc := res.Presence
+			if pc == nil || pc.Want != 300 || res.Delivery.Lost != 0 {
+				t.Fatalf("presence %+v delivery %+v", pc, res.Delivery)
+			}
+			if tt.ok && (pc.Err != "" || pc.Clients != 300 || pc.Users != 1 || !res.OK) {
+				t.Fatalf("presence %+v, ok %v, notes %v", pc, res.OK, res.Notes)
+			}
+			if !tt.ok && (!strings.Contains(pc.Err, "not_enabled") || res.OK) {
+				t.Fatalf("presence %+v, ok %v", pc, res.OK)
+			}
+		})
+	}
+}

@@ -58,6 +58,10 @@ type workerSpec struct {
 	// resubscribe with since after a cut (the recover scenario; one topic
 	// per connection).
 	Recover bool `json:"recover,omitempty"`
+	// LateJoin marks connections that subscribe while publishing runs
+	// (joinstorm's members): their deliveries begin mid-stream, so their
+	// sequences are not tallied into gaps.
+	LateJoin bool `json:"late_join,omitempty"`
 }
 
 // topicOf is the id of connection i's j-th topic (of k, over topics): (i*k
@@ -94,6 +98,12 @@ type workerStats struct {
 	Unstamped  int64 `json:"unstamped"`   // msg frames without a bench payload
 	ErrReplies int64 `json:"err_replies"` // {"op":"err"} frames
 	Pings      int64 `json:"pings"`
+	// Joins and Leaves count the join and leave events received (topics
+	// with -join-leave); LastJoin is the latest one's receive time (unix
+	// ns, the latest across workers).
+	Joins    int64 `json:"joins,omitempty"`
+	Leaves   int64 `json:"leaves,omitempty"`
+	LastJoin int64 `json:"last_join,omitempty"`
 	// ServerCloses counts connections the server closed, by close code.
 	ServerCloses map[int]int64 `json:"server_closes,omitempty"`
 	// Errors keeps a count per distinct failure message (a few kinds).
@@ -180,6 +190,9 @@ func (s *workerStats) add(o *workerStats) {
 	s.Unstamped += o.Unstamped
 	s.ErrReplies += o.ErrReplies
 	s.Pings += o.Pings
+	s.Joins += o.Joins
+	s.Leaves += o.Leaves
+	s.LastJoin = max(s.LastJoin, o.LastJoin)
 	for k, v := range o.ServerCloses {
 		if s.ServerCloses == nil {
 			s.ServerCloses = map[int]int64{}

@@ -6,6 +6,7 @@ import (
 	"math"
 	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -47,15 +48,21 @@ const (
 	// and recovers with since; every subscriber must end with every
 	// offset exactly once. Backbone picks the node's broker.
 	ScenarioRecover Scenario = "recover"
+	// ScenarioJoinStorm is a join storm on a presence + join-leave topic:
+	// a canary subscribes to PREFIX.0 while Rate publishes a second go to
+	// it, then Conns connections subscribe to the same topic, spread
+	// evenly over Duration; the canary's latency during the storm and the
+	// join events it receives are what count.
+	ScenarioJoinStorm Scenario = "joinstorm"
 )
 
 // Scenarios lists every scenario in the order of the standard set.
-var Scenarios = []Scenario{ScenarioIdle, ScenarioConnect, ScenarioLatency, ScenarioFanout, ScenarioSteps, ScenarioTopics, ScenarioChurn, ScenarioHol, ScenarioRecover}
+var Scenarios = []Scenario{ScenarioIdle, ScenarioConnect, ScenarioLatency, ScenarioFanout, ScenarioSteps, ScenarioTopics, ScenarioChurn, ScenarioHol, ScenarioRecover, ScenarioJoinStorm}
 
 // publishes reports whether the scenario has a publish phase.
 func (s Scenario) publishes() bool {
 	switch s {
-	case ScenarioLatency, ScenarioFanout, ScenarioSteps, ScenarioTopics, ScenarioHol, ScenarioRecover:
+	case ScenarioLatency, ScenarioFanout, ScenarioSteps, ScenarioTopics, ScenarioHol, ScenarioRecover, ScenarioJoinStorm:
 		return true
 	}
 	return false
@@ -125,7 +132,8 @@ type Params struct {
 
 	// Rate is publishes per second (the first step's rate for steps).
 	Rate float64 `json:"rate"`
-	// Duration is the publish phase (or how long idle connections are held).
+	// Duration is the publish phase (or how long idle connections are held;
+	// for joinstorm, the storm: the span the joins are spread over).
 	Duration time.Duration `json:"duration_ns"`
 	// StepDuration, StepFactor and MaxSteps shape the steps scenario:
 	// rate_n = Rate * StepFactor^n for at most MaxSteps steps.
@@ -134,7 +142,8 @@ type Params struct {
 	MaxSteps     int           `json:"max_steps"`
 	// P99Limit and LossLimit end the steps scenario: a step whose p99 passes
 	// P99Limit or whose loss ratio passes LossLimit is the last. LossLimit < 0
-	// means zero tolerance (the default).
+	// means zero tolerance (the default). For joinstorm P99Limit is the
+	// target: the canary's p99 during the storm must stay below it.
 	P99Limit  time.Duration `json:"p99_limit_ns"`
 	LossLimit float64       `json:"loss_limit"`
 	// Cycles is the number of connect/subscribe/disconnect cycles (churn).
@@ -161,6 +170,21 @@ type Params struct {
 	// gives a spawned node for PREFIX.>: it must cover the longest outage
 	// (Rate × the slowest reconnect).
 	HistorySize int `json:"history_size,omitempty"`
+	// JoinLeaveMax (joinstorm) is the node's -join-leave-max: the canary
+	// may receive at most this many join events, since none are sent for a
+	// larger group. Default: the spawned node's flag, else the node's
+	// default, 1000.
+	JoinLeaveMax int `json:"join_leave_max,omitempty"`
+	// NoPresence (joinstorm) is the control run: the same storm with no
+	// presence or join-leave rule added to the spawned node, so nothing
+	// is expected of the events and no presence_stats is asked; set beside
+	// the run with them, it tells the feature's cost from the fan-out's.
+	NoPresence bool `json:"no_presence,omitempty"`
+	// PresenceStats asks the node, once publishing is over, for the
+	// presence_stats of PREFIX.0 from a client of the harness's own; the
+	// answer must count every subscriber connected. Always on for
+	// joinstorm, and for a spawned node whose flags name -presence.
+	PresenceStats bool `json:"presence_stats,omitempty"`
 
 	// PayloadSize is the approximate JSON size of each published value.
 	PayloadSize int `json:"payload_size"`
@@ -252,6 +276,12 @@ func scenarioDefaults(s Scenario) Params {
 		base.CutEvery, base.CutFraction, base.HistorySize = time.Second, 0.1, 2000
 		base.Backbone, base.RedisServer = BackboneMemory, "redis-server"
 		base.DrainTimeout = 15 * time.Second
+	case ScenarioJoinStorm:
+		// Issue 13: 10,000 joins in 5 s on a presence + join-leave topic
+		// while its canary subscriber keeps p99 under 50 ms at 20 msg/s.
+		base.Conns, base.TopicsPerConn, base.Topics, base.Rate, base.Duration = 10000, 1, 1, 20, 5*time.Second
+		base.TopicPrefix, base.P99Limit, base.JoinLeaveMax = "storm", 50*time.Millisecond, defaultJoinLeaveMax
+		base.DrainTimeout = 10 * time.Second
 	}
 	return base
 }
@@ -322,6 +352,22 @@ func (p Params) Normalize() (Params, error) {
 	setDur(&p.AckTimeout, d.AckTimeout)
 	setDur(&p.SettleTimeout, d.SettleTimeout)
 	setDur(&p.DrainTimeout, d.DrainTimeout)
+	if p.Scenario == ScenarioJoinStorm {
+		if p.JoinLeaveMax == 0 {
+			p.JoinLeaveMax = d.JoinLeaveMax
+			if n, err := strconv.Atoi(flagValue(p.SpawnArgs, "join-leave-max")); err == nil {
+				p.JoinLeaveMax = n
+			}
+		}
+		if p.ConnectRate == 0 && p.Duration > 0 {
+			// The storm: every join spread evenly over Duration.
+			p.ConnectRate = float64(p.Conns) / p.Duration.Seconds()
+		}
+		p.PresenceStats = !p.NoPresence
+	}
+	if p.Spawn != "" && flagValue(p.SpawnArgs, "presence") != "" {
+		p.PresenceStats = true
+	}
 	if p.Name == "" {
 		p.Name = string(p.Scenario)
 	}
@@ -388,6 +434,14 @@ func (p Params) check() error {
 		return bad("recover publishes over http: the node's answer carries each publication's offset")
 	case p.Scenario != ScenarioRecover && (p.Backbone != "" || p.CutEvery != 0 || p.CutFraction != 0 || p.HistorySize != 0):
 		return bad("-backbone, -cut-every, -cut-fraction and -history-size are for the recover scenario")
+	case p.Scenario == ScenarioJoinStorm && (p.TopicsPerConn != 1 || p.Topics != 1):
+		return bad("joinstorm needs -topics-per-conn 1 and -topics 1: every member joins the canary's topic")
+	case p.Scenario == ScenarioJoinStorm && p.Transport != TransportWS:
+		return bad("joinstorm's members and canary are WebSocket clients (-transport ws)")
+	case p.Scenario == ScenarioJoinStorm && (p.JoinLeaveMax < 1 || p.P99Limit <= 0):
+		return bad("joinstorm needs -join-leave-max >= 1 and -p99-limit > 0")
+	case p.Scenario != ScenarioJoinStorm && (p.JoinLeaveMax != 0 || p.NoPresence):
+		return bad("-join-leave-max and -no-presence are for the joinstorm scenario")
 	case p.Transport != TransportWS && p.Transport != TransportSSE:
 		return bad("-transport must be ws or sse, not %q", p.Transport)
 	case p.Transport == TransportSSE && (p.Scenario == ScenarioConnect || p.Scenario == ScenarioRecover):
@@ -490,11 +544,11 @@ func NewFlagSet(name string, p *Params) *flag.FlagSet {
 	fs.StringVar(&p.TopicPrefix, "topic-prefix", "", "topic names are PREFIX.<n> (default bench)")
 	fs.StringVar(&p.Transport, "transport", "", "subscribers' transport: ws (op sub on a WebSocket) or sse (GET /sse?topics=…, one stream per connection); default ws")
 	fs.Float64Var(&p.Rate, "rate", 0, "publishes per second (steps: the first step's rate)")
-	fs.DurationVar(&p.Duration, "duration", 0, "publish phase, or how long idle connections are held")
+	fs.DurationVar(&p.Duration, "duration", 0, "publish phase, or how long idle connections are held; joinstorm: the span the joins are spread over")
 	fs.DurationVar(&p.StepDuration, "step-duration", 0, "steps: length of each step (default 3s)")
 	fs.Float64Var(&p.StepFactor, "step-factor", 0, "steps: rate multiplier per step (default 1.5)")
 	fs.IntVar(&p.MaxSteps, "max-steps", 0, "steps: most steps (default 8)")
-	fs.DurationVar(&p.P99Limit, "p99-limit", 0, "steps: stop after a step whose p99 passes this (default 1s)")
+	fs.DurationVar(&p.P99Limit, "p99-limit", 0, "steps: stop after a step whose p99 passes this (default 1s); joinstorm: the canary's p99 target during the storm (default 50ms)")
 	fs.Float64Var(&p.LossLimit, "loss-limit", 0, "steps: stop after a step losing more than this fraction (default: any loss)")
 	fs.IntVar(&p.Cycles, "cycles", 0, "churn: connect/subscribe/disconnect cycles (default 5)")
 	fs.IntVar(&p.HotSubs, "hot-subs", 0, "hol: connections on the hot topic; the others take one small topic each (default 10000)")
@@ -504,6 +558,9 @@ func NewFlagSet(name string, p *Params) *flag.FlagSet {
 	fs.StringVar(&p.Backbone, "backbone", "", "recover: the spawned node's broker, memory or redis (a redis-server the harness starts); default memory")
 	fs.DurationVar(&p.CutEvery, "cut-every", 0, "recover: how often connections are cut (default 1s)")
 	fs.Float64Var(&p.CutFraction, "cut-fraction", 0, "recover: the part of the connections cut each time (default 0.1)")
+	fs.IntVar(&p.JoinLeaveMax, "join-leave-max", 0, "joinstorm: the node's -join-leave-max, the most join events the canary may get (default: the spawned node's flag, else 1000)")
+	fs.BoolVar(&p.NoPresence, "no-presence", false, "joinstorm: a control run, the same storm on a node given no -presence or -join-leave rule (no join event expected, no presence_stats)")
+	fs.BoolVar(&p.PresenceStats, "presence-stats", false, "ask the node for presence_stats of PREFIX.0 once publishing is over and check it counts every subscriber (on for joinstorm and for a -spawn node with -presence)")
 	fs.IntVar(&p.HistorySize, "history-size", 0, "recover: publications of history the spawned node keeps for PREFIX.> (-history PREFIX.>=SIZE,10m; default 2000)")
 	fs.IntVar(&p.PayloadSize, "size", 0, "approximate bytes of each published JSON value (default 64)")
 	fs.StringVar(&p.PublishVia, "publish-via", "", "http (POST /publish) or ws (op pub); default http")
@@ -511,7 +568,7 @@ func NewFlagSet(name string, p *Params) *flag.FlagSet {
 	fs.StringVar(&p.APIKey, "api-key", "", "API key for POST /publish, if the node requires one")
 	fs.IntVar(&p.Workers, "workers", 0, "client processes (default: enough for 15000 sockets each, at least 2 above 1000 conns)")
 	fs.IntVar(&p.ConnectConcurrency, "connect-concurrency", 0, "dials in flight per worker")
-	fs.Float64Var(&p.ConnectRate, "connect-rate", 0, "new connections per second over all workers (0: unlimited)")
+	fs.Float64Var(&p.ConnectRate, "connect-rate", 0, "new connections per second over all workers (0: unlimited; joinstorm: -conns / -duration)")
 	fs.DurationVar(&p.DialTimeout, "dial-timeout", 0, "bound on one connect + upgrade (default 10s)")
 	fs.DurationVar(&p.AckTimeout, "ack-timeout", 0, "bound on the wait for a subscription's ack (default 10s)")
 	fs.DurationVar(&p.SettleTimeout, "settle-timeout", 0, "longest wait for the node's RSS to settle (default 15s)")

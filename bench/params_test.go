@@ -27,6 +27,7 @@ func TestNormalizeDefaults(t *testing.T) {
 		{ScenarioChurn, 2000, 10, 2000, 0, 0, 2, 64},
 		{ScenarioHol, 11000, 1, 1001, 100, 10 * time.Second, 2, 64},
 		{ScenarioRecover, 10000, 1, 1, 20, 30 * time.Second, 2, 64},
+		{ScenarioJoinStorm, 10000, 1, 1, 20, 5 * time.Second, 2, 64},
 	}
 	for _, tt := range tests {
 		t.Run(string(tt.scenario), func(t *testing.T) {
@@ -164,6 +165,65 @@ func TestParseArgs(t *testing.T) {
 				}
 			},
 		},
+		{
+			name: "joinstorm defaults",
+			args: []string{"-scenario", "joinstorm", "-target", testTarget},
+			check: func(t *testing.T, p Params) {
+				if p.TopicPrefix != "storm" || p.ConnectRate != 2000 || p.P99Limit != 50*time.Millisecond ||
+					p.JoinLeaveMax != 1000 || !p.PresenceStats || p.Conns != 10000 || p.Duration != 5*time.Second {
+					t.Errorf("%+v", p)
+				}
+			},
+		},
+		{
+			name: "joinstorm takes the spawned node's cut-off",
+			args: []string{"-scenario", "joinstorm", "-spawn", "bin/subsock", "-conns", "300", "-duration", "2s", "--", "-join-leave-max", "50"},
+			check: func(t *testing.T, p Params) {
+				if p.JoinLeaveMax != 50 || p.ConnectRate != 150 || p.Workers != 1 {
+					t.Errorf("%+v", p)
+				}
+			},
+		},
+		{
+			name: "joinstorm explicit",
+			args: []string{"-scenario", "joinstorm", "-target", testTarget, "-join-leave-max", "20", "-connect-rate", "100", "-p99-limit", "1s"},
+			check: func(t *testing.T, p Params) {
+				if p.JoinLeaveMax != 20 || p.ConnectRate != 100 || p.P99Limit != time.Second {
+					t.Errorf("%+v", p)
+				}
+			},
+		},
+		{
+			name: "presence on the spawned node asks presence_stats",
+			args: []string{"-scenario", "latency", "-spawn", "bin/subsock", "--", "-presence", "bench.>"},
+			check: func(t *testing.T, p Params) {
+				if !p.PresenceStats {
+					t.Errorf("%+v", p)
+				}
+			},
+		},
+		{
+			name: "no presence, no presence_stats",
+			args: []string{"-scenario", "latency", "-spawn", "bin/subsock", "--", "-join-leave", "bench.>"},
+			check: func(t *testing.T, p Params) {
+				if p.PresenceStats {
+					t.Errorf("%+v", p)
+				}
+			},
+		},
+		{
+			name: "joinstorm control",
+			args: []string{"-scenario", "joinstorm", "-spawn", "bin/subsock", "-no-presence"},
+			check: func(t *testing.T, p Params) {
+				if !p.NoPresence || p.PresenceStats {
+					t.Errorf("%+v", p)
+				}
+			},
+		},
+		{name: "no-presence elsewhere", args: []string{"-scenario", "latency", "-target", testTarget, "-no-presence"}, wantErr: ErrBadParams},
+		{name: "joinstorm over several topics", args: []string{"-scenario", "joinstorm", "-target", testTarget, "-topics", "2"}, wantErr: ErrBadParams},
+		{name: "joinstorm over SSE", args: []string{"-scenario", "joinstorm", "-target", testTarget, "-transport", "sse"}, wantErr: ErrBadParams},
+		{name: "join-leave-max elsewhere", args: []string{"-scenario", "latency", "-target", testTarget, "-join-leave-max", "5"}, wantErr: ErrBadParams},
 		{
 			name: "recover defaults",
 			args: []string{"-scenario", "recover", "-target", testTarget, "-conns", "200"},

@@ -44,6 +44,8 @@ const (
 	replyAck
 	replyErr
 	replyPong
+	replyJoin  // another member subscribed to a -join-leave topic
+	replyLeave // another member left it
 )
 
 // reply is one decoded server frame. topic, code and the epochs alias the
@@ -65,6 +67,9 @@ type reply struct {
 	epoch     []byte
 	pos       position
 	hasPos    bool
+	// clients and users are the counts of a presence_stats ack.
+	clients, users uint64
+	hasCounts      bool
 }
 
 // position is one topic's entry in the positions of a sub's ack.
@@ -153,6 +158,17 @@ func parseReply(b []byte, r *reply) error {
 				return err
 			}
 			r.epoch, i = b[vs:ve], n
+		case "clients", "users":
+			v, n, ok := scanUint(b, i)
+			if !ok {
+				return malformed(b, i, "a non-negative integer count")
+			}
+			if b[ks] == 'c' {
+				r.clients = v
+			} else {
+				r.users = v
+			}
+			r.hasCounts, i = true, n
 		case "positions":
 			n, found, err := scanPositions(b, i, &r.pos)
 			if err != nil {
@@ -201,6 +217,10 @@ func opKind(op []byte) replyKind {
 		return replyErr
 	case "pong":
 		return replyPong
+	case "join":
+		return replyJoin
+	case "leave":
+		return replyLeave
 	}
 	return replyOther
 }

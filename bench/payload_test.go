@@ -58,6 +58,10 @@ func TestParseReply(t *testing.T) {
 		{`{"op":"msg","topic":"t","data":"text"}`, reply{kind: replyMsg, topic: []byte("t")}},
 		{`{"op":"msg","topic":"t","data":[1,2,3]}`, reply{kind: replyMsg, topic: []byte("t"), st: stamp{1, 2, 3}, hasStamp: true}},
 		{`{"op":"future","extra":[{"deep":{"x":-1.5e3}}]}`, reply{kind: replyOther}},
+		{`{"op":"join","topic":"room.1","client":"k3v9q2x-1f","user":"42"}`, reply{kind: replyJoin, topic: []byte("room.1")}},
+		{`{"op":"leave","topic":"room.1","client":"k3v9q2x-1f","user":""}`, reply{kind: replyLeave, topic: []byte("room.1")}},
+		{`{"op":"ack","id":3,"clients":10001,"users":1}`, reply{kind: replyAck, id: 3, hasID: true, clients: 10001, users: 1, hasCounts: true}},
+		{`{"op":"ack","id":3,"presence":[{"client":"a-1","user":"7"}]}`, reply{kind: replyAck, id: 3, hasID: true}},
 		{`{}`, reply{}},
 	}
 	for _, tt := range tests {
@@ -68,7 +72,8 @@ func TestParseReply(t *testing.T) {
 			}
 			if r.kind != tt.want.kind || r.id != tt.want.id || r.hasID != tt.want.hasID ||
 				string(r.topic) != string(tt.want.topic) || string(r.code) != string(tt.want.code) ||
-				r.hasStamp != tt.want.hasStamp || r.st != tt.want.st {
+				r.hasStamp != tt.want.hasStamp || r.st != tt.want.st ||
+				r.clients != tt.want.clients || r.users != tt.want.users || r.hasCounts != tt.want.hasCounts {
 				t.Fatalf("got %+v, want %+v", r, tt.want)
 			}
 		})
@@ -80,6 +85,7 @@ func TestParseReplyMalformed(t *testing.T) {
 		``, `[]`, `{`, `{"op"}`, `{"op":}`, `{"op":"ack",}`, `{"op":"ack"} x`, `{"id":-1}`, `{"id":"7"}`,
 		`{"id":01}`, `{"id":1.5}`, `{"id":99999999999999999999}`, `{"op":"msg","data":[1,2,3}`, `{"op":"msg","data":tru}`,
 		"{\"op\":\"a\nb\"}", `{"op":"ack" "id":1}`, `{"op":1}`, `{"op":"msg","data":{"a" 1}}`,
+		`{"op":"ack","clients":-1}`, `{"op":"ack","users":"3"}`,
 		`{"x":` + deepArray(maxDepth+2) + `}`,
 	} {
 		var r reply

@@ -226,6 +226,20 @@ type pacePlan struct {
 	// newest, when set, holds each topic's highest offset the node has
 	// answered so far (history topics), readable while the phase runs.
 	newest []atomic.Uint64
+	// stop, when set, ends the phase early once closed (publishes in
+	// flight still finish); duration then only bounds it.
+	stop <-chan struct{}
+	// stepEvery, when set, advances the step stamped by one for each
+	// stepEvery of schedule, so one phase is followed slice by slice.
+	stepEvery time.Duration
+}
+
+// stepAt is the step of a publish due at offset into the phase.
+func (pl *pacePlan) stepAt(offset time.Duration) int {
+	if pl.stepEvery <= 0 {
+		return pl.step
+	}
+	return pl.step + int(offset/pl.stepEvery)
 }
 
 // paceResult is what a publish phase did.
@@ -250,6 +264,7 @@ const lateAfter = 50 * time.Millisecond
 type pubJob struct {
 	topic int
 	seq   uint64
+	step  int
 	due   time.Time
 }
 
@@ -273,7 +288,7 @@ func pace(ctx context.Context, pub publisher, pl pacePlan) *paceResult {
 				if time.Since(j.due) > lateAfter {
 					atomic.AddInt64(&res.late, 1)
 				}
-				body = appendPayload(body[:0], stamp{sent: j.due.UnixNano(), seq: j.seq, step: pl.step}, pl.size)
+				body = appendPayload(body[:0], stamp{sent: j.due.UnixNano(), seq: j.seq, step: j.step}, pl.size)
 				t0 := time.Now()
 				a, err := pub.publish(ctx, pl.prefix+"."+strconv.Itoa(j.topic), body)
 				took := time.Since(t0)
@@ -313,12 +328,19 @@ loop:
 			select {
 			case <-ctx.Done():
 				break loop
+			case <-pl.stop:
+				break loop
 			case <-timer.C:
 			}
 		}
+		select {
+		case <-pl.stop:
+			break loop
+		default:
+		}
 		pl.seq[topic]++
 		select {
-		case jobs <- pubJob{topic: topic, seq: pl.seq[topic], due: due}:
+		case jobs <- pubJob{topic: topic, seq: pl.seq[topic], step: pl.stepAt(due.Sub(res.start)), due: due}:
 		case <-ctx.Done():
 			break loop
 		}

@@ -90,13 +90,45 @@ func keyFigures(r *Result) []figure {
 	if c.Ready.Count > 0 {
 		add("ready (dial → subscribed)", "p50 %.2f ms · p99 %.2f ms · max %.2f ms", c.Ready.P50, c.Ready.P99, c.Ready.Max)
 	}
+	deliveries, latency := "deliveries", "latency"
+	if r.JoinStorm != nil {
+		deliveries, latency = "canary deliveries", "canary latency, storm"
+	}
 	if d := r.Delivery; d != nil {
 		add("published", "%d (%.1f/s achieved, %d errors, %d late)", d.Published, d.PublishRate, d.PublishErrors, d.Late)
-		add("deliveries", "%d received of %d expected · lost %d (%.4f%%) · gaps %d · dups %d", d.Received, d.Expected, d.Lost, d.LossRatio*100, d.Gaps, d.Dups)
+		add(deliveries, "%d received of %d expected · lost %d (%.4f%%) · gaps %d · dups %d", d.Received, d.Expected, d.Lost, d.LossRatio*100, d.Gaps, d.Dups)
 		add("delivery rate", "%.0f deliveries/s over %.2f s", d.PerSec, d.Seconds)
 	}
 	if l := r.Latency; l.Count > 0 {
-		add("latency", "p50 %.2f · p90 %.2f · p99 %.2f · p99.9 %.2f · max %.2f ms (%d samples)", l.P50, l.P90, l.P99, l.P999, l.Max, l.Count)
+		add(latency, "p50 %.2f · p90 %.2f · p99 %.2f · p99.9 %.2f · max %.2f ms (%d samples)", l.P50, l.P90, l.P99, l.P999, l.Max, l.Count)
+	}
+	if js := r.JoinStorm; js != nil {
+		if r.Params.NoPresence {
+			add("control run", "the node had no -presence or -join-leave rule for the topic")
+		}
+		add("storm", "%d members joined %s.0 in %.2f s (%.0f joins/s; asked %.0f/s), after a %.1f s lead, before a %.1f s tail",
+			js.Members, r.Params.TopicPrefix, js.StormSeconds, js.JoinsPerSec, r.Params.ConnectRate, js.LeadSeconds, js.TailSeconds)
+		for _, ph := range []struct {
+			name string
+			l    Percentiles
+		}{{"canary before the storm", js.Before}, {"canary during the storm", js.During}, {"canary after the storm", js.After}} {
+			add(ph.name, "p50 %.2f · p99 %.2f · max %.2f ms (%d messages)", ph.l.P50, ph.l.P99, ph.l.Max, ph.l.Count)
+		}
+		if len(js.Seconds) > 0 {
+			add("canary by second of the storm", "%s", stormSeconds(js.Seconds))
+		}
+		add("join events to the canary", "%d (cut-off -join-leave-max %d), the last %.2f s into the storm · %d leaves", js.CanaryJoins, js.JoinLeaveMax, js.CanaryLastJoin, js.CanaryLeaves)
+		ml := js.MemberLatency
+		add("members", "%d deliveries (p50 %.2f · p99 %.2f · max %.2f ms) · %d join and %d leave events received", js.MemberDeliveries, ml.P50, ml.P99, ml.Max, js.MemberJoins, js.MemberLeaves)
+		add("node join/leave deliveries", "%.0f queued over lead, storm and tail · %.0f refused by the backbone", js.NodeEvents, js.NodeEventErrors)
+		add("node CPU, storm", "%.2f s over %.2f s (%.0f%% of a core)", js.CPUStorm.Seconds, js.CPUStorm.Wall, js.CPUStorm.Percent)
+	}
+	if pc := r.Presence; pc != nil {
+		if pc.Err != "" {
+			add("presence_stats", "%s: %s", pc.Topic, pc.Err)
+		} else {
+			add("presence_stats", "%s: %d clients, %d users (the harness had %d subscribers connected), answered in %.1f ms", pc.Topic, pc.Clients, pc.Users, pc.Want, pc.Millis)
+		}
 	}
 	if p := r.PublishRTT; p.Count > 0 {
 		add("publish round trip", "p50 %.2f ms · p99 %.2f ms", p.P50, p.P99)
@@ -280,6 +312,8 @@ func WriteSummary(w io.Writer, results []*Result) error {
 			kib(float64(h.Omem.MaxBytes)), h.Omem.Samples)
 	}
 	writeRecoverSummary(&b, results)
+	writeJoinStormSummary(&b, results)
+	writePresenceSummary(&b, results)
 	writeSSESummary(&b, results)
 	_, err := io.WriteString(w, b.String())
 	return err
@@ -342,20 +376,164 @@ func writeSSESummary(b *strings.Builder, results []*Result) {
 	}
 }
 
-// wsTwin is the WebSocket run among results with r's workload.
+// wsTwin is the WebSocket run among results with r's workload, on a node
+// without presence.
 func wsTwin(r *Result, results []*Result) *Result {
-	a := r.Params
 	for _, w := range results {
-		b := w.Params
-		if b.Transport == TransportSSE || w.Scenario != r.Scenario {
-			continue
-		}
-		if a.Conns == b.Conns && a.TopicsPerConn == b.TopicsPerConn && a.Topics == b.Topics && a.Rate == b.Rate &&
-			a.Duration == b.Duration && a.PayloadSize == b.PayloadSize && a.PublishVia == b.PublishVia {
+		if w.Params.Transport != TransportSSE && !hasPresence(w) && sameWorkload(r, w) {
 			return w
 		}
 	}
 	return nil
+}
+
+// sameWorkload reports whether a and b ran the same scenario with the same
+// load (transport and node flags aside).
+func sameWorkload(a, b *Result) bool {
+	x, y := a.Params, b.Params
+	return a.Scenario == b.Scenario && x.Conns == y.Conns && x.TopicsPerConn == y.TopicsPerConn && x.Topics == y.Topics &&
+		x.Rate == y.Rate && x.Duration == y.Duration && x.PayloadSize == y.PayloadSize && x.PublishVia == y.PublishVia
+}
+
+// hasPresence reports whether r's node had presence: it was asked for
+// presence_stats, or a spawned node's flags name -presence.
+func hasPresence(r *Result) bool {
+	return r.Presence != nil || (r.Node != nil && flagValue(r.Node.Args, "presence") != "")
+}
+
+// Targets of issue 13 for presence against none: the node's memory with
+// 10,000 subscribers within 10 %, and nothing per message, taken as p99
+// within the 20 % that run-to-run noise allows.
+const (
+	presenceMemoryRatio = 1.10
+	presenceP99Ratio    = 1.20
+)
+
+// writePresenceSummary sets each run on a node with presence (joinstorm
+// aside) beside the run of the same workload without it.
+func writePresenceSummary(b *strings.Builder, results []*Result) {
+	head := false
+	for _, r := range results {
+		if !hasPresence(r) || r.JoinStorm != nil {
+			continue
+		}
+		if !head {
+			fmt.Fprintf(b, "\n**presence vs none** (each run on a node with presence beside the same workload without; (×r) is presence ÷ none; targets: memory per connection ≤ ×%.2f, p99 ≤ ×%.2f):\n\n",
+				presenceMemoryRatio, presenceP99Ratio)
+			b.WriteString("| presence run | plain run | RSS/conn KiB | heap/conn KiB | RSS loaded MiB | p50 ms | p99 ms | max ms | node CPU, publish s | presence_stats clients / subscribers | targets |\n")
+			b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|\n")
+			head = true
+		}
+		stats := "–"
+		if pc := r.Presence; pc != nil {
+			stats = fmt.Sprintf("%d / %d", pc.Clients, pc.Want)
+			if pc.Err != "" {
+				stats = "**" + pc.Err + "**"
+			} else if pc.Clients != pc.Want {
+				stats = "**" + stats + "**"
+			}
+		}
+		var w *Result
+		for _, o := range results {
+			if o != r && !hasPresence(o) && o.Params.Transport == r.Params.Transport && sameWorkload(r, o) {
+				w = o
+				break
+			}
+		}
+		if w == nil {
+			fmt.Fprintf(b, "| [%s](%s.html) | none with the same parameters | | | | | | | | %s | |\n", r.Name, r.Name, stats)
+			continue
+		}
+		sv, wv := &r.Server, &w.Server
+		memOK := within(sv.RSSPerConn, wv.RSSPerConn, presenceMemoryRatio) && within(sv.HeapPerConn, wv.HeapPerConn, presenceMemoryRatio)
+		verdict := []string{"memory " + met(memOK)}
+		if r.Latency.Count > 0 && w.Latency.Count > 0 {
+			verdict = append(verdict, "p99 "+met(ratio(r.Latency.P99, w.Latency.P99) <= presenceP99Ratio))
+		}
+		fmt.Fprintf(b, "| [%s](%s.html) | [%s](%s.html) | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+			r.Name, r.Name, w.Name, w.Name,
+			versus("%.2f", sv.RSSPerConn/1024, wv.RSSPerConn/1024),
+			versus("%.2f", sv.HeapPerConn/1024, wv.HeapPerConn/1024),
+			versus("%.1f", float64(sv.RSSLoaded)/(1<<20), float64(wv.RSSLoaded)/(1<<20)),
+			versus("%.2f", r.Latency.P50, w.Latency.P50),
+			versus("%.2f", r.Latency.P99, w.Latency.P99),
+			versus("%.2f", r.Latency.Max, w.Latency.Max),
+			versus("%.2f", sv.CPUPublish.Seconds, wv.CPUPublish.Seconds),
+			stats, strings.Join(verdict, " · "))
+	}
+}
+
+// stormSeconds lists the canary's p99 and max, and the members, second by
+// second of a storm.
+func stormSeconds(ss []StormSecond) string {
+	parts := make([]string, len(ss))
+	for i, s := range ss {
+		parts[i] = fmt.Sprintf("%d s: %s / %s (%d)", s.Second, ms(s.Latency.P99), ms(s.Latency.Max), s.Members)
+	}
+	return strings.Join(parts, " · ")
+}
+
+// writeJoinStormSummary adds a table of the joinstorm runs, if any.
+func writeJoinStormSummary(b *strings.Builder, results []*Result) {
+	head := false
+	for _, r := range results {
+		js := r.JoinStorm
+		if js == nil {
+			continue
+		}
+		if !head {
+			b.WriteString("\n**joinstorm** (members join the canary's presence + join-leave topic, spread over the storm, while it is published to; the canary's latency by each message's send time; target: p99 during the storm below the limit, nothing lost, join events to the canary ≤ -join-leave-max):\n\n")
+			b.WriteString("| run | members in s (joins/s) | msg/s | canary received / published | canary p50 / p99 / max ms, storm | p99 before / after ms | join events to canary (max) | join events to members | node CPU, storm | p99 target | ok |\n")
+			b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|---|---|\n")
+			head = true
+		}
+		recv, pub := int64(0), int64(0)
+		if d := r.Delivery; d != nil {
+			recv, pub = d.Received, d.Published
+		}
+		ok := "yes"
+		if !r.OK {
+			ok = "**no**"
+		}
+		l := js.During
+		limit := float64(r.Params.P99Limit.Microseconds()) / 1000
+		fmt.Fprintf(b, "| [%s](%s.html) | %d in %.2f (%.0f) | %g | %d / %d | %s / %s / %s | %s / %s | %d (%d) | %d | %.0f%% | < %s ms %s | %s |\n",
+			r.Name, r.Name, js.Members, js.StormSeconds, js.JoinsPerSec, r.Params.Rate, recv, pub,
+			ms(l.P50), ms(l.P99), ms(l.Max), ms(js.Before.P99), ms(js.After.P99), js.CanaryJoins, js.JoinLeaveMax,
+			js.MemberJoins, js.CPUStorm.Percent, ms(limit), met(l.Count > 0 && l.P99 < limit), ok)
+	}
+	for _, r := range results {
+		if js := r.JoinStorm; js != nil && len(js.Seconds) > 0 {
+			fmt.Fprintf(b, "\n%s, the canary by second of the storm (p99 / max ms, members connected at its end): %s\n", r.Name, stormSeconds(js.Seconds))
+		}
+	}
+	head = false
+	for _, r := range results {
+		if r.JoinStorm == nil || r.Params.NoPresence {
+			continue
+		}
+		var c *Result
+		for _, o := range results {
+			if o.JoinStorm != nil && o.Params.NoPresence && sameWorkload(r, o) {
+				c = o
+				break
+			}
+		}
+		if c == nil {
+			continue
+		}
+		if !head {
+			b.WriteString("\nThe same storm with and without presence + join-leave on the topic ((×r) is with ÷ without; the control tells the feature's cost from the fan-out's):\n\n")
+			b.WriteString("| run | control | canary p50 ms, storm | canary p99 ms, storm | canary max ms, storm | canary p99 ms, after | joins/s | node CPU s, storm |\n")
+			b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|\n")
+			head = true
+		}
+		js, cs := r.JoinStorm, c.JoinStorm
+		fmt.Fprintf(b, "| [%s](%s.html) | [%s](%s.html) | %s | %s | %s | %s | %s | %s |\n", r.Name, r.Name, c.Name, c.Name,
+			versus("%.2f", js.During.P50, cs.During.P50), versus("%.2f", js.During.P99, cs.During.P99),
+			versus("%.2f", js.During.Max, cs.During.Max), versus("%.2f", js.After.P99, cs.After.P99),
+			versus("%.0f", js.JoinsPerSec, cs.JoinsPerSec), versus("%.2f", js.CPUStorm.Seconds, cs.CPUStorm.Seconds))
+	}
 }
 
 // versus shows an SSE figure, its WebSocket twin (each in verb) and their
@@ -365,6 +543,11 @@ func versus(verb string, sse, ws float64) string {
 		return "–"
 	}
 	return fmt.Sprintf(verb+" / "+verb+" (×%.2f)", sse, ws, ratio(sse, ws))
+}
+
+// within reports whether a ≤ limit × b; two zeros (no reading) pass.
+func within(a, b, limit float64) bool {
+	return (a == 0 && b == 0) || ratio(a, b) <= limit
 }
 
 func ratio(a, b float64) float64 {

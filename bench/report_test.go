@@ -54,6 +54,16 @@ func sampleResult(s Scenario) *Result {
 	case ScenarioRecover:
 		r.Recover = &RecoverResult{Backbone: BackboneRedis, CutEvery: 1, CutFraction: 0.1, Rounds: 30, Cuts: 3000, Reconnects: 3000,
 			FinalOffset: 600, Deliveries: 600000, Live: 590000, Replayed: 10000, CaughtUp: summarize(h), ReplayLatency: summarize(h)}
+	case ScenarioJoinStorm:
+		r.Params.TopicsPerConn, r.Params.Topics, r.Params.TopicPrefix, r.Params.Rate = 1, 1, "storm", 20
+		r.Params.P99Limit, r.Params.ConnectRate = 50*time.Millisecond, 2000
+		r.Delivery = &DeliveryResult{Published: 160, Expected: 160, Received: 160, PublishRate: 20, PerSec: 20, Seconds: 8}
+		r.JoinStorm = &JoinStormResult{Members: 1000, StormSeconds: 0.5, JoinsPerSec: 2000, LeadSeconds: 1, TailSeconds: 2,
+			JoinLeaveMax: 1000, CanaryJoins: 999, CanaryLastJoin: 0.48, Before: summarize(h), During: summarize(h), After: summarize(h),
+			MemberDeliveries: 100000, MemberLatency: summarize(h), MemberJoins: 498501, MemberLeaves: 498501, NodeEvents: 499500,
+			CPUStorm: CPU{Seconds: 0.4, Wall: 0.5, Percent: 80},
+			Seconds:  []StormSecond{{Second: 1, Members: 1000, Latency: Percentiles{Count: 20, P99: 3.5, Max: 4}}}}
+		r.Presence = &PresenceCheck{Topic: "storm.0", Want: 1001, Clients: 1001, Users: 1, Millis: 1.5}
 	}
 	return r
 }
@@ -223,6 +233,82 @@ func TestWriteSummarySSE(t *testing.T) {
 	for _, l := range table[1:] {
 		if strings.Count(l, "|") != strings.Count(table[0], "|") {
 			t.Errorf("row has %d separators, header %d: %s", strings.Count(l, "|"), strings.Count(table[0], "|"), l)
+		}
+	}
+}
+
+func TestPrintFiguresJoinStorm(t *testing.T) {
+	var b bytes.Buffer
+	PrintFigures(&b, sampleResult(ScenarioJoinStorm))
+	out := b.String()
+	for _, want := range []string{"== joinstorm (joinstorm) OK", "canary deliveries", "160 received of 160 expected",
+		"canary latency, storm", "1000 members joined storm.0 in 0.50 s (2000 joins/s; asked 2000/s)",
+		"canary during the storm", "canary by second of the storm", "1 s: 3.50 / 4.00 (1000)", "999 (cut-off -join-leave-max 1000), the last 0.48 s into the storm",
+		"498501 join and 498501 leave events received", "499500 queued",
+		"storm.0: 1001 clients, 1 users (the harness had 1001 subscribers connected)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("figures lack %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestWriteSummaryJoinStormAndPresence: the joinstorm table judges the
+// canary's p99, and each run on a presence node sits beside its plain
+// twin with the ratios and issue 13's targets.
+func TestWriteSummaryJoinStormAndPresence(t *testing.T) {
+	storm := sampleResult(ScenarioJoinStorm)
+	slow := sampleResult(ScenarioJoinStorm)
+	slow.Name, slow.OK = "joinstorm-slow", false
+	slow.JoinStorm.During.P99 = 64.9
+	lat, pres := sampleResult(ScenarioLatency), sampleResult(ScenarioLatency)
+	lat.Node = &NodeInfo{Args: []string{"-loops", "2"}}
+	pres.Name, pres.Node = "latency-presence", &NodeInfo{Args: []string{"-loops", "2", "-presence", "bench.>"}}
+	pres.Presence = &PresenceCheck{Topic: "bench.0", Want: 1000, Clients: 1000, Users: 1}
+	pres.Server.RSSPerConn, pres.Server.HeapPerConn, lat.Server.HeapPerConn = 10485.76*1.05, 2048*1.2, 2048
+	pres.Latency.P99 = lat.Latency.P99 * 1.1
+	lone := sampleResult(ScenarioFanout)
+	lone.Name, lone.Presence = "fanout-presence", &PresenceCheck{Topic: "bench.0", Want: 1000, Err: "err not_enabled: x"}
+	// An SSE run must still pair with the plain run, not the presence one.
+	sse := sampleResult(ScenarioLatency)
+	sse.Name, sse.Params.Transport = "latency-sse", TransportSSE
+
+	var b bytes.Buffer
+	plain := sampleResult(ScenarioJoinStorm)
+	plain.Name, plain.Params.NoPresence, plain.Presence = "joinstorm-plain", true, nil
+	plain.JoinStorm.CanaryJoins, plain.JoinStorm.During.P99 = 0, 9.9
+	if err := WriteSummary(&b, []*Result{lat, pres, sse, lone, storm, slow, plain}); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{
+		"**joinstorm** (members join",
+		"| [joinstorm](joinstorm.html) | 1000 in 0.50 (2000) | 20 | 160 / 160 | 2.50 / 4.95 / 5.00 | 4.95 / 4.95 | 999 (1000) | 498501 | 80% | < 50.0 ms met | yes |",
+		"| < 50.0 ms **missed** | **no** |",
+		"The same storm with and without presence + join-leave", "joinstorm, the canary by second of the storm (p99 / max ms, members connected at its end): 1 s: 3.50 / 4.00 (1000)",
+		"| [joinstorm](joinstorm.html) | [joinstorm-plain](joinstorm-plain.html) | 2.50 / 2.50 (×1.00) | 4.95 / 9.90 (×0.50) |",
+		"| [joinstorm-slow](joinstorm-slow.html) | [joinstorm-plain](joinstorm-plain.html) | 2.50 / 2.50 (×1.00) | 64.90 / 9.90 (×6.56) |",
+		"**presence vs none**",
+		"| [latency-presence](latency-presence.html) | [latency](latency.html) | 10.75 / 10.24 (×1.05) | 2.40 / 2.00 (×1.20) |",
+		"| 1000 / 1000 | memory **missed** · p99 met |",
+		"| [fanout-presence](fanout-presence.html) | none with the same parameters |", "**err not_enabled: x**",
+		"| [latency-sse](latency-sse.html) | [latency](latency.html) |",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("summary lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "| [joinstorm-plain](joinstorm-plain.html) | [") {
+		t.Error("a control run must not be compared with itself")
+	}
+	for _, head := range []string{"| run | members in s", "| presence run |", "| run | control |"} {
+		table := strings.Split(strings.TrimSpace(out[strings.Index(out, head):]), "\n")
+		for _, l := range table[1:] {
+			if !strings.HasPrefix(l, "|") {
+				break
+			}
+			if strings.Count(l, "|") != strings.Count(table[0], "|") {
+				t.Errorf("row has %d separators, header %d: %s", strings.Count(l, "|"), strings.Count(table[0], "|"), l)
+			}
 		}
 	}
 }

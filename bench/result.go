@@ -26,17 +26,21 @@ type Result struct {
 	// steps search, or churn did not return to the baseline.
 	OK bool `json:"ok"`
 
-	Connect    ConnectResult   `json:"connect"`
-	Delivery   *DeliveryResult `json:"delivery,omitempty"`
-	Latency    Percentiles     `json:"latency"`
-	LatencyCDF []CDFPoint      `json:"latency_cdf,omitempty"`
-	PublishRTT Percentiles     `json:"publish_rtt"`
-	Server     ServerResult    `json:"server"`
-	Steps      []StepResult    `json:"steps,omitempty"`
-	Churn      *ChurnResult    `json:"churn,omitempty"`
-	Hol        *HolResult      `json:"hol,omitempty"`
-	Recover    *RecoverResult  `json:"recover,omitempty"`
-	Samples    []Sample        `json:"samples,omitempty"`
+	Connect    ConnectResult    `json:"connect"`
+	Delivery   *DeliveryResult  `json:"delivery,omitempty"`
+	Latency    Percentiles      `json:"latency"`
+	LatencyCDF []CDFPoint       `json:"latency_cdf,omitempty"`
+	PublishRTT Percentiles      `json:"publish_rtt"`
+	Server     ServerResult     `json:"server"`
+	Steps      []StepResult     `json:"steps,omitempty"`
+	Churn      *ChurnResult     `json:"churn,omitempty"`
+	Hol        *HolResult       `json:"hol,omitempty"`
+	Recover    *RecoverResult   `json:"recover,omitempty"`
+	JoinStorm  *JoinStormResult `json:"joinstorm,omitempty"`
+	// Presence is the node's presence_stats answer at the end of the run
+	// (Params.PresenceStats).
+	Presence *PresenceCheck `json:"presence,omitempty"`
+	Samples  []Sample       `json:"samples,omitempty"`
 
 	ServerCloses map[string]int64 `json:"server_closes,omitempty"`
 	Errors       map[string]int64 `json:"errors,omitempty"`
@@ -263,6 +267,73 @@ type RecoverResult struct {
 	// Live latency is Result.Latency; ReplayLatency is publish → receive
 	// of the replayed messages (it spans the outage).
 	ReplayLatency Percentiles `json:"replay_latency"`
+}
+
+// JoinStormResult is the joinstorm scenario: members joining the canary's
+// topic, spread over the storm, and what the canary saw meanwhile. The
+// canary's deliveries are Result.Delivery and its latency during the
+// storm Result.Latency.
+type JoinStormResult struct {
+	// Members subscribed of Params.Conns; StormSeconds runs from the first
+	// member's dial to the last member's ack, so JoinsPerSec is the rate
+	// the node took them at (asked: Conns / Params.Duration).
+	Members      int64   `json:"members"`
+	StormSeconds float64 `json:"storm_seconds"`
+	JoinsPerSec  float64 `json:"joins_per_sec"`
+	// LeadSeconds and TailSeconds are the publishing before the first
+	// join and after the last ack.
+	LeadSeconds float64 `json:"lead_seconds"`
+	TailSeconds float64 `json:"tail_seconds"`
+	// JoinLeaveMax is the node's cut-off: no join event for a group above it.
+	JoinLeaveMax int `json:"join_leave_max"`
+	// CanaryJoins and CanaryLeaves are the events the canary received;
+	// CanaryLastJoin is when the last join reached it, in seconds from the
+	// storm's start (0: none came).
+	CanaryJoins    int64   `json:"canary_joins"`
+	CanaryLeaves   int64   `json:"canary_leaves"`
+	CanaryLastJoin float64 `json:"canary_last_join_s"`
+	// The canary's latency by phase, by each message's scheduled send
+	// time: before the first join, during the storm, after the last ack;
+	// and during the storm second by second.
+	Before  Percentiles   `json:"before"`
+	During  Percentiles   `json:"during"`
+	After   Percentiles   `json:"after"`
+	Seconds []StormSecond `json:"seconds,omitempty"`
+	// MemberDeliveries and MemberLatency are the members' messages from
+	// their acks on; MemberJoins and MemberLeaves the events delivered to
+	// them (leaves come as the members close, after the measurement).
+	MemberDeliveries int64       `json:"member_deliveries"`
+	MemberLatency    Percentiles `json:"member_latency"`
+	MemberJoins      int64       `json:"member_joins"`
+	MemberLeaves     int64       `json:"member_leaves"`
+	// NodeEvents is the node's subsock_presence_events_total over lead,
+	// storm and tail (join and leave deliveries it queued); NodeEventErrors
+	// its subsock_presence_event_errors_total.
+	NodeEvents      float64 `json:"node_events"`
+	NodeEventErrors float64 `json:"node_event_errors"`
+	// CPUStorm is the node's CPU from the first join to the last ack.
+	CPUStorm CPU `json:"cpu_storm"`
+}
+
+// StormSecond is one second of a storm: the canary's latency for the
+// messages due in it, and the members connected at its end (the workers'
+// last report by then).
+type StormSecond struct {
+	Second  int         `json:"second"` // from 1
+	Members int64       `json:"members"`
+	Latency Percentiles `json:"latency"`
+}
+
+// PresenceCheck is the node's answer to {"op":"presence_stats"} on a
+// topic, asked by a client of the harness once publishing was over.
+type PresenceCheck struct {
+	Topic string `json:"topic"`
+	// Want is the subscribers of Topic the harness had connected.
+	Want    int64   `json:"want"`
+	Clients int64   `json:"clients"`
+	Users   int64   `json:"users"`
+	Millis  float64 `json:"ms"`            // request → answer
+	Err     string  `json:"err,omitempty"` // the node's err, or why there was no answer
 }
 
 // CycleResult is one connect/subscribe/disconnect cycle.

@@ -81,6 +81,10 @@ type runner struct {
 	redis *redisProc
 	// liveHist is recover's latency of live deliveries (replays apart).
 	liveHist *hdr.Histogram
+	// canary is joinstorm's watched subscriber, a one-connection worker
+	// run in this process; canaryDuring its latency during the storm.
+	canary       *worker
+	canaryDuring *hdr.Histogram
 	// phase names what the progress line shows.
 	mu      sync.Mutex
 	phase   string
@@ -115,6 +119,9 @@ func Run(ctx context.Context, cfg Config, p Params) (*Result, error) {
 		if err := r.addHistoryRule(); err != nil {
 			return nil, err
 		}
+	}
+	if p.Scenario == ScenarioJoinStorm {
+		r.addPresenceRules()
 	}
 	if p.Spawn != "" {
 		r.node, err = spawnNode(ctx, p.Spawn, r.p.SpawnArgs, p.SpawnEnv, cfg.NodeLog)
@@ -168,6 +175,9 @@ func (r *runner) stopAll() {
 	if r.workers != nil {
 		r.workers.stop(10 * time.Second)
 		r.workers = nil
+	}
+	if r.canary != nil {
+		r.canary.closeAll()
 	}
 	if r.node != nil {
 		_ = r.node.stop(20 * time.Second)
@@ -302,8 +312,11 @@ func mib(b int64) string { return strconv.FormatFloat(float64(b)/(1<<20), 'f', 1
 
 // scenario runs the scenario's phases.
 func (r *runner) scenario(ctx context.Context) error {
-	if r.p.Scenario == ScenarioChurn {
+	switch r.p.Scenario {
+	case ScenarioChurn:
 		return r.churn(ctx)
+	case ScenarioJoinStorm:
+		return r.joinStorm(ctx)
 	}
 	st, failed, err := r.connect(ctx)
 	if err != nil {
@@ -341,6 +354,10 @@ func (r *runner) scenario(ctx context.Context) error {
 		if err := r.cutAndRecover(ctx); err != nil {
 			return err
 		}
+	}
+	if r.p.PresenceStats && r.p.TopicsPerConn > 0 {
+		r.setPhase("presence")
+		r.checkPresence(ctx)
 	}
 	r.setPhase("close")
 	_, err = r.workers.all(ctx, command{Cmd: cmdClose})
@@ -576,10 +593,20 @@ func (r *runner) startCPUProfile(ctx context.Context, d time.Duration) (wait fun
 }
 
 func (r *runner) pace(ctx context.Context, step int, rate float64, d time.Duration) *paceResult {
-	pr := pace(ctx, r.pub, pacePlan{
+	return r.runPace(ctx, r.plan(step, rate, d))
+}
+
+// plan is a publish phase over every topic at rate for d, stamped step.
+func (r *runner) plan(step int, rate float64, d time.Duration) pacePlan {
+	return pacePlan{
 		rate: rate, duration: d, step: step, prefix: r.p.TopicPrefix,
 		size: r.p.PayloadSize, senders: r.p.Publishers, seq: r.seq,
-	})
+	}
+}
+
+// runPace runs a publish phase and notes its errors.
+func (r *runner) runPace(ctx context.Context, pl pacePlan) *paceResult {
+	pr := pace(ctx, r.pub, pl)
 	for k, v := range pr.errKinds {
 		r.addError("publish: "+k, v)
 	}
@@ -870,7 +897,8 @@ func (r *runner) finish(ctx context.Context) error {
 			}
 		}
 	}
-	if r.res.Delivery != nil {
+	// A joinstorm's Delivery is its canary's, settled by finishCanary.
+	if r.res.Delivery != nil && r.res.JoinStorm == nil {
 		finishDelivery(r.res.Delivery, st, r.pubStart)
 	}
 	r.res.Connect.Handshake = summarize(hs)
@@ -880,6 +908,9 @@ func (r *runner) finish(ctx context.Context) error {
 	r.res.LatencyCDF = cdf(lat, 10)
 	if r.res.Recover != nil {
 		r.finishRecover(st, caught)
+	}
+	if r.res.JoinStorm != nil {
+		r.finishJoinStorm(st, lat)
 	}
 	for code, n := range st.ServerCloses {
 		if r.res.ServerCloses == nil {
@@ -945,7 +976,9 @@ func (r *runner) judge() {
 			r.note(fmt.Sprintf("%d of %d publishes started more than %s behind schedule (every publisher was waiting for the node's answer, or the socket was full); the delay counts as latency", d.Late, d.Published+d.PublishErrors, lateAfter))
 		}
 		// Recover's cut connections are away when some publishes land.
-		if d.ServerReported > 0 && d.ServerReported != d.Expected && len(res.Targets) == 1 && r.p.Scenario != ScenarioRecover {
+		// So are joinstorm's members, who are not owed every publish.
+		if d.ServerReported > 0 && d.ServerReported != d.Expected && len(res.Targets) == 1 &&
+			r.p.Scenario != ScenarioRecover && r.p.Scenario != ScenarioJoinStorm {
 			r.note(fmt.Sprintf("the node reported %d subscriber-deliveries, the harness expected %d", d.ServerReported, d.Expected))
 		}
 	}
@@ -971,6 +1004,12 @@ func (r *runner) judge() {
 		ok = false
 	}
 	if res.Recover != nil && !r.judgeRecover() {
+		ok = false
+	}
+	if res.JoinStorm != nil && !r.judgeJoinStorm() {
+		ok = false
+	}
+	if res.Presence != nil && !r.judgePresence() {
 		ok = false
 	}
 	if la := res.LoadAvg; la[0] > 2 || la[1] > 2 {

@@ -50,6 +50,7 @@ type worker struct {
 
 	attempted, connected, subscribedN, failed, open atomic.Int64
 	errReplies, pings, gaps, dups                   atomic.Int64
+	joins, leaves, lastJoin                         atomic.Int64
 	connectStart, connectEnd, subscribeEnd          atomic.Int64
 	rc                                              recoverCounters
 }
@@ -136,10 +137,13 @@ func (w *worker) serve(cmd *command) *workerReply {
 		if cmd.Spec == nil {
 			return errorReply(errors.New("init without a spec"))
 		}
+		// Under mu: the progress ticker's stats reads the spec meanwhile.
+		w.mu.Lock()
 		w.spec = *cmd.Spec
 		if w.spec.Recover {
 			w.ring = make([]*conn, w.spec.Count)
 		}
+		w.mu.Unlock()
 	case cmdConnect:
 		w.connectAll()
 		rep.Stats = w.stats()
@@ -433,6 +437,9 @@ func (w *worker) stats() *workerStats {
 		Open:         w.open.Load(),
 		ErrReplies:   w.errReplies.Load(),
 		Pings:        w.pings.Load(),
+		Joins:        w.joins.Load(),
+		Leaves:       w.leaves.Load(),
+		LastJoin:     w.lastJoin.Load(),
 		Gaps:         w.gaps.Load(),
 		Dups:         w.dups.Load(),
 		ConnectStart: w.connectStart.Load(),
@@ -440,7 +447,10 @@ func (w *worker) stats() *workerStats {
 		SubscribeEnd: w.subscribeEnd.Load(),
 	}
 	w.rec.fill(st)
-	if w.spec.Recover {
+	w.mu.Lock()
+	recovers := w.spec.Recover
+	w.mu.Unlock()
+	if recovers {
 		rc := &w.rc
 		st.Recover = &recoverStats{
 			Cuts:              rc.cuts.Load(),
@@ -603,4 +613,14 @@ func WorkerMain() {
 		os.Exit(1)
 	}
 	os.Exit(0)
+}
+
+// presenceEvent counts a join or leave event received at nowNs.
+func (w *worker) presenceEvent(kind replyKind, nowNs int64) {
+	if kind == replyLeave {
+		w.leaves.Add(1)
+		return
+	}
+	w.joins.Add(1)
+	storeMax(&w.lastJoin, nowNs)
 }

@@ -25,17 +25,28 @@ failed=()
 notok=()
 start=$SECONDS
 
-# run NAME [harness flags...]: one scenario on its own node.
+# run NAME [harness flags...] [-- node flags...]: one scenario on its own node, started with
+# NODE_FLAGS, -log-level warn and the run's own node flags.
 run() {
 	local name=$1
 	shift
 	if [[ -n $ONLY && " $ONLY " != *" $name "* ]]; then
 		return
 	fi
+	local harness=() extra=()
+	while (($#)); do
+		if [[ $1 == -- ]]; then
+			shift
+			extra=("$@")
+			break
+		fi
+		harness+=("$1")
+		shift
+	done
 	echo
-	echo "### $name: subsock-bench $*"
+	echo "### $name: subsock-bench ${harness[*]}${extra[*]:+ -- ${extra[*]}}"
 	local rc=0
-	bin/subsock-bench -name "$name" -out "$OUT" -spawn bin/subsock "$@" -- "${node_flags[@]}" -log-level warn || rc=$?
+	bin/subsock-bench -name "$name" -out "$OUT" -spawn bin/subsock "${harness[@]}" -- "${node_flags[@]}" -log-level warn "${extra[@]}" || rc=$?
 	case $rc in
 	0) ;;
 	3) notok+=("$name") ;;
@@ -51,7 +62,13 @@ run idle-sse -scenario idle -transport sse -conns 15000 -topics-per-conn 10 -hea
 # Upgrades per second: 15,000 connections, no subscriptions.
 run connect -scenario connect -conns 15000
 # Latency at a low rate: 10,000 subscribers of one topic, 1 msg/s for 10 s.
-run latency -scenario latency -conns 10000 -rate 1 -duration 10s
+run latency -scenario latency -conns 10000 -rate 1 -duration 10s -heapprofile "$OUT/latency.heap.prof"
+# The same on a node with presence on the topic (join/leave configured, for other topics): issue
+# 13's "presence on a topic with 10,000 subscribers adds at most 10 % to the node's memory and
+# nothing per message", against latency in summary.md. At the end one client asks presence_stats,
+# which must count all 10,000.
+run latency-presence -scenario latency -conns 10000 -rate 1 -duration 10s \
+	-heapprofile "$OUT/latency-presence.heap.prof" -- -presence 'bench.>' -join-leave 'none.>'
 # The same to 10,000 SSE streams (target: p99 within 20 % of latency's).
 run latency-sse -scenario latency -transport sse -conns 10000 -rate 1 -duration 10s
 # Sustained fan-out: 10,000 subscribers of one topic, 150 msg/s for 10 s.
@@ -83,9 +100,18 @@ run hol -scenario hol -conns 11000 -hot-subs 10000 -rate 100 -small-rate 10 -dur
 # (a redis-server the harness starts, as for hol).
 run recover -scenario recover -conns 10000 -rate 20 -duration 30s -cut-fraction 0.1 -cut-every 1s
 run recover-redis -scenario recover -backbone redis -conns 10000 -rate 20 -duration 30s -cut-fraction 0.1 -cut-every 1s
+# Join storm (issue 13): a node with -presence and -join-leave 'storm.>'; a canary subscribes to
+# storm.0, which gets 20 msg/s throughout; 1 s later 10,000 members subscribe to it, spread evenly
+# over 5 s, then 2 s more. The canary gets the join events while the group is ≤ 1,000, none after.
+# Target: the canary's p99 during the storm < 50 ms, nothing lost.
+run joinstorm -scenario joinstorm -conns 10000 -rate 20 -duration 5s -p99-limit 50ms -cpuprofile "$OUT/joinstorm.cpu.prof"
+# Its control: the same storm on a node given no presence or join-leave rule, so summary.md can
+# tell what join/leave costs the canary from what the fan-out to a growing group does.
+run joinstorm-plain -scenario joinstorm -no-presence -conns 10000 -rate 20 -duration 5s -p99-limit 50ms \
+	-cpuprofile "$OUT/joinstorm-plain.cpu.prof"
 
 # Where the node's time and memory go (profiles are *.prof: not committed).
-for prof in fanout.cpu fanout100.cpu fanout-sse.cpu idle.heap idle-sse.heap topics.heap; do
+for prof in fanout.cpu fanout100.cpu fanout-sse.cpu joinstorm.cpu joinstorm-plain.cpu idle.heap idle-sse.heap latency.heap latency-presence.heap topics.heap; do
 	f="$OUT/$prof.prof"
 	if [[ -s $f ]]; then
 		echo
