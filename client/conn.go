@@ -46,7 +46,7 @@ type Conn struct {
 	sess  *session      // the current connection; nil between connections
 	up    chan struct{} // closed once sess is set; replaced when it goes
 	last  error         // the last failed attempt, for Dial's error
-	fatal error         // why the Conn stopped by itself (ErrDisconnected); nil before
+	fatal error         // why the Conn stopped by itself (ErrDisconnected, ErrUnauthorized, ErrForbidden); nil before
 }
 
 type subscription struct {
@@ -62,8 +62,12 @@ type subscription struct {
 // Dial opens a connection to the node at rawURL (ws://host:port/ws). It
 // retries with the backoff policy until a handshake succeeds, ctx ends, or
 // the server refuses for a reason retrying cannot fix (an HTTP 4xx other
-// than 408/429, or the subprotocol); after that first connection, the Conn
-// reconnects by itself until Close.
+// than 408/429, or the subprotocol). A 401 or 403 (ErrUnauthorized,
+// ErrForbidden) is retried only with another token: after the backoff
+// Dial asks Options.Token again, and returns the refusal when there is no
+// provider or it gives the same token. After that first connection, the
+// Conn reconnects by itself until Close, or until such a refusal stops it
+// (see Err).
 func Dial(ctx context.Context, rawURL string, opts Options) (*Conn, error) {
 	if err := checkURL(rawURL); err != nil {
 		return nil, err
@@ -335,14 +339,17 @@ func (c *Conn) Close() error {
 	return nil
 }
 
-// Done is closed when the Conn has stopped for good: after Close, or when
-// the server disconnected it (see Err). Close must still be called.
+// Done is closed when the Conn has stopped for good: after Close, when the
+// server disconnected it, or when it refused the Conn's credentials (see
+// Err). Close must still be called.
 func (c *Conn) Done() <-chan struct{} { return c.ctx.Done() }
 
 // Err is nil while the Conn runs. Once Done is closed it says why:
-// ErrClosed after Close, or an error matching ErrDisconnected (and a
+// ErrClosed after Close; an error matching ErrDisconnected (and a
 // *CloseError with code 4003) when a backend had the server disconnect
-// it; calls then return that error.
+// it; or a *HandshakeError matching ErrUnauthorized (401) or ErrForbidden
+// (403) when a reconnection was refused and Options.Token gave no other
+// token (or there is no provider). Calls then return that error.
 func (c *Conn) Err() error {
 	if c.ctx.Err() == nil {
 		return nil

@@ -13,7 +13,10 @@
 // once come back spread over time. Server hints lengthen the wait: a close
 // with 1001 (going away), 1012 (restart) or 1013 (try again later) is never
 // followed by an immediate reconnect, and an HTTP 503 refusal with
-// Retry-After is honoured as a lower bound.
+// Retry-After is honoured as a lower bound. A refusal of the client's
+// credentials, 401 (ErrUnauthorized) or 403 (ErrForbidden), is not retried
+// as is: the Conn dials again only once Options.Token gives another token,
+// and stops otherwise, so a bad token does not turn into a retry storm.
 //
 // On a topic the node keeps history for, every message has an offset, and
 // the Conn keeps its position: it resubscribes from it after a reconnect,

@@ -48,6 +48,19 @@ var (
 	ErrDisconnected = errors.New("client: disconnected by the server")
 	// ErrUnsubscribed matches an *UnsubscribedError.
 	ErrUnsubscribed = errors.New("client: subscription removed by the server")
+	// ErrUnauthorized matches a *HandshakeError with status 401: no token,
+	// or one the server does not accept (invalid, expired). The Conn tries
+	// again only with another token from Options.Token; otherwise Dial
+	// returns the error, or a connected Conn stops with it (see Conn.Err).
+	ErrUnauthorized = errors.New("client: unauthorized")
+	// ErrForbidden matches a *HandshakeError with status 403: the server
+	// refuses the connection itself (its Origin is not allowed). It is
+	// treated as ErrUnauthorized is, and in addition the Conn makes at most
+	// one more attempt within 10s of a 403.
+	ErrForbidden = errors.New("client: forbidden")
+
+	// errSameToken: Options.Token gave the token the server just refused.
+	errSameToken = errors.New("client: the token provider gave the refused token again")
 )
 
 // UnsubscribedError is reported through OnError when the server removed a
@@ -86,7 +99,8 @@ func (e *ServerError) Error() string {
 	return s + ": " + string(e.Code) + ": " + e.Msg
 }
 
-// HandshakeError is an HTTP refusal of the WebSocket upgrade.
+// HandshakeError is an HTTP refusal of the WebSocket upgrade. One with
+// status 401 matches ErrUnauthorized, one with 403 ErrForbidden.
 type HandshakeError struct {
 	Status int // HTTP status, e.g. 503 at a server limit, 401 for a bad token
 	// RetryAfter is the server's Retry-After hint (0 when absent); the
@@ -104,6 +118,18 @@ func (e *HandshakeError) Error() string {
 		s += " (retry after " + e.RetryAfter.String() + ")"
 	}
 	return s
+}
+
+// Is makes errors.Is(err, ErrUnauthorized) hold for a 401 and
+// errors.Is(err, ErrForbidden) for a 403.
+func (e *HandshakeError) Is(target error) bool {
+	switch target {
+	case ErrUnauthorized:
+		return e.Status == http.StatusUnauthorized
+	case ErrForbidden:
+		return e.Status == http.StatusForbidden
+	}
+	return false
 }
 
 // temporary reports whether another attempt may succeed without a change

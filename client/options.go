@@ -53,7 +53,9 @@ type Options struct {
 	Codec proto.Codec
 	// Token, when set, is called before every connection attempt; its
 	// result is sent as "Authorization: Bearer <token>". Refresh also
-	// calls it. An error counts as a failed attempt.
+	// calls it. An error counts as a failed attempt. After a 401 or 403
+	// the Conn dials again only if it gives a token other than the one
+	// refused; without it, such a refusal stops the Conn (see Conn.Err).
 	Token func(ctx context.Context) (string, error)
 	// Header is added to every handshake request.
 	Header http.Header
@@ -87,8 +89,9 @@ type Options struct {
 	// (ErrBufferFull), failed connection attempts (a *RetryError wrapping
 	// the failure, e.g. a *HandshakeError), server errors without a
 	// request id, resubscriptions the server refused, no-echo publishes
-	// refused while nobody waited, and subscriptions the server removed
-	// (an *UnsubscribedError).
+	// refused while nobody waited, subscriptions the server removed
+	// (an *UnsubscribedError), and the refusal (ErrUnauthorized,
+	// ErrForbidden, not wrapped in a *RetryError) that stopped the Conn.
 	OnError func(error)
 	// OnConnect is called each time a connection is ready: the handshake
 	// is done and every subscription has been renewed (or its refusal

@@ -16,6 +16,9 @@ import (
 // under the server's per-request limit (256 by default).
 const resubBatch = 100
 
+// forbiddenWindow: after a 403, at most one more attempt within it.
+const forbiddenWindow = 10 * time.Second
+
 // supervise is the Conn's connection loop: connect, resubscribe, watch
 // the connection, back off, again, until Close. first receives the outcome
 // of the first connection for Dial.
@@ -23,13 +26,30 @@ func (c *Conn) supervise(first chan<- error) {
 	defer close(c.superDone)
 	failures := 0
 	connected := false
+	// A refusal of the credentials (401, 403) holds until Options.Token
+	// gives another token: the same one would only be refused again, by
+	// every client of a misconfigured application at once.
+	var (
+		refused   error     // the refusal that holds; nil: none
+		refusedOf string    // the token it refused
+		forbidden time.Time // the last 403
+		notBefore time.Time // two 403s within forbiddenWindow: no attempt before this
+	)
 	for {
 		s := newSession(c.codec, c.opts.WriteTimeout)
-		err := c.connect(s)
+		var prev *string
+		if refused != nil {
+			prev = &refusedOf
+		}
+		token, err := c.connect(s, prev)
 		if c.ctx.Err() != nil {
 			if err == nil {
 				_ = s.ws.CloseNow()
 			}
+			return
+		}
+		if errors.Is(err, errSameToken) {
+			c.giveUp(first, connected, refused)
 			return
 		}
 		if err != nil {
@@ -37,11 +57,24 @@ func (c *Conn) supervise(first chan<- error) {
 			c.mu.Lock()
 			c.last = err
 			c.mu.Unlock()
-			if !connected && permanent(err) {
+			if credentialsRefused(err) {
+				if c.opts.Token == nil {
+					c.giveUp(first, connected, err)
+					return
+				}
+				refused, refusedOf = err, token
+				if errors.Is(err, ErrForbidden) {
+					now := time.Now()
+					if now.Sub(forbidden) < forbiddenWindow {
+						notBefore = forbidden.Add(forbiddenWindow)
+					}
+					forbidden = now
+				}
+			} else if !connected && permanent(err) {
 				first <- err
 				return
 			}
-			d := c.opts.Backoff.delay(failures, err)
+			d := max(c.opts.Backoff.delay(failures, err), time.Until(notBefore))
 			c.opts.OnError(&RetryError{Err: err, Wait: d, Failures: failures + 1})
 			c.log.Debug("connection attempt failed", zap.String("url", c.url), zap.Error(err), zap.Duration("retry_in", d))
 			failures++
@@ -50,6 +83,7 @@ func (c *Conn) supervise(first chan<- error) {
 			}
 			continue
 		}
+		refused = nil
 		c.stats.connects.Add(1)
 		c.attach(s)
 		if !connected {
@@ -72,10 +106,7 @@ func (c *Conn) supervise(first chan<- error) {
 			// A backend had the server end this client: coming back
 			// unchanged would only be refused again, or undo its decision.
 			err := fmt.Errorf("%w: %w", ErrDisconnected, cause)
-			c.mu.Lock()
-			c.fatal = err
-			c.mu.Unlock()
-			c.cancel()
+			c.halt(err)
 			c.log.Info("disconnected by the server; not reconnecting", zap.String("url", c.url), zap.Error(cause))
 			c.opts.OnDisconnect(err)
 			return
@@ -94,6 +125,33 @@ func (c *Conn) supervise(first chan<- error) {
 			return
 		}
 	}
+}
+
+// giveUp ends the supervisor's attempts for err, which nothing on this
+// side can fix: Dial returns it before the first connection; after it, the
+// Conn stops (Done, Err) and OnError receives it.
+func (c *Conn) giveUp(first chan<- error, connected bool, err error) {
+	if !connected {
+		first <- err
+		return
+	}
+	c.halt(err)
+	c.log.Info("refused by the server; not reconnecting", zap.String("url", c.url), zap.Error(err))
+	c.opts.OnError(err)
+}
+
+// halt stops the Conn by itself: err is what Err and every call return.
+func (c *Conn) halt(err error) {
+	c.mu.Lock()
+	c.fatal = err
+	c.mu.Unlock()
+	c.cancel()
+}
+
+// credentialsRefused reports a handshake refused for who the client is
+// (401, 403) rather than for the server's state.
+func credentialsRefused(err error) bool {
+	return errors.Is(err, ErrUnauthorized) || errors.Is(err, ErrForbidden)
 }
 
 // disconnected reports a close with 4003: a backend asked the server to
@@ -128,19 +186,24 @@ func (c *Conn) sleep(d time.Duration) bool {
 	}
 }
 
-// connect fetches a token and performs the handshake.
-func (c *Conn) connect(s *session) error {
+// connect fetches a token and performs the handshake with it; it returns
+// the token. When refused is set (the server refused that token) it
+// dials only with another one, and fails with errSameToken otherwise.
+func (c *Conn) connect(s *session, refused *string) (string, error) {
 	ctx, cancel := context.WithTimeout(c.ctx, c.opts.DialTimeout)
 	defer cancel()
 	token := ""
 	if c.opts.Token != nil {
 		t, err := c.opts.Token(ctx)
 		if err != nil {
-			return fmt.Errorf("client: token: %w", err)
+			return "", fmt.Errorf("client: token: %w", err)
 		}
 		token = t
 	}
-	return dial(ctx, c.url, &c.opts, s, token)
+	if refused != nil && token == *refused {
+		return token, errSameToken
+	}
+	return token, dial(ctx, c.url, &c.opts, s, token)
 }
 
 // attach makes s the live connection and wakes callers waiting for one.

@@ -176,8 +176,9 @@ func adminHandler(t *testing.T, node func() *browsertest.Node, key string) http.
 	})
 }
 
-// startSilentServer accepts WebSocket handshakes (any subprotocol) and then reads and
-// discards everything, answering nothing: the peer a client's heartbeat must detect.
+// startSilentServer accepts WebSocket handshakes (any subprotocol), sends one pong (a client
+// takes its first frame as the sign that it was let in) and then reads and discards
+// everything, answering nothing: the peer a client's heartbeat must detect.
 func startSilentServer(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -212,6 +213,9 @@ func startSilentServer(t *testing.T) string {
 				defer c.Close()
 				u := ws.Upgrader{Protocol: func([]byte) bool { return true }}
 				if _, err := u.Upgrade(c); err != nil {
+					return
+				}
+				if err := ws.WriteFrame(c, ws.NewTextFrame([]byte(`{"op":"pong"}`))); err != nil {
 					return
 				}
 				_, _ = io.Copy(io.Discard, c)

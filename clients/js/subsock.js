@@ -23,6 +23,12 @@
 //   c.on('leave', ({ topic, client, user }) => remove(user));
 //   const members = await c.presence('chat.lobby'); // [{client, user}, ...]
 //
+// A node that refuses the client says why: an 'error' event with closeCode 4001 (token), 4003
+// (origin) or 4013 (busy, "retry in Ns") and the node's reason. A refused token is not tried
+// again: the token function is asked for another one (README, "Refusals").
+//
+//   c.on('error', (e) => { if (e.closeCode === CloseCode.TOKEN_EXPIRED) showLogin(e.reason); });
+//
 // One client is one WebSocket with its own token, retry and delivery policy: open several small
 // clients rather than one that does everything.
 //
@@ -49,16 +55,17 @@ export const CloseCode = Object.freeze({
   INTERNAL: 1011,
   TRY_AGAIN_LATER: 1013,
   HEARTBEAT_TIMEOUT: 4000,
-  TOKEN_EXPIRED: 4001,
-  DISCONNECTED: 4003, // a backend had the server disconnect this client: no reconnect
+  TOKEN_EXPIRED: 4001, // the token expired, or (right after the upgrade) was refused: no, invalid or expired
+  DISCONNECTED: 4003, // a backend had the server disconnect this client, or (right after the upgrade) the page's origin is not allowed
+  TRY_LATER: 4013, // refused for now (admission limit, draining node); the reason ends with "retry in Ns"
 });
 
 /** Connection states, reported by on('state', fn). */
 export const State = Object.freeze({
   CONNECTING: 'connecting', // a socket is being opened
   OPEN: 'open', // connected; subscriptions are being (re)established
-  RECONNECTING: 'reconnecting', // dropped; waiting detail.delay ms before the next attempt
-  CLOSED: 'closed', // close() was called, or the server disconnected the client (4003); final
+  RECONNECTING: 'reconnecting', // dropped or refused; waiting detail.delay ms before the next attempt
+  CLOSED: 'closed', // close() was called, the server disconnected the client (4003), or it refused a token no function can replace; final
 });
 
 /** Option defaults; every field can be overridden per connection. */
@@ -73,6 +80,13 @@ export const defaults = Object.freeze({
 
 // A connection that lasted this long resets the backoff: its drop is a new incident, not a retry.
 const STABLE_MS = 5000;
+
+// Two refusals with 4003 within this long: no attempt before it has passed since the first.
+const FORBIDDEN_WINDOW_MS = 10000;
+
+// Refusals (close codes a node sends right after the upgrade when asked with refuse=close),
+// by the SubsockError code they become.
+const REFUSALS = new Map([[4001, 'unauthorized'], [4003, 'refused'], [4013, 'try_later']]);
 
 // Rejections of these codes will not change by retrying the same request.
 const PERMANENT = new Set(['bad_request', 'unknown_op', 'invalid_topic', 'too_many_subscriptions', 'too_large', 'forbidden']);
@@ -111,21 +125,22 @@ export function validTopic(topic) {
 
 /**
  * reconnectDelay is the reconnect policy: exponential backoff with full jitter, a delay drawn
- * uniformly from [0, min(max, min * 2^attempt)]. Close codes 1001 (going away) and 1013 (try
- * again later) raise the attempt count first, so the herd of clients a server just closed never
- * comes straight back and spreads over a wider window; 4001 (token expired) retries at once the
- * first time, since the fresh token fetched for it is the fix. It returns the delay in ms and the
- * attempt count to use next time.
- * @param {{attempt:number, code:number, min:number, max:number}} p
+ * uniformly from [0, min(max, min * 2^attempt)]. Close codes 1001 (going away), 1013 and 4013
+ * (try again later) raise the attempt count first, so the herd of clients a server just closed
+ * never comes straight back and spreads over a wider window; 4001 (token expired) retries at once
+ * the first time, since the fresh token fetched for it is the fix. wait, the server's own "retry
+ * in Ns" in ms, is added: the delay is at least that, spread by the jitter. It returns the delay
+ * in ms and the attempt count to use next time.
+ * @param {{attempt:number, code:number, min:number, max:number, wait?:number}} p
  * @param {() => number} [random] a source in [0, 1)
  * @returns {{delay:number, attempt:number}}
  */
-export function reconnectDelay({ attempt, code, min, max }, random = Math.random) {
+export function reconnectDelay({ attempt, code, min, max, wait = 0 }, random = Math.random) {
   if (code === CloseCode.GOING_AWAY) attempt = Math.max(attempt, 1);
-  if (code === CloseCode.TRY_AGAIN_LATER) attempt = Math.max(attempt, 3);
+  if (code === CloseCode.TRY_AGAIN_LATER || code === CloseCode.TRY_LATER) attempt = Math.max(attempt, 3);
   const cap = Math.min(max, min * 2 ** Math.min(attempt, 30));
   const delay = code === CloseCode.TOKEN_EXPIRED && attempt === 0 ? 0 : Math.round(random() * cap);
-  return { delay, attempt: attempt + 1 };
+  return { delay: Math.max(0, wait) + delay, attempt: attempt + 1 };
 }
 
 /**
@@ -134,14 +149,22 @@ export function reconnectDelay({ attempt, code, min, max }, random = Math.random
  * connected, or the connection dropped before the ack), closed (close() was called),
  * disconnected (the server disconnected the client, close code 4003), canceled (unsubscribed
  * before the subscription was confirmed), unsubscribed (the server removed the subscription
- * before it was confirmed), token (the token function failed), encoding.
+ * before it was confirmed), token (the token function failed), encoding, or a refusal of the
+ * connection: unauthorized (4001: no, invalid or expired token), refused (4003: the page's
+ * origin is not allowed), try_later (4013: an admission limit or a draining node).
+ * An error that comes from a close also has closeCode (4001, 4003, 4013) and reason (the
+ * server's close reason).
  */
 export class SubsockError extends Error {
-  constructor(code, msg) {
+  constructor(code, msg, close = undefined) {
     super(`${code}: ${msg}`);
     this.name = 'SubsockError';
     this.code = code;
     this.msg = msg;
+    if (close) {
+      this.closeCode = close.code;
+      this.reason = close.reason;
+    }
   }
 }
 
@@ -184,6 +207,8 @@ function socketURL(url, token) {
   else if (u.protocol === 'https:') u.protocol = 'wss:';
   // Browsers cannot set headers on a WebSocket handshake, so the token travels in the query.
   if (token) u.searchParams.set('token', token);
+  // A refused handshake reads as 1006 and nothing more: ask to be refused with a close code.
+  u.searchParams.set('refuse', 'close');
   return u.href;
 }
 
@@ -193,7 +218,10 @@ function socketURL(url, token) {
  * @param {object} [opts]
  * @param {'json'|'msgpack'} [opts.protocol]
  * @param {string|(() => string|Promise<string>)} [opts.token] sent as ?token=; a function is called
- *   again for a fresh token after close code 4001 and after a failed handshake
+ *   again for a fresh token after close code 4001 and after a failed handshake. After the node
+ *   refused a token (4001) or the client (4003), the client reconnects only with a token other
+ *   than the refused one: a function is asked again on the backoff; with a string or no token
+ *   the client closes.
  * @param {{min:number,max:number}} [opts.backoff] reconnect delay bounds in ms (exponential, full jitter)
  * @param {number} [opts.pingInterval]
  * @param {number} [opts.pingTimeout]
@@ -212,6 +240,11 @@ export class Client {
   #ws = null;
   #codec = null;
   #state = null;
+  #live = false; // the current socket is upgraded: requests can go
+  #admitted = false; // the current socket got a first frame: the node did not refuse it
+  #refusal = null; // {code, reason, token} while a refused token holds the client (4001, 4003)
+  #forbiddenAt = 0; // when the last 4003 refusal came
+  #notBefore = 0; // no attempt before this (two 4003 refusals within FORBIDDEN_WINDOW_MS)
   #closed = false;
   #closedErr = null; // why: what calls reject with once closed
   #listeners = new Map(); // event -> Set<fn>
@@ -260,7 +293,8 @@ export class Client {
    * 'subscribed': fn(topics) — the server confirmed these topics, after subscribe() and after
    *   every resubscription on reconnect: from then on their messages flow.
    * 'error': fn(SubsockError & {topics?}) — server errors with no request to reject, failed
-   *   subscriptions, token and codec failures.
+   *   subscriptions, token and codec failures, and the node's refusals (code unauthorized,
+   *   refused or try_later, with closeCode and reason; see the README's "Refusals").
    * 'recover': fn({topic, recovered, offset, epoch}) — a topic with history was resubscribed
    *   from its position (after a reconnect, or a gap in its live stream) or its stream lost its
    *   past. recovered true: every message missed was delivered, in order, before this event.
@@ -272,9 +306,10 @@ export class Client {
    *   Not this client's own, nor the members there before it came: ask presence().
    * 'unsubscribed': fn({topic}) — the server removed the subscription (a backend asked it to):
    *   the topic is dropped, its handlers get nothing more, and no reconnect resubscribes it.
-   * 'disconnected': fn({code, reason}) — the server disconnected the client (close code 4003, a
-   *   backend asked it to): the client does not reconnect. The 'state' event that follows is
-   *   'closed', and pending and later calls reject with code 'disconnected'.
+   * 'disconnected': fn({code, reason}) — the server disconnected the client (close code 4003 on
+   *   an open connection, a backend asked it to): the client does not reconnect. The 'state'
+   *   event that follows is 'closed', and pending and later calls reject with code
+   *   'disconnected'.
    */
   on(event, fn) {
     if (typeof fn !== 'function') throw new TypeError('subsock: on() needs a function');
@@ -314,7 +349,7 @@ export class Client {
     t = this.#newTopic(handler, last, since);
     this.#topics.set(topic, t);
     const p = this.#waitFor(t);
-    if (this.#state === State.OPEN) this.#sendSub([topic]);
+    if (this.#live) this.#sendSub([topic]);
     return p;
   }
 
@@ -342,7 +377,7 @@ export class Client {
     this.#topics.delete(topic);
     clearTimeout(t.retryTimer);
     this.#settle(t, new SubsockError('canceled', `unsubscribed from ${topic}`));
-    if (this.#state !== State.OPEN) return Promise.resolve();
+    if (!this.#live) return Promise.resolve();
     return this.#request({ op: 'unsub', topics: [topic] }, 'unsub');
   }
 
@@ -421,6 +456,7 @@ export class Client {
     if (this.#closed) return;
     this.#closed = true;
     this.#closedErr = err;
+    this.#live = false;
     clearTimeout(this.#reconnectTimer);
     this.#stopHeartbeat();
     const ws = this.#ws;
@@ -443,7 +479,8 @@ export class Client {
   }
 
   #closedError() {
-    return new SubsockError(this.#closedErr.code, this.#closedErr.msg);
+    const e = this.#closedErr;
+    return new SubsockError(e.code, e.msg, e.closeCode === undefined ? undefined : { code: e.closeCode, reason: e.reason });
   }
 
   #query(m) {
@@ -456,7 +493,8 @@ export class Client {
 
   async #dial() {
     if (this.#closed) return;
-    this.#setState(State.CONNECTING, { attempt: this.#attempt });
+    // While a refused token holds the client, asking the token function is not an attempt.
+    if (!this.#refusal) this.#setState(State.CONNECTING, { attempt: this.#attempt });
     let codec, token;
     try {
       codec = await loadCodec(this.#opts.protocol, this.#opts.msgpack);
@@ -472,6 +510,16 @@ export class Client {
       return this.#retry(CloseCode.ABNORMAL, 'no token', false);
     }
     if (this.#closed) return;
+    const refusal = this.#refusal;
+    if (refusal) {
+      if (token === refusal.token) {
+        // Nothing new: the node would refuse it again. Ask again after the backoff.
+        this.#token = undefined;
+        return this.#retry(refusal.code, refusal.reason, false);
+      }
+      this.#refusal = null;
+      this.#setState(State.CONNECTING, { attempt: this.#attempt });
+    }
     let ws;
     try {
       ws = new WebSocket(socketURL(this.#url, token), codec.name);
@@ -483,26 +531,30 @@ export class Client {
     }
     ws.binaryType = 'arraybuffer';
     this.#ws = ws;
-    let opened = false;
-    ws.onopen = () => {
-      opened = true;
-      this.#onOpen(ws, codec);
+    this.#admitted = false;
+    ws.onopen = () => this.#onUpgrade(ws, codec);
+    ws.onmessage = (ev) => {
+      if (!this.#admitted) this.#onAdmitted(ws);
+      this.#onMessage(ev);
     };
-    ws.onmessage = (ev) => this.#onMessage(ev);
     ws.onclose = (ev) => {
       if (this.#ws !== ws) return;
       this.#ws = null;
-      this.#lost(ev.code, ev.reason, opened);
+      this.#lost(ev.code, ev.reason, this.#admitted);
     };
     ws.onerror = () => {}; // onclose follows with the code
   }
 
-  #onOpen(ws, codec) {
+  // #onUpgrade runs when the handshake is done. A node that refuses the client (refuse=close)
+  // closes right after it, so the client is not open yet: a ping asks for the first frame, which
+  // says it was let in (#onAdmitted). The subscriptions go at once, to lose no round trip.
+  #onUpgrade(ws, codec) {
     // A server that declined our subprotocol speaks JSON (the protocol's default).
     this.#codec = ws.protocol === Subprotocol.msgpack ? codec : jsonCodec;
-    this.#openedAt = Date.now();
-    this.#setState(State.OPEN, { protocol: ws.protocol });
+    this.#live = true;
     this.#startHeartbeat();
+    this.#send({ op: 'ping' });
+    this.#deadTimer = setTimeout(() => this.#dead(), this.#opts.pingTimeout);
     // 'last' applies to every history topic of a request, so topics still waiting for their
     // first replay go in requests of their own, one per count; the rest resume from 'since'.
     const groups = new Map(); // last -> topics
@@ -513,19 +565,35 @@ export class Client {
     }
     const n = this.#opts.maxTopicsPerRequest;
     for (const names of groups.values()) for (let i = 0; i < names.length; i += n) this.#sendSub(names.slice(i, i + n));
+  }
+
+  // #onAdmitted runs at the first frame of a socket: the node let the client in. The publishes
+  // that waited for a connection go only now, so a refusal cannot swallow them.
+  #onAdmitted(ws) {
+    this.#admitted = true;
+    this.#notBefore = 0;
+    this.#openedAt = Date.now();
+    this.#setState(State.OPEN, { protocol: ws.protocol });
     for (const item of this.#outbox.splice(0)) this.#sendPub(item);
   }
 
   // #lost handles a socket that closed (or was declared dead) while the client wants to be up.
-  #lost(code, reason, opened) {
+  // admitted: the node had let it in (see #onAdmitted).
+  #lost(code, reason, admitted) {
     this.#stopHeartbeat();
-    if (code === CloseCode.DISCONNECTED) {
+    this.#live = false;
+    if (code === CloseCode.DISCONNECTED && admitted) {
       // A backend had the server end this client: coming back unchanged would undo that.
       this.#emit('disconnected', { code, reason });
-      this.#shutdown(new SubsockError('disconnected', reason || 'disconnected by the server'), { code, reason });
+      this.#shutdown(new SubsockError('disconnected', reason || 'disconnected by the server', { code, reason }), { code, reason });
       return;
     }
-    this.#failPending(new SubsockError('unavailable', `connection lost (${code}${reason ? ' ' + reason : ''}) before the reply`));
+    // Closed before its first frame with one of these codes, the socket was refused (refuse=close).
+    const refused = !admitted && REFUSALS.has(code);
+    const err = refused
+      ? new SubsockError(REFUSALS.get(code), reason || `refused with close code ${code}`, { code, reason })
+      : new SubsockError('unavailable', `connection lost (${code}${reason ? ' ' + reason : ''}) before the reply`);
+    this.#failPending(err);
     for (const t of this.#topics.values()) {
       t.subscribed = false;
       t.recovering = false;
@@ -533,20 +601,51 @@ export class Client {
       t.pubs = 0;
       t.held = [];
       clearTimeout(t.retryTimer);
+      // The topic stays held, and is subscribed once a connection is let in.
+      if (refused) this.#settle(t, err);
     }
-    // A refused handshake may have been refused for the token, and 4001 certainly was: ask the
-    // token function for a fresh one (a fixed string token is all there is, so it stays).
-    if ((!opened || code === CloseCode.TOKEN_EXPIRED) && typeof this.#opts.token === 'function') this.#token = undefined;
-    this.#retry(code, reason, opened);
+    if (refused) {
+      for (const item of this.#outbox.splice(0)) item.reject(err);
+      this.#emit('error', err);
+    }
+    if (code === CloseCode.TRY_LATER && refused) {
+      const m = /retry in (\d+)s/.exec(reason);
+      return this.#retry(code, reason, false, m ? Number(m[1]) * 1000 : 0);
+    }
+    if (code === CloseCode.TOKEN_EXPIRED || (code === CloseCode.DISCONNECTED && refused)) {
+      // The node refused this token (4001: expired or bad) or this client (4003): the same token
+      // would only be refused again. Another one from the token function may do; without a
+      // function there is no other.
+      if (typeof this.#opts.token !== 'function') {
+        const stop = refused ? err : new SubsockError('unauthorized', reason || 'token expired', { code, reason });
+        if (!refused) this.#emit('error', stop);
+        this.#shutdown(stop, { code, reason });
+        return;
+      }
+      this.#refusal = { code, reason, token: this.#token };
+      this.#token = undefined;
+      if (code === CloseCode.DISCONNECTED) {
+        const now = Date.now();
+        this.#notBefore = now - this.#forbiddenAt < FORBIDDEN_WINDOW_MS ? this.#forbiddenAt + FORBIDDEN_WINDOW_MS : 0;
+        this.#forbiddenAt = now;
+      }
+      return this.#retry(code, reason, admitted);
+    }
+    // A refused handshake may have been refused for the token: ask the token function for a
+    // fresh one (a fixed string token is all there is, so it stays).
+    if (!admitted && typeof this.#opts.token === 'function') this.#token = undefined;
+    this.#retry(code, reason, admitted);
   }
 
-  #retry(code, reason, opened) {
+  // #retry schedules the next attempt; wait (ms) is the server's own "retry in".
+  #retry(code, reason, opened, wait = 0) {
     if (this.#closed) return;
     if (opened && Date.now() - this.#openedAt >= STABLE_MS) this.#attempt = 0;
-    const next = reconnectDelay({ attempt: this.#attempt, code, ...this.#opts.backoff });
+    const next = reconnectDelay({ attempt: this.#attempt, code, wait, ...this.#opts.backoff });
+    const delay = Math.max(next.delay, this.#notBefore - Date.now());
     this.#attempt = next.attempt;
-    this.#setState(State.RECONNECTING, { attempt: this.#attempt, delay: next.delay, code, reason });
-    this.#reconnectTimer = setTimeout(() => this.#dial(), next.delay);
+    this.#setState(State.RECONNECTING, { attempt: this.#attempt, delay, code, reason });
+    this.#reconnectTimer = setTimeout(() => this.#dial(), delay);
   }
 
   #detach(ws) {
@@ -583,7 +682,7 @@ export class Client {
     } catch {
       // already closing
     }
-    this.#lost(CloseCode.HEARTBEAT_TIMEOUT, 'no reply to ping', true);
+    this.#lost(CloseCode.HEARTBEAT_TIMEOUT, 'no reply to ping', this.#admitted);
   }
 
   // --- frames -------------------------------------------------------------------------------
@@ -728,7 +827,7 @@ export class Client {
 
   // #sendSub asks for topics, each from its kept position when it has one: the server replays
   // what the subscriber missed before its ack. Topics without a position but asking for 'last'
-  // must share the count (see #onOpen); a single topic always does.
+  // must share the count (see #onUpgrade); a single topic always does.
   #sendSub(topics) {
     const id = this.#nextId++;
     const m = { op: 'sub', id, topics };

@@ -196,7 +196,7 @@ test('validTopic follows the protocol topic rules', () => {
   for (const t of invalid) assert(typeof validTopic(t) === 'string', `${show(t)} should be invalid`);
 });
 
-test('reconnectDelay: full jitter, capped, 1001/1013 back off, 4001 retries at once', () => {
+test('reconnectDelay: full jitter, capped, 1001/1013/4013 back off, 4001 retries at once, a server wait is added', () => {
   const top = () => 1; // the top of the jitter window
   const b = { min: 100, max: 1000 };
   const table = [
@@ -214,9 +214,12 @@ test('reconnectDelay: full jitter, capped, 1001/1013 back off, 4001 retries at o
     [0, CloseCode.TOKEN_EXPIRED, top, 0, 1],
     [1, CloseCode.TOKEN_EXPIRED, top, 200, 2],
     [0, CloseCode.HEARTBEAT_TIMEOUT, top, 100, 1],
+    [0, CloseCode.TRY_LATER, top, 800, 4],
+    [0, CloseCode.TRY_LATER, top, 3800, 4, 3000], // retry in 3s, plus the jitter
+    [0, CloseCode.TRY_LATER, () => 0, 3000, 4, 3000],
   ];
-  for (const [attempt, code, random, delay, next] of table) {
-    const got = reconnectDelay({ attempt, code, ...b }, random);
+  for (const [attempt, code, random, delay, next, wait] of table) {
+    const got = reconnectDelay({ attempt, code, wait, ...b }, random);
     eq(got, { delay, attempt: next }, `reconnectDelay(attempt ${attempt}, code ${code})`);
   }
 });
@@ -464,14 +467,48 @@ test('token expiry (4001): a fresh token, an immediate reconnect, subscriptions 
   await rejects(c.publish('secret.jwt', 1, { ack: true }), 'forbidden', 'publish outside the token claims');
 });
 
-test('no token: the node refuses the handshake and the client keeps retrying', async () => {
+test('no token: the node refuses it with 4001; the client reports it, rejects what waits and closes', async () => {
   assert(q.get('jwt'), 'no token node given');
   const c = connect(`ws://${q.get('jwt')}/ws`, { backoff: FAST });
   cleanups.push(() => c.close());
-  const [, d1] = await when(c, 'state', (s) => s === 'reconnecting', 3000);
-  const [, d2] = await when(c, 'state', (s) => s === 'reconnecting', 3000);
-  eq(d1.code, CloseCode.ABNORMAL, 'close code of a refused handshake');
-  assert(d2.attempt > d1.attempt, `attempts ${d1.attempt} then ${d2.attempt}`);
+  const states = [];
+  c.on('state', (s, d) => states.push([s, d.code]));
+  const errored = when(c, 'error', (e) => e.code === 'unauthorized');
+  const closed = when(c, 'state', (s) => s === 'closed');
+  const sub = c.subscribe(topic('refused'), () => {});
+  const pub = c.publish(topic('refused'), 1);
+  const [e] = await errored;
+  eq([e.closeCode, e.reason.length > 0, e.msg === e.reason], [CloseCode.TOKEN_EXPIRED, true, true], 'error event: close code and reason');
+  await closed;
+  eq(states, [['connecting', undefined], ['closed', CloseCode.TOKEN_EXPIRED]], 'states: never open, no retry');
+  eq((await rejects(sub, 'unauthorized', 'the pending subscribe')).closeCode, CloseCode.TOKEN_EXPIRED, 'close code of the rejection');
+  await rejects(pub, 'unauthorized', 'the publish waiting for a connection');
+  eq((await rejects(c.publish(topic('refused'), 2), 'unauthorized', 'a publish after')).reason, e.reason, 'reason of a later rejection');
+});
+
+test('a refused token: the token function is asked again and its new token connects', async () => {
+  assert(q.get('jwt'), 'no token node given');
+  let calls = 0;
+  const token = () => (++calls === 1 ? 'not-a-token' : fetchToken(60));
+  const c = connect(`ws://${q.get('jwt')}/ws`, { backoff: FAST, token });
+  cleanups.push(() => c.close());
+  const t = topic('second');
+  const errored = when(c, 'error', (e) => e.code === 'unauthorized' && e.closeCode === CloseCode.TOKEN_EXPIRED);
+  const confirmed = when(c, 'subscribed', (topics) => topics.includes(t));
+  const sub = c.subscribe(t, () => {});
+  await errored;
+  await rejects(sub, 'unauthorized', 'the subscribe pending at the refusal');
+  await confirmed; // the topic stayed held
+  eq([c.state, calls], ['open', 2], 'state and token calls');
+});
+
+test('the socket URL asks for refusals as close codes and keeps its own query', async () => {
+  const c = await open({}, `${WS}?tag=query&x=1`);
+  const [ws] = socketsOf('query');
+  assert(ws, 'no socket tagged query');
+  const u = new URL(ws.url);
+  eq([u.searchParams.get('refuse'), u.searchParams.get('x')], ['close', '1'], 'query');
+  eq(c.state, 'open', 'state');
 });
 
 test('close(): final state, pending work rejected with closed, no reconnect', async () => {
