@@ -4,7 +4,7 @@ ADDR     ?= :8080
 FUZZTIME ?= 20s
 BIN      := bin
 
-.PHONY: run build test deps fmt-check vet race fuzz bench cluster clean
+.PHONY: run build test deps fmt-check vet race fuzz bench cluster kafka-demo clean
 
 ## run: start one node on $(ADDR) with the in-memory broker and the demo page
 run: build
@@ -40,6 +40,10 @@ fuzz:
 ## bench: the standard benchmark set (under 5 minutes); results in bench/results/
 bench: build
 	bash scripts/bench.sh
+
+## kafka-demo: a test Kafka, a node consuming it, a producer and a subscriber (~15 s)
+kafka-demo:
+	bash scripts/kafka-demo.sh
 
 ## cluster: Redis and three nodes on :8081-:8083 until Ctrl-C
 cluster: build

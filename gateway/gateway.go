@@ -45,7 +45,8 @@ type Gateway struct {
 	draining atomic.Bool
 
 	checksMu sync.Mutex
-	checks   []namedCheck // readiness checks added by AddCheck
+	checks   []namedCheck         // readiness checks added by AddCheck
+	metrics  *prometheus.Registry // what /metrics serves
 
 	mu   sync.Mutex
 	ln   net.Listener
@@ -102,7 +103,8 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	g.pubs = newPublisher(g)
 	g.router = broker.NewRouter(b, cfg.Router)
-	g.api = g.routes(g.registerMetrics())
+	g.metrics = g.registerMetrics()
+	g.api = g.routes(g.metrics)
 	g.wg.Add(1)
 	go func() { defer g.wg.Done(); g.wheel.run(g.stop) }()
 	g.startControl()
@@ -250,6 +252,17 @@ func (g *Gateway) Publish(ctx context.Context, topic string, f proto.Format, dat
 		return pos, &proto.Error{Code: proto.CodeBadRequest, Msg: "data is not one " + f.String() + " value: " + err.Error()}
 	}
 	return g.publishRelay(ctx, topic, appendRelay(make([]byte, 0, 1+len(data)), f, data))
+}
+
+// RegisterMetrics adds collectors (a Kafka consumer's) to /metrics. Call
+// it before Serve.
+func (g *Gateway) RegisterMetrics(cs ...prometheus.Collector) error {
+	for _, c := range cs {
+		if err := g.metrics.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // AddCheck adds a readiness check: /readyz (and /healthz) answer 503

@@ -35,7 +35,7 @@ const envPrefix = "SUBSOCK_"
 var commandOnly = map[string]bool{"config": true, "print-config": true}
 
 // secretFlags hold secrets that -print-config must not write.
-var secretFlags = map[string]bool{"jwt-secret": true, "api-key": true}
+var secretFlags = map[string]bool{"jwt-secret": true, "api-key": true, "kafka-sasl-password": true}
 
 // urlFlags hold URLs whose user info may carry a password or a token.
 var urlFlags = map[string]bool{"broker": true, "jwks-url": true}

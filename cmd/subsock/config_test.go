@@ -407,9 +407,11 @@ func TestPrintConfigRedacts(t *testing.T) {
 
 // notSecret are the flags whose names sound secret but whose values are not.
 var notSecret = map[string]string{
-	"jwt-secret-file": "a path; the secret it holds is never printed",
-	"jwt-public-keys": "paths of public keys",
-	"token-cookie":    "a cookie's name",
+	"jwt-secret-file":          "a path; the secret it holds is never printed",
+	"jwt-public-keys":          "paths of public keys",
+	"token-cookie":             "a cookie's name",
+	"kafka-sasl-password-file": "a path; the password it holds is never printed",
+	"kafka-tls-key":            "the path of a key file",
 }
 
 // TestSecretLikeFlagsAreRedacted: a flag added with a secret-sounding name

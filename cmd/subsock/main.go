@@ -22,6 +22,7 @@ import (
 
 	"github.com/subsock/subsock/demo"
 	"github.com/subsock/subsock/gateway"
+	"github.com/subsock/subsock/kafka"
 )
 
 func main() {
@@ -86,6 +87,8 @@ type options struct {
 	jwtSecret, jwtSecretFile string
 	configFile               string
 	printConfig              bool
+	kafka                    kafka.Config
+	kafkaPasswordFile        string
 }
 
 // newFlagSet declares every flag on o. A flag for a Config field takes its
@@ -164,6 +167,34 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.IntVar(&cfg.JoinLeaveMax, "join-leave-max", def.JoinLeaveMax, "no join or leave events for a group larger than this across the cluster")
 	fs.DurationVar(&cfg.NodeTTL, "node-ttl", def.NodeTTL, "a node that stopped announcing itself (every third of this) is forgotten by the others after this")
 	fs.DurationVar(&cfg.GatherTimeout, "gather-timeout", def.GatherTimeout, "how long a cluster-wide query (presence, /api/topics) waits for the other nodes")
+	kdef := kafka.Config{}.WithDefaults()
+	k := &o.kafka
+	fs.Var((*list)(&k.Brokers), "kafka-brokers", "Kafka seed brokers host:port, comma-separated; set: consume -kafka-topics as an event source (docs/kafka.md)")
+	fs.Var((*list)(&k.Topics), "kafka-topics", "Kafka topics to consume (comma-separated)")
+	fs.StringVar(&k.Group, "kafka-group", kdef.Group, "consumer group, the same on every node")
+	fs.StringVar(&k.ClientID, "kafka-client-id", kdef.ClientID, "client id shown to the brokers")
+	fs.StringVar(&k.TopicHeader, "kafka-topic-header", kdef.TopicHeader, "record header naming the subsock topic")
+	fs.StringVar(&k.TopicTemplate, "kafka-topic-template", "", "topic of a record without the header: {key}, {topic}, {partition} (empty: the record key)")
+	fs.StringVar(&k.DeadLetterTopic, "kafka-dead-letter", "", "Kafka topic for records that cannot be mapped or parsed (empty: count and skip)")
+	fs.BoolVar(&k.TLS.Enable, "kafka-tls", false, "TLS to the brokers with the system CAs (implied by -kafka-tls-*)")
+	fs.StringVar(&k.TLS.CAFile, "kafka-tls-ca", "", "PEM CAs to trust for the brokers")
+	fs.StringVar(&k.TLS.CertFile, "kafka-tls-cert", "", "client certificate (PEM), mutual TLS")
+	fs.StringVar(&k.TLS.KeyFile, "kafka-tls-key", "", "client certificate key (PEM)")
+	fs.StringVar(&k.TLS.ServerName, "kafka-tls-server-name", "", "name to verify in broker certificates")
+	fs.BoolVar(&k.TLS.InsecureSkipVerify, "kafka-tls-insecure", false, "accept any broker certificate (tests only)")
+	fs.StringVar(&k.SASL.Mechanism, "kafka-sasl-mechanism", "", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+	fs.StringVar(&k.SASL.User, "kafka-sasl-user", "", "SASL user")
+	fs.StringVar(&k.SASL.Password, "kafka-sasl-password", "", "SASL password (or $SUBSOCK_KAFKA_SASL_PASSWORD)")
+	fs.StringVar(&o.kafkaPasswordFile, "kafka-sasl-password-file", "", "file holding the SASL password")
+	fs.BoolVar(&k.StartAtEnd, "kafka-start-at-end", false, "a group without commits starts at the end of each partition")
+	fs.DurationVar(&k.SessionTimeout, "kafka-session-timeout", kdef.SessionTimeout, "a crashed node's partitions move after this")
+	fs.DurationVar(&k.RebalanceTimeout, "kafka-rebalance-timeout", kdef.RebalanceTimeout, "how long a rebalance waits for in-flight records and commits")
+	fs.DurationVar(&k.CommitInterval, "kafka-commit-interval", kdef.CommitInterval, "how often published offsets are committed (bounds duplicates after a crash)")
+	fs.DurationVar(&k.RetryMin, "kafka-retry-min", kdef.RetryMin, "first wait before retrying a record the backbone refused")
+	fs.DurationVar(&k.RetryMax, "kafka-retry-max", kdef.RetryMax, "longest such wait")
+	fs.IntVar(&k.PartitionBuffer, "kafka-partition-buffer", kdef.PartitionBuffer, "fetched bytes one partition may hold before its fetching pauses")
+	fs.DurationVar(&k.ProbeInterval, "kafka-probe-interval", kdef.ProbeInterval, "how often end offsets are probed (lag, readiness)")
+	fs.DurationVar(&k.LogInterval, "kafka-log-interval", kdef.LogInterval, "skipped records are logged at most this often")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "console", "json or console")
 	fs.BoolVar(&o.demo, "demo", false, "serve the demo page at /")
@@ -186,6 +217,13 @@ func (o *options) resolveSecrets() error {
 	}
 	if secret != "" {
 		sec.JWT.Secret = []byte(secret)
+	}
+	if o.kafkaPasswordFile != "" {
+		b, err := os.ReadFile(o.kafkaPasswordFile)
+		if err != nil {
+			return err
+		}
+		o.kafka.SASL.Password = strings.TrimSpace(string(b))
 	}
 	return nil
 }
@@ -249,6 +287,19 @@ func run(args []string) error {
 	if o.demo {
 		g.Handle("/", demo.Handler())
 	}
+	var consumer *kafka.Consumer
+	if len(o.kafka.Brokers) > 0 {
+		kc := o.kafka
+		kc.Logger, kc.MaxValue = log.Named("kafka"), cfg.MaxMessage
+		if consumer, err = kafka.New(kc, g); err == nil {
+			err = g.RegisterMetrics(consumer.Collectors()...)
+		}
+		if err != nil {
+			_ = g.Shutdown(context.Background())
+			return fmt.Errorf("kafka: %w", err)
+		}
+		g.AddCheck("source", consumer.Ready)
+	}
 	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {
 		_ = g.Shutdown(context.Background())
@@ -262,13 +313,28 @@ func run(args []string) error {
 		zap.Int("loops", cfg.Poller.Loops))
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- g.Serve(ln) }()
+	kafkaErr := make(chan error, 1)
+	if consumer != nil {
+		go func() { kafkaErr <- consumer.Run(ctx) }()
+	}
 	select {
 	case err := <-serveErr:
+		if consumer != nil {
+			_ = consumer.Close()
+		}
 		_ = g.Shutdown(context.Background())
 		return err
+	case err := <-kafkaErr: // only when its client cannot start
+		_ = g.Shutdown(context.Background())
+		<-serveErr
+		return fmt.Errorf("kafka: %w", err)
 	case <-ctx.Done():
 	}
 	log.Info("shutting down", zap.Duration("drain_timeout", cfg.DrainTimeout))
+	if consumer != nil {
+		// Commit and leave the group while the backbone is still up.
+		_ = consumer.Close()
+	}
 	err = g.Shutdown(context.Background())
 	<-serveErr
 	if err != nil && !errors.Is(err, gateway.ErrDrainTimeout) {

@@ -143,7 +143,7 @@ func sentinel(t *testing.T, f *flag.Flag) string {
 	case time.Duration:
 		return "7654321s"
 	case string:
-		if f.Name == "jwt-secret-file" {
+		if f.Name == "jwt-secret-file" || f.Name == "kafka-sasl-password-file" {
 			p := filepath.Join(t.TempDir(), "secret")
 			if err := os.WriteFile(p, []byte("sentinel-from-file\n"), 0o600); err != nil {
 				t.Fatal(err)
