@@ -384,3 +384,36 @@ func TestE2EPresence(t *testing.T) {
 		})
 	}
 }
+
+// TestE2EKafka: the kafka scenario in miniature on a kfake and a
+// redis-server the harness starts (building kfake itself): every record is
+// consumed, published once and delivered to each subscriber of its key's
+// topic, and the consumer lag reads 0 at the end.
+func TestE2EKafka(t *testing.T) {
+	res := runE2E(t, Params{
+		Scenario: ScenarioKafka, Conns: 100, Workers: 2, Topics: 10, Records: 2000, KafkaPartitions: 3, SpawnArgs: []string{"-pprof"},
+	})
+	k, d := res.Kafka, res.Delivery
+	if k == nil || d == nil {
+		t.Fatalf("no kafka result: %+v", res)
+	}
+	if !k.Kfake || k.Partitions != 3 || k.PartitionsUsed == 0 || k.Keys != 10 || k.Template != "events.{key}" || !k.Assigned {
+		t.Fatalf("kafka %+v", k)
+	}
+	if flagValue(res.Node.Args, "kafka-brokers") != k.Brokers || flagValue(res.Node.Args, "kafka-topics") != "events" ||
+		!strings.HasPrefix(flagValue(res.Node.Args, "broker"), "redis://") {
+		t.Fatalf("node args %v, brokers %s", res.Node.Args, k.Brokers)
+	}
+	if k.Produced != 2000 || k.ProduceErrors != 0 || k.Consumed != 2000 || k.Published != 2000 || k.Failed != 0 {
+		t.Fatalf("records %+v", k)
+	}
+	if k.PublishedSeconds <= 0 || k.PublishRate <= 0 || !k.LagZero || k.LagEnd != 0 || k.LagPartitions < k.PartitionsUsed || len(k.Series) == 0 {
+		t.Fatalf("rates and lag %+v", k)
+	}
+	if d.Published != 2000 || d.Expected != 2000*10 || d.Received != d.Expected || d.Lost != 0 || d.Gaps != 0 || d.Dups != 0 || d.Unstamped != 0 {
+		t.Fatalf("delivery %+v", d)
+	}
+	if res.Latency.Count != d.Received || res.Latency.P50 <= 0 || !res.OK {
+		t.Fatalf("latency %+v, ok %v, notes %v", res.Latency, res.OK, res.Notes)
+	}
+}

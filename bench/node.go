@@ -263,21 +263,9 @@ func (p *probe) procCPU(pid int) (float64, error) {
 func (p *probe) metrics(ctx context.Context) (map[string]float64, error) {
 	sum := map[string]float64{}
 	for _, base := range p.bases {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
+		body, err := p.scrape(ctx, base)
 		if err != nil {
 			return nil, err
-		}
-		resp, err := p.client.Do(req)
-		if err != nil {
-			return nil, err
-		}
-		body, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
-		_ = resp.Body.Close()
-		if err != nil {
-			return nil, err
-		}
-		if resp.StatusCode != http.StatusOK {
-			return nil, fmt.Errorf("%w: %s/metrics: HTTP %d", ErrNode, base, resp.StatusCode)
 		}
 		m, err := parseMetrics(body)
 		if err != nil {
@@ -288,6 +276,50 @@ func (p *probe) metrics(ctx context.Context) (map[string]float64, error) {
 		}
 	}
 	return sum, nil
+}
+
+// families scrapes every target's /metrics and sums each family named
+// with prefix over all its series, labelled or not, and all targets.
+func (p *probe) families(ctx context.Context, prefix string) (map[string]seriesSum, error) {
+	sum := map[string]seriesSum{}
+	for _, base := range p.bases {
+		body, err := p.scrape(ctx, base)
+		if err != nil {
+			return nil, err
+		}
+		m, err := parseSeriesSums(body, prefix)
+		if err != nil {
+			return nil, err
+		}
+		for k, v := range m {
+			s := sum[k]
+			s.Sum += v.Sum
+			s.N += v.N
+			sum[k] = s
+		}
+	}
+	return sum, nil
+}
+
+// scrape returns the body of base's /metrics.
+func (p *probe) scrape(ctx context.Context, base string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	_ = resp.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%w: %s/metrics: HTTP %d", ErrNode, base, resp.StatusCode)
+	}
+	return body, nil
 }
 
 // loadAvg returns the 1-minute load average, or 0.
@@ -378,4 +410,71 @@ func parseMetrics(b []byte) (map[string]float64, error) {
 		return nil, errors.Join(ErrMalformed, err)
 	}
 	return m, nil
+}
+
+// seriesSum is one metric family's samples added up, and how many there
+// were (e.g. the partitions reporting a lag).
+type seriesSum struct {
+	Sum float64
+	N   int
+}
+
+// parseSeriesSums sums the samples of every family whose name starts with
+// prefix in a Prometheus text exposition, over all their label sets.
+// Label values are skipped as quoted strings, so a '}' or a space inside
+// one does not end them.
+func parseSeriesSums(b []byte, prefix string) (map[string]seriesSum, error) {
+	m := map[string]seriesSum{}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || line[0] == '#' || !strings.HasPrefix(line, prefix) {
+			continue
+		}
+		end := strings.IndexAny(line, "{ ")
+		if end < 0 {
+			return nil, fmt.Errorf("%w: metrics line %q", ErrMalformed, line)
+		}
+		name, rest := line[:end], line[end:]
+		if rest[0] == '{' {
+			n, ok := skipLabels(rest)
+			if !ok {
+				return nil, fmt.Errorf("%w: labels in %q", ErrMalformed, line)
+			}
+			rest = rest[n:]
+		}
+		f := strings.Fields(rest) // the value, then perhaps a timestamp
+		if len(f) == 0 {
+			return nil, fmt.Errorf("%w: no value in %q", ErrMalformed, line)
+		}
+		v, err := strconv.ParseFloat(f[0], 64)
+		if err != nil {
+			return nil, fmt.Errorf("%w: metrics value in %q", ErrMalformed, line)
+		}
+		s := m[name]
+		s.Sum += v
+		s.N++
+		m[name] = s
+	}
+	if err := sc.Err(); err != nil {
+		return nil, errors.Join(ErrMalformed, err)
+	}
+	return m, nil
+}
+
+// skipLabels returns the length of the {…} label set at the start of s.
+func skipLabels(s string) (int, bool) {
+	quoted := false
+	for i := 1; i < len(s); i++ {
+		switch c := s[i]; {
+		case quoted && c == '\\':
+			i++
+		case c == '"':
+			quoted = !quoted
+		case !quoted && c == '}':
+			return i + 1, true
+		}
+	}
+	return 0, false
 }

@@ -54,10 +54,17 @@ const (
 	// evenly over Duration; the canary's latency during the storm and the
 	// join events it receives are what count.
 	ScenarioJoinStorm Scenario = "joinstorm"
+	// ScenarioKafka is Kafka as an event source: Conns subscribers over
+	// Topics topics PREFIX.<key>, then Records records produced to a Kafka
+	// topic (a kfake the harness starts) with keys 0..Topics-1, which the
+	// node consumes and publishes to PREFIX.{key}; its records/s, the
+	// deliveries, Kafka-to-socket latency and the consumer lag are what
+	// count.
+	ScenarioKafka Scenario = "kafka"
 )
 
 // Scenarios lists every scenario in the order of the standard set.
-var Scenarios = []Scenario{ScenarioIdle, ScenarioConnect, ScenarioLatency, ScenarioFanout, ScenarioSteps, ScenarioTopics, ScenarioChurn, ScenarioHol, ScenarioRecover, ScenarioJoinStorm}
+var Scenarios = []Scenario{ScenarioIdle, ScenarioConnect, ScenarioLatency, ScenarioFanout, ScenarioSteps, ScenarioTopics, ScenarioChurn, ScenarioHol, ScenarioRecover, ScenarioJoinStorm, ScenarioKafka}
 
 // publishes reports whether the scenario has a publish phase.
 func (s Scenario) publishes() bool {
@@ -86,7 +93,7 @@ const (
 // usesRedis reports whether a spawned node of these parameters gets a
 // Redis the harness starts (see runner.startRedis).
 func (p *Params) usesRedis() bool {
-	return p.Scenario == ScenarioHol || (p.Scenario == ScenarioRecover && p.Backbone == BackboneRedis)
+	return p.Scenario == ScenarioHol || p.Scenario == ScenarioKafka || (p.Scenario == ScenarioRecover && p.Backbone == BackboneRedis)
 }
 
 // Limits of this box: one process may hold 20,000 open files.
@@ -185,6 +192,22 @@ type Params struct {
 	// answer must count every subscriber connected. Always on for
 	// joinstorm, and for a spawned node whose flags name -presence.
 	PresenceStats bool `json:"presence_stats,omitempty"`
+	// Records (kafka) is how many records are produced, keyed 0..Topics-1
+	// in turn, so record i goes to PREFIX.(i mod Topics); Rate, when set,
+	// paces them (records per second), else they go as fast as the
+	// producer can.
+	Records int `json:"records,omitempty"`
+	// Kafka (kafka) is the host:port of a running Kafka (loopback) holding
+	// KafkaTopic; empty with Spawn: the spawned node's -kafka-brokers, or a
+	// kfake (Kfake, default: go build of internal/testserver/kfake) the
+	// harness starts on a free loopback port with KafkaTopic of
+	// KafkaPartitions partitions. A spawned node is given -kafka-brokers,
+	// -kafka-topics KafkaTopic and -kafka-topic-template 'PREFIX.{key}'
+	// unless its flags name them.
+	Kafka           string `json:"kafka,omitempty"`
+	KafkaTopic      string `json:"kafka_topic,omitempty"`
+	KafkaPartitions int    `json:"kafka_partitions,omitempty"`
+	Kfake           string `json:"kfake,omitempty"`
 
 	// PayloadSize is the approximate JSON size of each published value.
 	PayloadSize int `json:"payload_size"`
@@ -282,6 +305,13 @@ func scenarioDefaults(s Scenario) Params {
 		base.Conns, base.TopicsPerConn, base.Topics, base.Rate, base.Duration = 10000, 1, 1, 20, 5*time.Second
 		base.TopicPrefix, base.P99Limit, base.JoinLeaveMax = "storm", 50*time.Millisecond, defaultJoinLeaveMax
 		base.DrainTimeout = 10 * time.Second
+	case ScenarioKafka:
+		// Issue 15: 200,000 records keyed over 100 topics of 10
+		// subscribers each, 2,000,000 deliveries, on a Redis backbone.
+		base.Conns, base.TopicsPerConn, base.Topics, base.TopicPrefix = 1000, 1, 100, "events"
+		base.Records, base.KafkaTopic, base.KafkaPartitions = 200000, "events", 6
+		base.RedisServer = "redis-server"
+		base.DrainTimeout = 30 * time.Second
 	}
 	return base
 }
@@ -368,6 +398,15 @@ func (p Params) Normalize() (Params, error) {
 	if p.Spawn != "" && flagValue(p.SpawnArgs, "presence") != "" {
 		p.PresenceStats = true
 	}
+	if p.Scenario == ScenarioKafka {
+		setInt(&p.Records, d.Records)
+		setStr(&p.KafkaTopic, d.KafkaTopic)
+		setInt(&p.KafkaPartitions, d.KafkaPartitions)
+		setStr(&p.RedisServer, d.RedisServer)
+		if p.Kafka == "" && p.Spawn != "" {
+			p.Kafka = firstBroker(flagValue(p.SpawnArgs, "kafka-brokers"))
+		}
+	}
 	if p.Name == "" {
 		p.Name = string(p.Scenario)
 	}
@@ -391,6 +430,13 @@ func (p Params) defaultTimeout() time.Duration {
 		t += time.Duration(p.MaxSteps) * (p.StepDuration + p.DrainTimeout)
 	case ScenarioChurn:
 		t += time.Duration(p.Cycles) * 30 * time.Second
+	case ScenarioKafka:
+		// Building kfake, the group's first assignment, and the records
+		// at no less than 5,000 a second.
+		t += 2*time.Minute + time.Duration(p.Records)*time.Second/5000
+		if p.Rate > 0 {
+			t += time.Duration(float64(p.Records) / p.Rate * float64(time.Second))
+		}
 	}
 	return t
 }
@@ -442,6 +488,14 @@ func (p Params) check() error {
 		return bad("joinstorm needs -join-leave-max >= 1 and -p99-limit > 0")
 	case p.Scenario != ScenarioJoinStorm && (p.JoinLeaveMax != 0 || p.NoPresence):
 		return bad("-join-leave-max and -no-presence are for the joinstorm scenario")
+	case p.Scenario == ScenarioKafka && (p.TopicsPerConn < 1 || p.Records < 1 || p.KafkaPartitions < 1):
+		return bad("kafka needs -topics-per-conn >= 1, -records >= 1 and -kafka-partitions >= 1")
+	case p.Scenario == ScenarioKafka && (p.Rate < 0 || math.IsInf(p.Rate, 0) || math.IsNaN(p.Rate)):
+		return bad("-rate (kafka: records per second, 0 for as fast as the producer can) must be a number >= 0")
+	case p.Scenario == ScenarioKafka && p.Spawn == "" && p.Kafka == "":
+		return bad("kafka against a running node needs -kafka, the address of the Kafka it consumes")
+	case p.Scenario != ScenarioKafka && (p.Records != 0 || p.Kafka != "" || p.KafkaTopic != "" || p.KafkaPartitions != 0 || p.Kfake != ""):
+		return bad("-records, -kafka, -kafka-topic, -kafka-partitions and -kfake are for the kafka scenario")
 	case p.Transport != TransportWS && p.Transport != TransportSSE:
 		return bad("-transport must be ws or sse, not %q", p.Transport)
 	case p.Transport == TransportSSE && (p.Scenario == ScenarioConnect || p.Scenario == ScenarioRecover):
@@ -475,6 +529,16 @@ func (p Params) check() error {
 	if p.Redis != "" {
 		if err := checkTarget("ws://" + p.Redis); err != nil {
 			return fmt.Errorf("-redis: %w", err)
+		}
+	}
+	if p.Kafka != "" {
+		if err := checkTarget("ws://" + p.Kafka); err != nil {
+			return fmt.Errorf("-kafka: %w", err)
+		}
+	}
+	if p.Scenario == ScenarioKafka {
+		if err := checkKafkaTopic(p.KafkaTopic); err != nil {
+			return err
 		}
 	}
 	for _, t := range p.Targets {
@@ -543,7 +607,7 @@ func NewFlagSet(name string, p *Params) *flag.FlagSet {
 	fs.IntVar(&p.Topics, "topics", 0, "topics in play (T); connection i takes (i*K+j) mod T")
 	fs.StringVar(&p.TopicPrefix, "topic-prefix", "", "topic names are PREFIX.<n> (default bench)")
 	fs.StringVar(&p.Transport, "transport", "", "subscribers' transport: ws (op sub on a WebSocket) or sse (GET /sse?topics=…, one stream per connection); default ws")
-	fs.Float64Var(&p.Rate, "rate", 0, "publishes per second (steps: the first step's rate)")
+	fs.Float64Var(&p.Rate, "rate", 0, "publishes per second (steps: the first step's rate; kafka: records per second, 0 for as fast as the producer can)")
 	fs.DurationVar(&p.Duration, "duration", 0, "publish phase, or how long idle connections are held; joinstorm: the span the joins are spread over")
 	fs.DurationVar(&p.StepDuration, "step-duration", 0, "steps: length of each step (default 3s)")
 	fs.Float64Var(&p.StepFactor, "step-factor", 0, "steps: rate multiplier per step (default 1.5)")
@@ -554,7 +618,7 @@ func NewFlagSet(name string, p *Params) *flag.FlagSet {
 	fs.IntVar(&p.HotSubs, "hot-subs", 0, "hol: connections on the hot topic; the others take one small topic each (default 10000)")
 	fs.Float64Var(&p.SmallRate, "small-rate", 0, "hol: publishes per second to each small topic (default 10)")
 	fs.StringVar(&p.Redis, "redis", "", "hol: host:port of the node's Redis, to sample CLIENT LIST omem (default: started by the harness for a -spawn node)")
-	fs.StringVar(&p.RedisServer, "redis-server", "", "hol, recover -backbone redis: redis-server binary the harness starts when -redis is not given (default redis-server)")
+	fs.StringVar(&p.RedisServer, "redis-server", "", "hol, kafka, recover -backbone redis: redis-server binary the harness starts when -redis is not given (default redis-server)")
 	fs.StringVar(&p.Backbone, "backbone", "", "recover: the spawned node's broker, memory or redis (a redis-server the harness starts); default memory")
 	fs.DurationVar(&p.CutEvery, "cut-every", 0, "recover: how often connections are cut (default 1s)")
 	fs.Float64Var(&p.CutFraction, "cut-fraction", 0, "recover: the part of the connections cut each time (default 0.1)")
@@ -562,6 +626,11 @@ func NewFlagSet(name string, p *Params) *flag.FlagSet {
 	fs.BoolVar(&p.NoPresence, "no-presence", false, "joinstorm: a control run, the same storm on a node given no -presence or -join-leave rule (no join event expected, no presence_stats)")
 	fs.BoolVar(&p.PresenceStats, "presence-stats", false, "ask the node for presence_stats of PREFIX.0 once publishing is over and check it counts every subscriber (on for joinstorm and for a -spawn node with -presence)")
 	fs.IntVar(&p.HistorySize, "history-size", 0, "recover: publications of history the spawned node keeps for PREFIX.> (-history PREFIX.>=SIZE,10m; default 2000)")
+	fs.IntVar(&p.Records, "records", 0, "kafka: records to produce, keyed 0..topics-1 in turn (default 200000)")
+	fs.StringVar(&p.Kafka, "kafka", "", "kafka: host:port of a running Kafka holding -kafka-topic (default: the spawned node's -kafka-brokers, else a kfake the harness starts)")
+	fs.StringVar(&p.KafkaTopic, "kafka-topic", "", "kafka: the Kafka topic produced to and consumed (default events)")
+	fs.IntVar(&p.KafkaPartitions, "kafka-partitions", 0, "kafka: partitions of the topic in the kfake the harness starts (default 6)")
+	fs.StringVar(&p.Kfake, "kfake", "", "kafka: kfake binary the harness starts (default: go build of internal/testserver/kfake)")
 	fs.IntVar(&p.PayloadSize, "size", 0, "approximate bytes of each published JSON value (default 64)")
 	fs.StringVar(&p.PublishVia, "publish-via", "", "http (POST /publish) or ws (op pub); default http")
 	fs.IntVar(&p.Publishers, "publishers", 0, "concurrent HTTP publishers, each with its own keep-alive connection (default 128)")

@@ -94,6 +94,9 @@ func keyFigures(r *Result) []figure {
 	if r.JoinStorm != nil {
 		deliveries, latency = "canary deliveries", "canary latency, storm"
 	}
+	if r.Kafka != nil {
+		latency = "latency, produce → socket"
+	}
 	if d := r.Delivery; d != nil {
 		add("published", "%d (%.1f/s achieved, %d errors, %d late)", d.Published, d.PublishRate, d.PublishErrors, d.Late)
 		add(deliveries, "%d received of %d expected · lost %d (%.4f%%) · gaps %d · dups %d", d.Received, d.Expected, d.Lost, d.LossRatio*100, d.Gaps, d.Dups)
@@ -122,6 +125,9 @@ func keyFigures(r *Result) []figure {
 		add("members", "%d deliveries (p50 %.2f · p99 %.2f · max %.2f ms) · %d join and %d leave events received", js.MemberDeliveries, ml.P50, ml.P99, ml.Max, js.MemberJoins, js.MemberLeaves)
 		add("node join/leave deliveries", "%.0f queued over lead, storm and tail · %.0f refused by the backbone", js.NodeEvents, js.NodeEventErrors)
 		add("node CPU, storm", "%.2f s over %.2f s (%.0f%% of a core)", js.CPUStorm.Seconds, js.CPUStorm.Wall, js.CPUStorm.Percent)
+	}
+	if k := r.Kafka; k != nil {
+		kafkaFigures(k, add)
 	}
 	if pc := r.Presence; pc != nil {
 		if pc.Err != "" {
@@ -195,6 +201,36 @@ func keyFigures(r *Result) []figure {
 	return f
 }
 
+// kafkaFigures adds the kafka scenario's lines.
+func kafkaFigures(k *KafkaResult, add func(label, format string, a ...any)) {
+	src := "a running Kafka"
+	if k.Kfake {
+		src = "kfake, started by the harness"
+	}
+	add("kafka", "topic %s, %d partitions (%d took records) on %s (%s); keys 0..%d → %s",
+		k.Topic, k.Partitions, k.PartitionsUsed, k.Brokers, src, k.Keys-1, k.Template)
+	add("partitions owned by the node", "%v, %.2f s after the subscribers were in", k.Assigned, k.AssignSeconds)
+	add("produced", "%d of %d records acknowledged in %.2f s (%.0f records/s), %d errors", k.Produced, k.Records, k.ProduceSeconds, k.ProduceRate, k.ProduceErrors)
+	add("node consumed", "%.0f records, all by %s s (%.0f records/s)", k.Consumed, secs(k.ConsumedSeconds), k.ConsumeRate)
+	add("node published", "%.0f records, all by %s s (%.0f records/s, best second %.0f/s) · failed %.0f · retried %.0f",
+		k.Published, secs(k.PublishedSeconds), k.PublishRate, k.PeakPublishRate, k.Failed, k.Retries)
+	back := "did not return to 0"
+	if k.LagZero {
+		back = fmt.Sprintf("back to 0 at %.2f s", k.LagZeroSeconds)
+	}
+	add("consumer lag", "max %.0f · %s (last reading %.0f over %d partitions)", k.LagMax, back, k.LagEnd, k.LagPartitions)
+	add("CPU from the first record", "kfake %.0f%% · redis-server %.0f%% · harness (producer) %.0f%% of a core, over %.2f s (node and subscribers below)",
+		k.KafkaCPU.Percent, k.RedisCPU.Percent, k.HarnessCPU.Percent, k.HarnessCPU.Wall)
+}
+
+// secs shows a time in seconds, or "–" for none.
+func secs(s float64) string {
+	if s == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f", s)
+}
+
 func kib(b float64) string { return fmt.Sprintf("%.2f KiB", b/1024) }
 
 func sortedCounts(m map[string]int64) string {
@@ -256,6 +292,9 @@ func WriteSummary(w io.Writer, results []*Result) error {
 			if r.Scenario == ScenarioSteps {
 				pubs = fmt.Sprintf("%.1f (steps)", d.PublishRate)
 			}
+			if k := r.Kafka; k != nil {
+				pubs = fmt.Sprintf("%.0f (kafka)", k.PublishRate)
+			}
 			deliv = fmt.Sprintf("%d / %d", d.Received, d.Expected)
 			loss = fmt.Sprintf("%.3f%%", d.LossRatio*100)
 			rate = fmt.Sprintf("%.0f", d.PerSec)
@@ -313,6 +352,7 @@ func WriteSummary(w io.Writer, results []*Result) error {
 	}
 	writeRecoverSummary(&b, results)
 	writeJoinStormSummary(&b, results)
+	writeKafkaSummary(&b, results)
 	writePresenceSummary(&b, results)
 	writeSSESummary(&b, results)
 	_, err := io.WriteString(w, b.String())
@@ -585,6 +625,38 @@ func writeRecoverSummary(b *strings.Builder, results []*Result) {
 		fmt.Fprintf(b, "| [%s](%s.html) | %s | %d | %g | %d in %d rounds | %d | %d (%d) | %d | %d | %d | %s / %s | %s |\n",
 			r.Name, r.Name, rc.Backbone, r.Connect.Subscribed, r.Params.Rate, rc.Cuts, rc.Rounds, rc.Reconnects,
 			rc.Deliveries, rc.Replayed, rc.Lost, rc.Dups, rc.NotRecovered, ms(rc.CaughtUp.P50), ms(rc.CaughtUp.P99), ok)
+	}
+}
+
+// writeKafkaSummary adds a table of the kafka runs, if any.
+func writeKafkaSummary(b *strings.Builder, results []*Result) {
+	head := false
+	for _, r := range results {
+		k := r.Kafka
+		if k == nil {
+			continue
+		}
+		if !head {
+			b.WriteString("\n**kafka** (records produced to Kafka, consumed and published by the node to their key's topic; records/s from the first record produced to the node's counter reaching them all; latency from the record handed to the producer to its frame read by a subscriber; target: nothing lost, lag back to 0):\n\n")
+			b.WriteString("| run | partitions | subscribers × topics | records | produced/s | node consumed/s | node published/s (best second) | deliveries/s | delivered / expected | p50 / p99 ms | lag max → end | ok |\n")
+			b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|\n")
+			head = true
+		}
+		deliv, rate := "–", "–"
+		if d := r.Delivery; d != nil {
+			deliv, rate = fmt.Sprintf("%d / %d", d.Received, d.Expected), fmt.Sprintf("%.0f", d.PerSec)
+		}
+		lagEnd := "**not 0**"
+		if k.LagZero {
+			lagEnd = fmt.Sprintf("0 at %.1f s", k.LagZeroSeconds)
+		}
+		ok := "yes"
+		if !r.OK {
+			ok = "**no**"
+		}
+		fmt.Fprintf(b, "| [%s](%s.html) | %d | %d × %d | %d | %.0f | %.0f | %.0f (%.0f) | %s | %s | %s / %s | %.0f → %s | %s |\n",
+			r.Name, r.Name, k.Partitions, r.Connect.Subscribed, k.Keys, k.Produced, k.ProduceRate, k.ConsumeRate, k.PublishRate, k.PeakPublishRate,
+			rate, deliv, ms(r.Latency.P50), ms(r.Latency.P99), k.LagMax, lagEnd, ok)
 	}
 }
 

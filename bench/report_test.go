@@ -64,12 +64,23 @@ func sampleResult(s Scenario) *Result {
 			CPUStorm: CPU{Seconds: 0.4, Wall: 0.5, Percent: 80},
 			Seconds:  []StormSecond{{Second: 1, Members: 1000, Latency: Percentiles{Count: 20, P99: 3.5, Max: 4}}}}
 		r.Presence = &PresenceCheck{Topic: "storm.0", Want: 1001, Clients: 1001, Users: 1, Millis: 1.5}
+	case ScenarioKafka:
+		r.Params.TopicsPerConn, r.Params.Topics, r.Params.TopicPrefix, r.Params.Records = 1, 100, "events", 200000
+		r.Delivery = &DeliveryResult{Published: 200000, Expected: 2000000, Received: 2000000, PublishRate: 13000, PerSec: 130000, Seconds: 15.4}
+		r.Kafka = &KafkaResult{Brokers: "127.0.0.1:9092", Kfake: true, Topic: "events", Partitions: 6, PartitionsUsed: 6,
+			Keys: 100, Template: "events.{key}", Assigned: true, AssignSeconds: 0.2, Records: 200000, Produced: 200000,
+			ProduceSeconds: 0.3, ProduceRate: 666667, Consumed: 200000, Published: 200000, ConsumedSeconds: 15.2,
+			PublishedSeconds: 15.3, ConsumeRate: 13158, PublishRate: 13072, PeakPublishRate: 15000, LagMax: 180000,
+			LagPartitions: 6, LagZero: true, LagZeroSeconds: 15.3, KafkaCPU: CPU{Percent: 1}, RedisCPU: CPU{Percent: 11},
+			HarnessCPU: CPU{Seconds: 0.4, Wall: 15.4, Percent: 3},
+			Series: []KafkaSample{{T: 0.1, Produced: 100000, Consumed: 1000, Published: 990, Lag: 99000, LagPartitions: 6},
+				{T: 15.3, Produced: 200000, Consumed: 200000, Published: 200000, LagPartitions: 6}}}
 	}
 	return r
 }
 
 func TestRenderHTML(t *testing.T) {
-	for _, s := range []Scenario{ScenarioLatency, ScenarioSteps, ScenarioChurn, ScenarioIdle, ScenarioRecover} {
+	for _, s := range []Scenario{ScenarioLatency, ScenarioSteps, ScenarioChurn, ScenarioIdle, ScenarioRecover, ScenarioKafka} {
 		t.Run(string(s), func(t *testing.T) {
 			r := sampleResult(s)
 			if s == ScenarioIdle {
@@ -94,6 +105,7 @@ func TestRenderHTML(t *testing.T) {
 				"steps":   r.Steps != nil,
 				"rate":    r.Delivery != nil,
 				"rssconn": r.Churn == nil,
+				"kafka":   r.Kafka != nil,
 			}
 			for id, want := range canvases {
 				if got := strings.Contains(page, `<canvas id="`+id+`">`); got != want {

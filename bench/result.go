@@ -37,6 +37,7 @@ type Result struct {
 	Hol        *HolResult       `json:"hol,omitempty"`
 	Recover    *RecoverResult   `json:"recover,omitempty"`
 	JoinStorm  *JoinStormResult `json:"joinstorm,omitempty"`
+	Kafka      *KafkaResult     `json:"kafka,omitempty"`
 	// Presence is the node's presence_stats answer at the end of the run
 	// (Params.PresenceStats).
 	Presence *PresenceCheck `json:"presence,omitempty"`
@@ -334,6 +335,85 @@ type PresenceCheck struct {
 	Users   int64   `json:"users"`
 	Millis  float64 `json:"ms"`            // request → answer
 	Err     string  `json:"err,omitempty"` // the node's err, or why there was no answer
+}
+
+// KafkaResult is the kafka scenario: records produced to a Kafka topic,
+// consumed and published by the node, and its consumer lag. The
+// deliveries are Result.Delivery (Published counts the records Kafka
+// acknowledged) and the Kafka-to-socket latency Result.Latency.
+type KafkaResult struct {
+	// Brokers is the Kafka's address; Kfake reports that the harness
+	// started it (a kfake process).
+	Brokers string `json:"brokers"`
+	Kfake   bool   `json:"kfake"`
+	Topic   string `json:"topic"`
+	// Partitions of Topic; PartitionsUsed took at least one record (by
+	// the producer's acknowledgements).
+	Partitions     int `json:"partitions"`
+	PartitionsUsed int `json:"partitions_used"`
+	// Keys are 0..Keys-1; Template maps them to subsock topics.
+	Keys     int    `json:"keys"`
+	Template string `json:"template"`
+	// Assigned reports that the node owned every partition before the
+	// first record, AssignSeconds how long that took once the subscribers
+	// were in.
+	Assigned      bool    `json:"assigned"`
+	AssignSeconds float64 `json:"assign_seconds"`
+	// Records asked; Produced acknowledged by Kafka; ProduceSeconds from
+	// the first record handed to the producer to the last acknowledgement.
+	Records        int64   `json:"records"`
+	Produced       int64   `json:"produced"`
+	ProduceErrors  int64   `json:"produce_errors"`
+	ProduceSeconds float64 `json:"produce_seconds"`
+	ProduceRate    float64 `json:"produce_rate"`
+	// The node's counters' growth over the run (/metrics, every series
+	// summed): records consumed, published (accepted by the backbone),
+	// failed (skipped or dead-lettered) and publishes retried.
+	Consumed  float64 `json:"consumed"`
+	Published float64 `json:"published"`
+	Failed    float64 `json:"failed"`
+	Retries   float64 `json:"retries"`
+	// ConsumedSeconds and PublishedSeconds run from the first record
+	// produced to the poll (every 100 ms) that found the counter at
+	// Produced (0: it never got there); the rates are Produced over them.
+	// PeakPublishRate is the best second.
+	ConsumedSeconds  float64 `json:"consumed_seconds"`
+	PublishedSeconds float64 `json:"published_seconds"`
+	ConsumeRate      float64 `json:"consume_rate"`
+	PublishRate      float64 `json:"publish_rate"`
+	PeakPublishRate  float64 `json:"peak_publish_rate"`
+	// LagMax is the largest subsock_kafka_consumer_lag seen (summed over
+	// partitions); LagEnd and LagPartitions the last reading and the
+	// partitions it covered. LagZero reports that it came back to 0 on
+	// every partition that took records, LagZeroSeconds when (from the
+	// first record produced).
+	LagMax         float64 `json:"lag_max"`
+	LagEnd         float64 `json:"lag_end"`
+	LagPartitions  int     `json:"lag_partitions"`
+	LagZero        bool    `json:"lag_zero"`
+	LagZeroSeconds float64 `json:"lag_zero_seconds"`
+	// CPU from the first record to the lag's return (the node's is
+	// Server.CPUPublish, the subscribers' Server.ClientCPUPublish): the
+	// kfake process (with Kfake), the redis-server the harness started (if
+	// it did), and the harness, which runs the producer.
+	KafkaCPU   CPU `json:"kafka_cpu"`
+	RedisCPU   CPU `json:"redis_cpu"`
+	HarnessCPU CPU `json:"harness_cpu"`
+	// Series is the node's counters every 100 ms from the first record.
+	Series []KafkaSample `json:"series,omitempty"`
+}
+
+// KafkaSample is one poll of the node's Kafka counters, as growth since
+// the run began, and the producer's acknowledged records.
+type KafkaSample struct {
+	T             float64 `json:"t"` // seconds from the first record produced
+	Produced      int64   `json:"produced"`
+	Consumed      float64 `json:"consumed"`
+	Published     float64 `json:"published"`
+	Failed        float64 `json:"failed,omitempty"`
+	Retries       float64 `json:"retries,omitempty"`
+	Lag           float64 `json:"lag"`
+	LagPartitions int     `json:"lag_partitions"`
 }
 
 // CycleResult is one connect/subscribe/disconnect cycle.

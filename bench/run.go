@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	hdr "github.com/HdrHistogram/hdrhistogram-go"
@@ -85,10 +86,16 @@ type runner struct {
 	// run in this process; canaryDuring its latency during the storm.
 	canary       *worker
 	canaryDuring *hdr.Histogram
-	// phase names what the progress line shows.
-	mu      sync.Mutex
-	phase   string
-	samples []Sample
+	// kfake is the Kafka the harness started for a kafka run, if any;
+	// kafkaProduced counts the records Kafka acknowledged so far.
+	kfake         *kafkaProc
+	kafkaProduced atomic.Int64
+	// phase names what the progress line shows; kafkaSeries holds the
+	// kafka poller's samples.
+	mu          sync.Mutex
+	phase       string
+	samples     []Sample
+	kafkaSeries []KafkaSample
 }
 
 // Run performs one scenario and returns its result. It always stops what it
@@ -112,6 +119,11 @@ func Run(ctx context.Context, cfg Config, p Params) (*Result, error) {
 
 	if p.usesRedis() {
 		if err := r.startRedis(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if p.Scenario == ScenarioKafka {
+		if err := r.startKafka(ctx); err != nil {
 			return nil, err
 		}
 	}
@@ -179,9 +191,14 @@ func (r *runner) stopAll() {
 	if r.canary != nil {
 		r.canary.closeAll()
 	}
+	// The node before its Kafka: it commits and leaves the group on SIGTERM.
 	if r.node != nil {
 		_ = r.node.stop(20 * time.Second)
 		r.node = nil
+	}
+	if r.kfake != nil {
+		r.kfake.stop(5 * time.Second)
+		r.kfake = nil
 	}
 	if r.redis != nil {
 		r.redis.stop(5 * time.Second)
@@ -303,6 +320,11 @@ func (r *runner) printProgress(prev, s Sample) {
 		extra = fmt.Sprintf(" | cut %d reconnected %d caught up %d gaps %d dups %d not recovered %d",
 			rs.Cuts, rs.Reconnects, rs.CaughtUp, st.Gaps, st.Dups, rs.NotRecovered)
 	}
+	if r.p.Scenario == ScenarioKafka {
+		ks := r.lastKafkaSample()
+		extra = fmt.Sprintf(" | kafka produced %d, node consumed %.0f published %.0f lag %.0f",
+			r.kafkaProduced.Load(), ks.Consumed, ks.Published, ks.Lag)
+	}
 	fmt.Fprintf(r.cfg.Progress, "[%s %4.0fs %s] open %d connected %d/%d failed %d subscribed %d | delivered %d (%.0f/s)%s | node rss %s cpu %.0f%%\n",
 		r.p.Name, s.T, phase, st.Open, st.Connected, st.Attempted, st.Failed, st.Subscribed,
 		st.Received, rate, extra, mib(s.RSS), cpu)
@@ -352,6 +374,10 @@ func (r *runner) scenario(ctx context.Context) error {
 		}
 	case ScenarioRecover:
 		if err := r.cutAndRecover(ctx); err != nil {
+			return err
+		}
+	case ScenarioKafka:
+		if err := r.kafka(ctx); err != nil {
 			return err
 		}
 	}
@@ -1007,6 +1033,9 @@ func (r *runner) judge() {
 		ok = false
 	}
 	if res.JoinStorm != nil && !r.judgeJoinStorm() {
+		ok = false
+	}
+	if res.Kafka != nil && !r.judgeKafka() {
 		ok = false
 	}
 	if res.Presence != nil && !r.judgePresence() {

@@ -17,9 +17,18 @@ OUT=${OUT:-bench/results}
 ONLY=${ONLY:-}
 read -r -a node_flags <<<"${NODE_FLAGS:--loops 2 -pprof}"
 
+# wanted NAME: whether ONLY (if set) selects the run NAME.
+wanted() {
+	[[ -z $ONLY || " $ONLY " == *" $1 "* ]]
+}
+
 mkdir -p bin "$OUT"
 "$GO" build -o bin/subsock ./cmd/subsock
 "$GO" build -o bin/subsock-bench ./cmd/subsock-bench
+if wanted kafka || wanted kafka-10k; then
+	# The Kafka the kafka runs produce to: franz-go's kfake behind flags (a test helper, not released).
+	"$GO" build -o bin/kfake ./internal/testserver/kfake
+fi
 
 failed=()
 notok=()
@@ -30,7 +39,7 @@ start=$SECONDS
 run() {
 	local name=$1
 	shift
-	if [[ -n $ONLY && " $ONLY " != *" $name "* ]]; then
+	if ! wanted "$name"; then
 		return
 	fi
 	local harness=() extra=()
@@ -109,9 +118,20 @@ run joinstorm -scenario joinstorm -conns 10000 -rate 20 -duration 5s -p99-limit 
 # tell what join/leave costs the canary from what the fan-out to a growing group does.
 run joinstorm-plain -scenario joinstorm -no-presence -conns 10000 -rate 20 -duration 5s -p99-limit 50ms \
 	-cpuprofile "$OUT/joinstorm-plain.cpu.prof"
+# Kafka as an event source (issue 15): the harness starts bin/kfake (topic events, 6 partitions) and a
+# redis-server, and the node gets -kafka-brokers … -kafka-topics events -kafka-topic-template
+# 'events.{key}'. 1,000 subscribers over events.0 … events.99 (10 each), then 200,000 records keyed
+# 0..99 produced as fast as the producer can: records/s consumed and published by the node (its
+# /metrics every 100 ms), deliveries/s, produce → socket latency (mostly the wait behind the backlog
+# in Kafka), loss (2,000,000 deliveries due) and the consumer lag back to 0. About 20 s.
+run kafka -scenario kafka -conns 1000 -topics 100 -records 200000 -kafka-partitions 6 -kfake bin/kfake \
+	-cpuprofile "$OUT/kafka.cpu.prof"
+# The same path at a rate it sustains, 10,000 records/s for 5 s: produce → socket latency without a
+# backlog (the producer's 10 ms linger included). About 10 s.
+run kafka-10k -scenario kafka -conns 1000 -topics 100 -records 50000 -rate 10000 -kafka-partitions 6 -kfake bin/kfake
 
 # Where the node's time and memory go (profiles are *.prof: not committed).
-for prof in fanout.cpu fanout100.cpu fanout-sse.cpu joinstorm.cpu joinstorm-plain.cpu idle.heap idle-sse.heap latency.heap latency-presence.heap topics.heap; do
+for prof in fanout.cpu fanout100.cpu fanout-sse.cpu joinstorm.cpu joinstorm-plain.cpu kafka.cpu idle.heap idle-sse.heap latency.heap latency-presence.heap topics.heap; do
 	f="$OUT/$prof.prof"
 	if [[ -s $f ]]; then
 		echo
