@@ -28,26 +28,26 @@ type session struct {
 	exp       atomic.Int64 // token expiry (unix ms), 0 when none; set through deadlines
 	partial   atomic.Int64 // unix ms when the unfinished frame, message or request began, 0 when none
 	closeBy   atomic.Int64 // unix ms by which a close the node began must be done, 0 when none
+	replyDue  atomic.Int64 // unix ms: the earliest deadline of a waiting reply, 0 when none (read without mu)
 	in        []byte       // partial input kept between reads (nil when none)
 	proc      sync.Mutex   // held while input is processed: by OnData, or by a resumed handshake
 	hold      []byte       // an upgrade request waiting for its token's key (see suspendHandshake)
-	suspended bool         // hold is set: input waits unprocessed
 	asm       frame.Assembler
 	mu        sync.Mutex // guards subs and rq: late answers from the Router touch them (see reply.go)
 	subs      registry.Set
 	hist      *sessionStreams // history topics' state; nil until the first (set under mu, before the Join)
 	rq        []*pendingReply // replies in request order while one waits; nil otherwise
-	waiting   atomic.Bool     // len(rq) > 0
-	replyDue  atomic.Int64    // unix ms: the earliest deadline of a waiting reply, 0 when none (read without mu)
-	mode      atomic.Uint32   // modeHTTP or modeWS; read by the heartbeat wheel
-	codec     uint8           // index into codecs
+	auth      *authState      // set at upgrade; grants, publish limiter
+	sse       *sseState       // an SSE stream's own state; nil otherwise
 	cid       uint64          // client id within the node (see clientID); 0 before the upgrade
+	expAt     int64           // key in the expiry heap; guarded by deadlines.mu
+	expIdx    int             // index in the expiry heap, -1 when absent; guarded by deadlines.mu
+	mode      atomic.Uint32   // modeHTTP, modeWS or modeSSE; read by the heartbeat wheel
+	waiting   atomic.Bool     // len(rq) > 0
 	slot      uint16
-	done      bool       // we decided to close; ignore further input
-	auth      *authState // set at upgrade; grants, publish limiter
-	sse       *sseState  // an SSE stream's own state; nil otherwise
-	expAt     int64      // key in the expiry heap; guarded by deadlines.mu
-	expIdx    int        // index in the expiry heap, -1 when absent; guarded by deadlines.mu
+	codec     uint8 // index into codecs; wireSSE for a stream
+	suspended bool  // hold is set: input waits unprocessed
+	done      bool  // we decided to close; ignore further input
 }
 
 // OnOpen implements poller.Handler.
