@@ -39,6 +39,24 @@ func (g *Gateway) routes(reg *prometheus.Registry) *http.ServeMux {
 	return mux
 }
 
+// topicParam returns the request's topic parameter, refused (answered
+// 400) when absent, repeated, invalid or reserved.
+func topicParam(w http.ResponseWriter, r *http.Request) (string, bool) {
+	topic, ok := singleParam(w, r, "topic")
+	if !ok {
+		return "", false
+	}
+	if err := proto.ValidTopic(topic); err != nil {
+		requestError(w, http.StatusBadRequest, err)
+		return "", false
+	}
+	if reserved(topic) {
+		requestError(w, http.StatusBadRequest, errReserved)
+		return "", false
+	}
+	return topic, true
+}
+
 // singleParam returns query parameter name, refusing it absent or
 // repeated (?topic=a&topic=b would otherwise publish to a alone).
 func singleParam(w http.ResponseWriter, r *http.Request, name string) (string, bool) {
@@ -67,16 +85,8 @@ func (g *Gateway) handlePublish(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusUnauthorized, "missing or wrong API key")
 		return
 	}
-	topic, ok := singleParam(w, r, "topic")
+	topic, ok := topicParam(w, r)
 	if !ok {
-		return
-	}
-	if err := proto.ValidTopic(topic); err != nil {
-		requestError(w, http.StatusBadRequest, err)
-		return
-	}
-	if reserved(topic) {
-		requestError(w, http.StatusBadRequest, errReserved)
 		return
 	}
 	var f proto.Format

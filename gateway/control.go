@@ -299,15 +299,7 @@ func (g *Gateway) disconnectLocal(user, client string) {
 			return
 		}
 		g.serverDisconnects.Add(1)
-		if s.mode.Load() == modeSSE {
-			if streaming(s) {
-				s.c.CloseAfter(sseDisconnectFinal)
-			} else {
-				s.c.CloseAfter(nil)
-			}
-		} else {
-			s.c.CloseAfter(disconnectFrame)
-		}
+		s.c.CloseAfter(finalFor(s, disconnectFrame, sseDisconnectFinal))
 	})
 }
 

@@ -130,15 +130,7 @@ func (d *deadlines) check(now int64) {
 		g.tokenExpiries.Add(1)
 		s.closeBy.Store(grace)
 		d.watch[s] = struct{}{}
-		if s.mode.Load() == modeSSE {
-			if streaming(s) {
-				s.c.CloseAfter(sseTokenExpiredFinal)
-			} else {
-				s.c.CloseAfter(nil)
-			}
-		} else {
-			s.c.CloseAfter(tokenExpiredFrame)
-		}
+		s.c.CloseAfter(finalFor(s, tokenExpiredFrame, sseTokenExpiredFinal))
 	}
 	clear(list)
 	d.scratch = list[:0]

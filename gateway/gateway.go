@@ -156,18 +156,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	defer cancel()
 	g.poller.StopAccepting()
 	g.wheel.each(func(s *session) {
-		switch s.mode.Load() {
-		case modeWS:
-			s.c.CloseAfter(goingAwayFrame)
-		case modeSSE:
-			if streaming(s) {
-				s.c.CloseAfter(sseCloseFinal)
-			} else {
-				s.c.CloseAfter(nil) // no head yet: a close chunk would come first
-			}
-		default:
-			s.c.CloseAfter(nil)
-		}
+		s.c.CloseAfter(finalFor(s, goingAwayFrame, sseCloseFinal))
 	})
 	var drainErr error
 	t := time.NewTicker(10 * time.Millisecond)

@@ -271,15 +271,7 @@ func (g *Gateway) deliverStream(topic string, payload []byte) {
 func (g *Gateway) holdLiveLocked(s *session, st *streamState, m heldMsg) {
 	if st.heldBytes+len(m.fr) > g.cfg.Poller.MaxPending {
 		g.hist.heldOverflows.Add(1)
-		if s.mode.Load() == modeSSE {
-			if streaming(s) {
-				s.c.Abort(sseSlowFinal)
-			} else {
-				s.c.Abort(nil)
-			}
-		} else {
-			s.c.Abort(slowFrame)
-		}
+		s.c.Abort(finalFor(s, slowFrame, sseSlowFinal))
 		return
 	}
 	st.held = append(st.held, m)
@@ -581,12 +573,8 @@ func (g *Gateway) handleHistory(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	topic, ok := singleParam(w, r, "topic")
+	topic, ok := topicParam(w, r)
 	if !ok {
-		return
-	}
-	if err := proto.ValidTopic(topic); err != nil {
-		requestError(w, http.StatusBadRequest, err)
 		return
 	}
 	pol, ok := g.hist.policy(topic)

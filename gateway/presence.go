@@ -493,12 +493,8 @@ func (g *Gateway) handlePresence(w http.ResponseWriter, r *http.Request) {
 	if !g.apiGuard(w, r, nil) {
 		return
 	}
-	topic, ok := singleParam(w, r, "topic")
+	topic, ok := topicParam(w, r)
 	if !ok {
-		return
-	}
-	if err := proto.ValidTopic(topic); err != nil {
-		requestError(w, http.StatusBadRequest, err)
 		return
 	}
 	if len(g.pres.on) == 0 || !g.pres.on.Allows(topic) {

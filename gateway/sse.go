@@ -48,6 +48,22 @@ type sseState struct {
 // streaming reports whether s is an SSE stream whose head is out.
 func streaming(s *session) bool { return s.sse != nil && s.sse.started.Load() }
 
+// finalFor picks what a closing connection is sent last: the WebSocket
+// close frame, the SSE stream's closing chunk, or nothing for a stream
+// whose head is not out (a chunk before it would garble the response) and
+// for an HTTP connection.
+func finalFor(s *session, wsFrame, sseFinal []byte) []byte {
+	switch s.mode.Load() {
+	case modeWS:
+		return wsFrame
+	case modeSSE:
+		if streaming(s) {
+			return sseFinal
+		}
+	}
+	return nil
+}
+
 // Chunks that never change.
 var (
 	sseHeartbeat  = sseChunk([]byte(": ping\n\n"))

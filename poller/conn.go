@@ -88,15 +88,21 @@ func (c *Conn) EnqueueExempt(b []byte) error {
 	// Bytes queued between two exempt ones count as exempt too: a
 	// slight over-allowance, never more than one limit's worth.
 	x.exempt = c.pending - x.before + len(b)
+	c.queueAndUnlock(b)
+	return nil
+}
+
+// queueAndUnlock appends b to the queue, releases mu, and puts the
+// connection on its writer's ready list if it was not there.
+func (c *Conn) queueAndUnlock(b []byte) {
 	c.pushLocked(b)
 	c.pending += len(b)
 	sched := c.state&stScheduled == 0
 	c.state |= stScheduled
 	c.mu.Unlock()
 	if sched {
-		c.w.push(c)
+		c.w.push(c) // the writer's own lock, a leaf
 	}
-	return nil
 }
 
 // Exempt returns the bytes queued by EnqueueExempt not yet written.
@@ -137,14 +143,7 @@ func (c *Conn) Enqueue(b []byte) error {
 		c.mu.Unlock()
 		return ErrOverflow
 	}
-	c.pushLocked(b)
-	c.pending += len(b)
-	sched := c.state&stScheduled == 0
-	c.state |= stScheduled
-	c.mu.Unlock()
-	if sched {
-		c.w.push(c)
-	}
+	c.queueAndUnlock(b)
 	return nil
 }
 
