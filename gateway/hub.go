@@ -129,7 +129,8 @@ func (g *Gateway) deliver(topic string, payload []byte) {
 		if skip != 0 && s.cid == skip {
 			return true // its publisher asked not to get it back
 		}
-		if s.sse != nil && !s.sse.started.Load() {
+		// codec is read for the frame anyway; only a stream reads s.sse.
+		if s.codec == wireSSE && !s.sse.started.Load() {
 			return true // a stream whose 200 is not out yet: not subscribed yet
 		}
 		fr := frames[s.codec]

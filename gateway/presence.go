@@ -155,7 +155,7 @@ func (g *Gateway) deliverPresence(topic string, payload []byte) {
 		if node == g.ctl.id && s.cid == cid {
 			return true // its own join or leave
 		}
-		if s.sse != nil && !s.sse.started.Load() {
+		if s.codec == wireSSE && !s.sse.started.Load() {
 			return true // the stream's head is not out yet
 		}
 		fr := frames[s.codec]
