@@ -18,11 +18,16 @@ import (
 // throughout three phases, stamped as the payload's step: a lead before
 // any join, the storm (the members' connects, paced at Conns / Duration
 // joins a second over the workers, each subscribing to PREFIX.0) until the
-// last member's ack, and a tail. The canary is a member of the group too,
-// so it receives the join events while the group is at most
-// -join-leave-max, and none after. Its latency during the storm, its
-// losses and the join events it got are judged; the members' deliveries
-// and events are reported beside.
+// last member's ack, and a tail. That member canary is a member of the
+// group too, so it receives the join events while the group is at most
+// -join-leave-max, and none after; its latency is the fan-out to the
+// whole group. The target is about everyone else: an outside canary, a
+// second connection of its own in-process worker, subscribes to
+// outsideTopic(PREFIX) (no presence rule covers it), which a second
+// publisher sends Rate messages a second to over the same phases. The
+// outside canary's latency during the storm and its losses are judged,
+// with the join events the member canary got; the member canary's and
+// the members' figures are reported beside.
 
 // defaultJoinLeaveMax is the node's default -join-leave-max.
 const defaultJoinLeaveMax = 1000
@@ -60,7 +65,7 @@ func (r *runner) addPresenceRules() {
 	}
 }
 
-// canarySpec is the canary's worker: one connection, dialled from
+// canarySpec is the member canary's worker: one connection, dialled from
 // 127.0.0.1 (the workers use 127.0.0.2 on), subscribed to PREFIX.0 and
 // tallying its sequences like any subscriber present from the start.
 func canarySpec(p *Params) workerSpec {
@@ -69,6 +74,66 @@ func canarySpec(p *Params) workerSpec {
 		First: p.Conns, Count: 1, TopicsPerConn: 1, Topics: 1, TopicPrefix: p.TopicPrefix,
 		Transport: TransportWS, Concurrency: 1, DialTimeout: p.DialTimeout, AckTimeout: p.AckTimeout,
 	}
+}
+
+// outsidePrefix is the outside canary's topic prefix: PREFIX-canary, whose
+// topic 0 no PREFIX.> rule covers and no member joins.
+func outsidePrefix(prefix string) string { return prefix + "-canary" }
+
+// outsideSpec is the outside canary's worker: the member canary's, on
+// outsidePrefix(PREFIX).0.
+func outsideSpec(p *Params) workerSpec {
+	sp := canarySpec(p)
+	sp.Index, sp.First, sp.TopicPrefix = -2, p.Conns+1, outsidePrefix(p.TopicPrefix)
+	return sp
+}
+
+// outsidePub is the outside canary's publishing: its own publisher (so
+// the storm topic's fan-out does not hold its publishes back), topic and
+// sequences.
+type outsidePub struct {
+	pub publisher
+	seq []uint64
+	d   *DeliveryResult
+}
+
+// openOutside opens the outside canary's publisher, of the run's kind.
+func (r *runner) openOutside(ctx context.Context) (*outsidePub, error) {
+	o := &outsidePub{seq: make([]uint64, 1), d: &DeliveryResult{}}
+	if r.p.PublishVia == "ws" {
+		p, err := newWSPublisher(ctx, r.p.Targets[0], r.p.DialTimeout)
+		if err != nil {
+			return nil, fmt.Errorf("bench: outside canary's publisher: %w", err)
+		}
+		o.pub = p
+	} else {
+		o.pub = newHTTPPublisher(r.p.Targets[0], r.p.APIKey, r.p.Publishers)
+	}
+	return o, nil
+}
+
+// outsidePlan is pl for the outside canary's topic.
+func (o *outsidePub) plan(pl pacePlan) pacePlan {
+	pl.prefix, pl.seq, pl.from, pl.to = outsidePrefix(pl.prefix), o.seq, 0, 0
+	return pl
+}
+
+// paceBoth runs pl on the storm topic and its twin on the outside
+// canary's at once, adding the latter to the outside canary's deliveries.
+func (r *runner) paceBoth(ctx context.Context, o *outsidePub, pl pacePlan) *paceResult {
+	var opr *paceResult
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		opr = pace(ctx, o.pub, o.plan(pl))
+	}()
+	pr := r.runPace(ctx, pl)
+	<-done
+	for k, v := range opr.errKinds {
+		r.addError("outside canary publish: "+k, v)
+	}
+	addDelivery(o.d, opr, opr.perTopic[0])
+	return pr
 }
 
 // joinStorm runs the scenario's phases: canary, lead, storm, tail, drain,
@@ -84,10 +149,22 @@ func (r *runner) joinStorm(ctx context.Context) error {
 	if cw.subscribedN.Load() != 1 {
 		return fmt.Errorf("%w: the canary did not subscribe to %s.0: %v", ErrNode, p.TopicPrefix, cw.stats().Errors)
 	}
+	ow := newWorker()
+	ow.spec = outsideSpec(p)
+	defer ow.closeAll()
+	ow.connectAll()
+	if ow.subscribedN.Load() != 1 {
+		return fmt.Errorf("%w: the outside canary did not subscribe to %s.0: %v", ErrNode, outsidePrefix(p.TopicPrefix), ow.stats().Errors)
+	}
 	r.subs = []int64{1}
 	if err := r.openPublisher(ctx); err != nil {
 		return err
 	}
+	op, err := r.openOutside(ctx)
+	if err != nil {
+		return err
+	}
+	defer op.pub.close()
 	js := &JoinStormResult{JoinLeaveMax: p.JoinLeaveMax}
 	r.res.JoinStorm = js
 	m0, _ := r.probe.metrics(ctx)
@@ -101,7 +178,7 @@ func (r *runner) joinStorm(ctx context.Context) error {
 		rtt.Merge(pr.rtt)
 	}
 	r.setPhase("lead")
-	lead := r.pace(ctx, stepBefore, p.Rate, stormLead)
+	lead := r.paceBoth(ctx, op, r.plan(stepBefore, p.Rate, stormLead))
 	add(lead)
 
 	// The storm: publishing goes on until the last member's ack, a step a
@@ -112,7 +189,7 @@ func (r *runner) joinStorm(ctx context.Context) error {
 	var storm *paceResult
 	go func() {
 		defer close(paced)
-		storm = r.runPace(ctx, pl)
+		storm = r.paceBoth(ctx, op, pl)
 	}()
 	stormStart, cpuS := time.Now(), r.cpu(ctx)
 	st, failed, err := r.connect(ctx)
@@ -133,11 +210,14 @@ func (r *runner) joinStorm(ctx context.Context) error {
 	}
 
 	r.setPhase("tail")
-	tail := r.pace(ctx, stepAfter, p.Rate, stormTail)
+	tail := r.paceBoth(ctx, op, r.plan(stepAfter, p.Rate, stormTail))
 	add(tail)
 	js.LeadSeconds, js.TailSeconds = lead.end.Sub(lead.start).Seconds(), tail.end.Sub(tail.start).Seconds()
 	r.setPhase("drain")
-	if err := r.drainCanary(ctx, d.Expected); err != nil {
+	if err := r.drainCanary(ctx, r.canary, d.Expected); err != nil {
+		return err
+	}
+	if err := r.drainCanary(ctx, ow, op.d.Expected); err != nil {
 		return err
 	}
 	r.res.Server.CPUPublish = r.cpuSpan(ctx, cpu0, lead.start)
@@ -156,18 +236,18 @@ func (r *runner) joinStorm(ctx context.Context) error {
 		r.checkPresence(ctx)
 	}
 	r.setPhase("close")
-	r.finishCanary(stormStart)
+	r.finishCanary(stormStart, ow, op.d)
 	_, err = r.workers.all(ctx, command{Cmd: cmdClose})
 	return err
 }
 
-// drainCanary waits until the canary holds expected messages, none came
+// drainCanary waits until canary cw holds expected messages, none came
 // for drainQuiet, or DrainTimeout passes.
-func (r *runner) drainCanary(ctx context.Context, expected int64) error {
+func (r *runner) drainCanary(ctx context.Context, cw *worker, expected int64) error {
 	deadline := time.Now().Add(r.p.DrainTimeout)
 	last, lastChange := int64(-1), time.Now()
 	for {
-		got := r.canary.stats().Received
+		got := cw.stats().Received
 		now := time.Now()
 		if got != last {
 			last, lastChange = got, now
@@ -181,10 +261,16 @@ func (r *runner) drainCanary(ctx context.Context, expected int64) error {
 	}
 }
 
-// finishCanary closes the canary and settles what it saw: its deliveries
-// (Result.Delivery), its latency by phase and the events it received.
-func (r *runner) finishCanary(stormStart time.Time) {
+// finishCanary closes both canaries and settles what they saw: the
+// member canary's deliveries (Result.Delivery), latency by phase and the
+// events it received; the outside canary's deliveries (od) and latency.
+func (r *runner) finishCanary(stormStart time.Time, ow *worker, od *DeliveryResult) {
 	cw, js := r.canary, r.res.JoinStorm
+	r.mu.Lock()
+	samples := slices.Clone(r.samples)
+	r.mu.Unlock()
+	stormT := stormStart.Sub(r.start).Seconds()
+
 	cw.closeAll() // tallies its gaps and duplicates
 	st := cw.stats()
 	finishDelivery(r.res.Delivery, st, r.pubStart)
@@ -192,28 +278,42 @@ func (r *runner) finishCanary(stormStart time.Time) {
 	if st.LastJoin > 0 {
 		js.CanaryLastJoin = float64(st.LastJoin-stormStart.UnixNano()) / 1e9
 	}
-	js.Before = summarize(cw.rec.hist(stepBefore))
-	js.After = summarize(cw.rec.hist(stepAfter))
-	r.canaryDuring = newHist()
-	stormT := stormStart.Sub(r.start).Seconds()
-	r.mu.Lock()
-	samples := slices.Clone(r.samples)
-	r.mu.Unlock()
+	js.Before, js.During, js.After, js.Seconds, r.canaryDuring = canaryPhases(cw, st, samples, stormT)
+	r.closeErrors("canary", st)
+
+	ow.closeAll()
+	ost := ow.stats()
+	finishDelivery(od, ost, r.pubStart)
+	out := &OutsideCanary{Topic: outsidePrefix(r.p.TopicPrefix) + ".0", Delivery: od, Joins: ost.Joins}
+	out.Before, out.During, out.After, out.Seconds, _ = canaryPhases(ow, ost, samples, stormT)
+	js.Outside = out
+	r.closeErrors("outside canary", ost)
+}
+
+// canaryPhases is a canary's latency before, during and after the storm,
+// during it second by second, and its histogram during the storm.
+func canaryPhases(cw *worker, st *workerStats, samples []Sample, stormT float64) (before, during, after Percentiles, secs []StormSecond, dh *hdr.Histogram) {
+	before, after = summarize(cw.rec.hist(stepBefore)), summarize(cw.rec.hist(stepAfter))
+	dh = newHist()
 	for s := stepStorm; s < len(st.ReceivedByStep); s++ {
 		h := cw.rec.hist(s)
-		r.canaryDuring.Merge(h)
+		dh.Merge(h)
 		k := s - stepStorm + 1
-		js.Seconds = append(js.Seconds, StormSecond{Second: k, Members: openAt(samples, stormT+float64(k)), Latency: summarize(h)})
+		secs = append(secs, StormSecond{Second: k, Members: openAt(samples, stormT+float64(k)), Latency: summarize(h)})
 	}
-	js.During = summarize(r.canaryDuring)
+	return before, summarize(dh), after, secs, dh
+}
+
+// closeErrors adds a canary's server closes and errors to the run's.
+func (r *runner) closeErrors(who string, st *workerStats) {
 	for code, n := range st.ServerCloses {
 		if r.res.ServerCloses == nil {
 			r.res.ServerCloses = map[string]int64{}
 		}
-		r.res.ServerCloses[fmt.Sprintf("%d (canary)", code)] += n
+		r.res.ServerCloses[fmt.Sprintf("%d (%s)", code, who)] += n
 	}
 	for k, v := range st.Errors {
-		r.addError("canary: "+k, v)
+		r.addError(who+": "+k, v)
 	}
 }
 
@@ -231,8 +331,8 @@ func openAt(samples []Sample, t float64) int64 {
 }
 
 // finishJoinStorm fills the members' figures from the workers' final
-// counts and latency, and puts the canary's storm latency in
-// Result.Latency, the run's headline.
+// counts and latency, and puts the member canary's storm latency in
+// Result.Latency (the outside canary's, the target, is JoinStorm.Outside).
 func (r *runner) finishJoinStorm(st *workerStats, members *hdr.Histogram) {
 	js := r.res.JoinStorm
 	js.MemberDeliveries = st.Received
@@ -245,9 +345,11 @@ func (r *runner) finishJoinStorm(st *workerStats, members *hdr.Histogram) {
 	}
 }
 
-// judgeJoinStorm reports whether the canary met the target — p99 during
-// the storm below P99Limit, nothing lost — and the join events behaved:
-// some reached it, and no more than the node's cut-off allows.
+// judgeJoinStorm reports whether the outside canary met the target — p99
+// during the storm below P99Limit, nothing lost — and the join events
+// behaved: some reached the member canary, and no more than the node's
+// cut-off allows. The member canary's losses are judged too; its latency,
+// the fan-out to the whole group, is not.
 func (r *runner) judgeJoinStorm() bool {
 	js, d := r.res.JoinStorm, r.res.Delivery
 	ok := true
@@ -256,22 +358,28 @@ func (r *runner) judgeJoinStorm() bool {
 		r.note("joinstorm: " + fmt.Sprintf(format, a...))
 	}
 	limit := float64(r.p.P99Limit.Microseconds()) / 1000
+	o := js.Outside
 	switch {
-	case js.During.Count == 0:
-		miss("the canary received no message published during the storm")
-	case js.During.P99 >= limit:
-		miss("the canary's p99 during the storm was %.1f ms (max %.1f ms), target < %s", js.During.P99, js.During.Max, r.p.P99Limit)
+	case o == nil || o.During.Count == 0:
+		miss("the outside canary received no message published during the storm")
+	case o.During.P99 >= limit:
+		miss("the outside canary's p99 during the storm was %.1f ms (max %.1f ms), target < %s", o.During.P99, o.During.Max, r.p.P99Limit)
+	}
+	if o != nil && o.Delivery != nil {
+		if od := o.Delivery; od.Gaps > 0 || od.Dups > 0 || od.Lost > 0 {
+			miss("the outside canary's sequences: %d missing, %d twice, %d of %d owed not received", od.Gaps, od.Dups, od.Lost, od.Expected)
+		}
 	}
 	if d != nil && (d.Gaps > 0 || d.Dups > 0) {
-		miss("the canary's sequences: %d missing, %d twice", d.Gaps, d.Dups)
+		miss("the member canary's sequences: %d missing, %d twice", d.Gaps, d.Dups)
 	}
 	switch {
 	case r.p.NoPresence:
 		// A control run: the node was given no join-leave rule.
 	case js.CanaryJoins == 0:
-		miss("the canary received no join event (is -join-leave on for %s.0?)", r.p.TopicPrefix)
+		miss("the member canary received no join event (is -join-leave on for %s.0?)", r.p.TopicPrefix)
 	case js.CanaryJoins > int64(js.JoinLeaveMax):
-		miss("the canary received %d join events, more than -join-leave-max %d: the events did not stop once the group was large", js.CanaryJoins, js.JoinLeaveMax)
+		miss("the member canary received %d join events, more than -join-leave-max %d: the events did not stop once the group was large", js.CanaryJoins, js.JoinLeaveMax)
 	}
 	if js.NodeEventErrors > 0 {
 		r.note(fmt.Sprintf("joinstorm: the node's backbone refused %.0f join/leave events", js.NodeEventErrors))

@@ -45,6 +45,27 @@ func TestCanarySpec(t *testing.T) {
 		!slices.Equal(names, []string{"storm.0"}) {
 		t.Fatalf("spec %+v topics %q", sp, names)
 	}
+	// The outside canary: one more connection, on a topic no PREFIX.> rule
+	// covers.
+	os := outsideSpec(&p)
+	oc := &conn{idx: os.First}
+	onames := oc.assignTopics(&os)
+	if os.Count != 1 || os.First == sp.First || os.Index == sp.Index || os.LocalIP != "127.0.0.1" ||
+		!slices.Equal(onames, []string{"storm-canary.0"}) || strings.HasPrefix(onames[0], "storm.") {
+		t.Fatalf("outside spec %+v topics %q", os, onames)
+	}
+}
+
+// TestOutsidePlan: the outside canary's phase is the storm topic's on its
+// own topic and sequences.
+func TestOutsidePlan(t *testing.T) {
+	o := &outsidePub{seq: make([]uint64, 1)}
+	pl := pacePlan{rate: 20, duration: time.Second, step: stepStorm, prefix: "storm", seq: make([]uint64, 3), from: 1, to: 2, stepEvery: time.Second}
+	got := o.plan(pl)
+	if got.prefix != "storm-canary" || len(got.seq) != 1 || &got.seq[0] != &o.seq[0] || got.from != 0 || got.to != 0 ||
+		got.rate != 20 || got.step != stepStorm || got.stepEvery != time.Second || pl.prefix != "storm" {
+		t.Fatalf("%+v", got)
+	}
 }
 
 // countingPublisher accepts every publish at once.
@@ -125,7 +146,9 @@ func TestWorkerStatsAddPresence(t *testing.T) {
 func TestJudgeJoinStorm(t *testing.T) {
 	good := func() (*JoinStormResult, *DeliveryResult) {
 		return &JoinStormResult{Members: 10000, StormSeconds: 5.1, JoinsPerSec: 1960, JoinLeaveMax: 1000, CanaryJoins: 999,
-				During: Percentiles{Count: 100, P99: 12, Max: 20}},
+				During: Percentiles{Count: 100, P99: 90, Max: 120}, // the member canary: the group's fan-out, not judged
+				Outside: &OutsideCanary{Topic: "storm-canary.0", During: Percentiles{Count: 100, P99: 12, Max: 20},
+					Delivery: &DeliveryResult{Published: 160, Expected: 160, Received: 160}}},
 			&DeliveryResult{Published: 160, Expected: 160, Received: 160}
 	}
 	tests := []struct {
@@ -135,9 +158,13 @@ func TestJudgeJoinStorm(t *testing.T) {
 		notes []string
 	}{
 		{"met", func(*JoinStormResult, *DeliveryResult) {}, true, nil},
-		{"p99 at the limit", func(js *JoinStormResult, _ *DeliveryResult) { js.During.P99 = 50 }, false, []string{"p99 during the storm was 50.0 ms"}},
-		{"nothing during the storm", func(js *JoinStormResult, _ *DeliveryResult) { js.During = Percentiles{} }, false, []string{"no message published during the storm"}},
-		{"gaps", func(_ *JoinStormResult, d *DeliveryResult) { d.Gaps = 2 }, false, []string{"2 missing"}},
+		{"p99 at the limit", func(js *JoinStormResult, _ *DeliveryResult) { js.Outside.During.P99 = 50 }, false, []string{"outside canary's p99 during the storm was 50.0 ms"}},
+		{"member canary slow", func(js *JoinStormResult, _ *DeliveryResult) { js.During.P99 = 500 }, true, nil},
+		{"nothing during the storm", func(js *JoinStormResult, _ *DeliveryResult) { js.Outside.During = Percentiles{} }, false, []string{"outside canary received no message published during the storm"}},
+		{"no outside canary", func(js *JoinStormResult, _ *DeliveryResult) { js.Outside = nil }, false, []string{"outside canary received no message"}},
+		{"outside gaps", func(js *JoinStormResult, _ *DeliveryResult) { js.Outside.Delivery.Gaps = 3 }, false, []string{"outside canary's sequences: 3 missing"}},
+		{"outside lost", func(js *JoinStormResult, _ *DeliveryResult) { js.Outside.Delivery.Lost = 4 }, false, []string{"4 of 160 owed not received"}},
+		{"gaps", func(_ *JoinStormResult, d *DeliveryResult) { d.Gaps = 2 }, false, []string{"member canary's sequences: 2 missing"}},
 		{"no join events", func(js *JoinStormResult, _ *DeliveryResult) { js.CanaryJoins = 0 }, false, []string{"no join event"}},
 		{"events past the cut-off", func(js *JoinStormResult, _ *DeliveryResult) { js.CanaryJoins = 1500 }, false, []string{"1500 join events, more than -join-leave-max 1000"}},
 		{"slow storm", func(js *JoinStormResult, _ *DeliveryResult) { js.StormSeconds, js.JoinsPerSec = 8, 1250 }, true, []string{"the joins took 8.00 s"}},

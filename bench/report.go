@@ -92,7 +92,7 @@ func keyFigures(r *Result) []figure {
 	}
 	deliveries, latency := "deliveries", "latency"
 	if r.JoinStorm != nil {
-		deliveries, latency = "canary deliveries", "canary latency, storm"
+		deliveries, latency = "member canary deliveries", "member canary latency, storm"
 	}
 	if r.Kafka != nil {
 		latency = "latency, produce → socket"
@@ -114,13 +114,28 @@ func keyFigures(r *Result) []figure {
 		for _, ph := range []struct {
 			name string
 			l    Percentiles
-		}{{"canary before the storm", js.Before}, {"canary during the storm", js.During}, {"canary after the storm", js.After}} {
+		}{{"member canary before the storm", js.Before}, {"member canary during the storm", js.During}, {"member canary after the storm", js.After}} {
 			add(ph.name, "p50 %.2f · p99 %.2f · max %.2f ms (%d messages)", ph.l.P50, ph.l.P99, ph.l.Max, ph.l.Count)
 		}
 		if len(js.Seconds) > 0 {
-			add("canary by second of the storm", "%s", stormSeconds(js.Seconds))
+			add("member canary by second of the storm", "%s", stormSeconds(js.Seconds))
 		}
-		add("join events to the canary", "%d (cut-off -join-leave-max %d), the last %.2f s into the storm · %d leaves", js.CanaryJoins, js.JoinLeaveMax, js.CanaryLastJoin, js.CanaryLeaves)
+		if o := js.Outside; o != nil {
+			if d := o.Delivery; d != nil {
+				add("outside canary ("+o.Topic+")", "%d received of %d expected (%d published) · lost %d · gaps %d · dups %d · %d join events",
+					d.Received, d.Expected, d.Published, d.Lost, d.Gaps, d.Dups, o.Joins)
+			}
+			for _, ph := range []struct {
+				name string
+				l    Percentiles
+			}{{"outside canary before the storm", o.Before}, {"outside canary during the storm", o.During}, {"outside canary after the storm", o.After}} {
+				add(ph.name, "p50 %.2f · p99 %.2f · max %.2f ms (%d messages)", ph.l.P50, ph.l.P99, ph.l.Max, ph.l.Count)
+			}
+			if len(o.Seconds) > 0 {
+				add("outside canary by second of the storm", "%s", stormSeconds(o.Seconds))
+			}
+		}
+		add("join events to the member canary", "%d (cut-off -join-leave-max %d), the last %.2f s into the storm · %d leaves", js.CanaryJoins, js.JoinLeaveMax, js.CanaryLastJoin, js.CanaryLeaves)
 		ml := js.MemberLatency
 		add("members", "%d deliveries (p50 %.2f · p99 %.2f · max %.2f ms) · %d join and %d leave events received", js.MemberDeliveries, ml.P50, ml.P99, ml.Max, js.MemberJoins, js.MemberLeaves)
 		add("node join/leave deliveries", "%.0f queued over lead, storm and tail · %.0f refused by the backbone", js.NodeEvents, js.NodeEventErrors)
@@ -522,9 +537,9 @@ func writeJoinStormSummary(b *strings.Builder, results []*Result) {
 			continue
 		}
 		if !head {
-			b.WriteString("\n**joinstorm** (members join the canary's presence + join-leave topic, spread over the storm, while it is published to; the canary's latency by each message's send time; target: p99 during the storm below the limit, nothing lost, join events to the canary ≤ -join-leave-max):\n\n")
-			b.WriteString("| run | members in s (joins/s) | msg/s | canary received / published | canary p50 / p99 / max ms, storm | p99 before / after ms | join events to canary (max) | join events to members | node CPU, storm | p99 target | ok |\n")
-			b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|---|---|\n")
+			b.WriteString("\n**joinstorm** (members join the member canary's presence + join-leave topic, spread over the storm, while it is published to; the outside canary subscribes to a topic of its own, published to at the same rate; latencies by each message's send time; target: the outside canary's p99 during the storm below the limit, nothing lost, join events to the member canary ≤ -join-leave-max):\n\n")
+			b.WriteString("| run | members in s (joins/s) | msg/s | member canary received / published | member canary p50 / p99 / max ms, storm | member p99 before / after ms | join events to member canary (max) | join events to members | node CPU, storm | p99 target (outside canary) | ok | outside canary received / published | outside canary p50 / p99 / max ms, storm | outside p99 before / after ms |\n")
+			b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|---|---|--:|--:|--:|\n")
 			head = true
 		}
 		recv, pub := int64(0), int64(0)
@@ -537,13 +552,29 @@ func writeJoinStormSummary(b *strings.Builder, results []*Result) {
 		}
 		l := js.During
 		limit := float64(r.Params.P99Limit.Microseconds()) / 1000
-		fmt.Fprintf(b, "| [%s](%s.html) | %d in %.2f (%.0f) | %g | %d / %d | %s / %s / %s | %s / %s | %d (%d) | %d | %.0f%% | < %s ms %s | %s |\n",
+		out := "– | – | –"
+		if o := js.Outside; o != nil {
+			l = o.During // the target's
+			orecv, opub := int64(0), int64(0)
+			if d := o.Delivery; d != nil {
+				orecv, opub = d.Received, d.Published
+			}
+			out = fmt.Sprintf("%d / %d | %s / %s / %s | %s / %s", orecv, opub, ms(o.During.P50), ms(o.During.P99), ms(o.During.Max), ms(o.Before.P99), ms(o.After.P99))
+		}
+		fmt.Fprintf(b, "| [%s](%s.html) | %d in %.2f (%.0f) | %g | %d / %d | %s / %s / %s | %s / %s | %d (%d) | %d | %.0f%% | < %s ms %s | %s | %s |\n",
 			r.Name, r.Name, js.Members, js.StormSeconds, js.JoinsPerSec, r.Params.Rate, recv, pub,
-			ms(l.P50), ms(l.P99), ms(l.Max), ms(js.Before.P99), ms(js.After.P99), js.CanaryJoins, js.JoinLeaveMax,
-			js.MemberJoins, js.CPUStorm.Percent, ms(limit), met(l.Count > 0 && l.P99 < limit), ok)
+			ms(js.During.P50), ms(js.During.P99), ms(js.During.Max), ms(js.Before.P99), ms(js.After.P99), js.CanaryJoins, js.JoinLeaveMax,
+			js.MemberJoins, js.CPUStorm.Percent, ms(limit), met(l.Count > 0 && l.P99 < limit), ok, out)
 	}
 	for _, r := range results {
-		if js := r.JoinStorm; js != nil && len(js.Seconds) > 0 {
+		js := r.JoinStorm
+		if js == nil {
+			continue
+		}
+		if o := js.Outside; o != nil && len(o.Seconds) > 0 {
+			fmt.Fprintf(b, "\n%s, the outside canary by second of the storm (p99 / max ms, members connected at its end): %s\n", r.Name, stormSeconds(o.Seconds))
+		}
+		if len(js.Seconds) > 0 {
 			fmt.Fprintf(b, "\n%s, the canary by second of the storm (p99 / max ms, members connected at its end): %s\n", r.Name, stormSeconds(js.Seconds))
 		}
 	}
@@ -564,15 +595,23 @@ func writeJoinStormSummary(b *strings.Builder, results []*Result) {
 		}
 		if !head {
 			b.WriteString("\nThe same storm with and without presence + join-leave on the topic ((×r) is with ÷ without; the control tells the feature's cost from the fan-out's):\n\n")
-			b.WriteString("| run | control | canary p50 ms, storm | canary p99 ms, storm | canary max ms, storm | canary p99 ms, after | joins/s | node CPU s, storm |\n")
-			b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|\n")
+			b.WriteString("| run | control | member canary p50 ms, storm | member canary p99 ms, storm | member canary max ms, storm | member canary p99 ms, after | joins/s | node CPU s, storm | outside canary p99 ms, storm | outside canary max ms, storm |\n")
+			b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 			head = true
 		}
 		js, cs := r.JoinStorm, c.JoinStorm
-		fmt.Fprintf(b, "| [%s](%s.html) | [%s](%s.html) | %s | %s | %s | %s | %s | %s |\n", r.Name, r.Name, c.Name, c.Name,
+		jo, co := js.Outside, cs.Outside
+		if jo == nil {
+			jo = &OutsideCanary{}
+		}
+		if co == nil {
+			co = &OutsideCanary{}
+		}
+		fmt.Fprintf(b, "| [%s](%s.html) | [%s](%s.html) | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.Name, r.Name, c.Name, c.Name,
 			versus("%.2f", js.During.P50, cs.During.P50), versus("%.2f", js.During.P99, cs.During.P99),
 			versus("%.2f", js.During.Max, cs.During.Max), versus("%.2f", js.After.P99, cs.After.P99),
-			versus("%.0f", js.JoinsPerSec, cs.JoinsPerSec), versus("%.2f", js.CPUStorm.Seconds, cs.CPUStorm.Seconds))
+			versus("%.0f", js.JoinsPerSec, cs.JoinsPerSec), versus("%.2f", js.CPUStorm.Seconds, cs.CPUStorm.Seconds),
+			versus("%.2f", jo.During.P99, co.During.P99), versus("%.2f", jo.During.Max, co.During.Max))
 	}
 }
 

@@ -270,10 +270,11 @@ type RecoverResult struct {
 	ReplayLatency Percentiles `json:"replay_latency"`
 }
 
-// JoinStormResult is the joinstorm scenario: members joining the canary's
-// topic, spread over the storm, and what the canary saw meanwhile. The
+// JoinStormResult is the joinstorm scenario: members joining the member
+// canary's topic, spread over the storm, and what the member canary and
+// the outside canary (on a topic of its own) saw meanwhile. The member
 // canary's deliveries are Result.Delivery and its latency during the
-// storm Result.Latency.
+// storm Result.Latency; the outside canary's, the target, are Outside.
 type JoinStormResult struct {
 	// Members subscribed of Params.Conns; StormSeconds runs from the first
 	// member's dial to the last member's ack, so JoinsPerSec is the rate
@@ -287,13 +288,15 @@ type JoinStormResult struct {
 	TailSeconds float64 `json:"tail_seconds"`
 	// JoinLeaveMax is the node's cut-off: no join event for a group above it.
 	JoinLeaveMax int `json:"join_leave_max"`
-	// CanaryJoins and CanaryLeaves are the events the canary received;
+	// Outside is the canary on a topic of its own, not in the storm.
+	Outside *OutsideCanary `json:"outside_canary,omitempty"`
+	// CanaryJoins and CanaryLeaves are the events the member canary received;
 	// CanaryLastJoin is when the last join reached it, in seconds from the
 	// storm's start (0: none came).
 	CanaryJoins    int64   `json:"canary_joins"`
 	CanaryLeaves   int64   `json:"canary_leaves"`
 	CanaryLastJoin float64 `json:"canary_last_join_s"`
-	// The canary's latency by phase, by each message's scheduled send
+	// The member canary's latency by phase, by each message's scheduled send
 	// time: before the first join, during the storm, after the last ack;
 	// and during the storm second by second.
 	Before  Percentiles   `json:"before"`
@@ -314,6 +317,20 @@ type JoinStormResult struct {
 	NodeEventErrors float64 `json:"node_event_errors"`
 	// CPUStorm is the node's CPU from the first join to the last ack.
 	CPUStorm CPU `json:"cpu_storm"`
+}
+
+// OutsideCanary is joinstorm's canary outside the storm: one subscriber
+// of Topic, which no member joins, published to at Params.Rate over the
+// same phases by a publisher of its own.
+type OutsideCanary struct {
+	Topic    string          `json:"topic"`
+	Delivery *DeliveryResult `json:"delivery"`
+	// Joins is the join events it received (none are owed).
+	Joins   int64         `json:"joins"`
+	Before  Percentiles   `json:"before"`
+	During  Percentiles   `json:"during"`
+	After   Percentiles   `json:"after"`
+	Seconds []StormSecond `json:"seconds,omitempty"`
 }
 
 // StormSecond is one second of a storm: the canary's latency for the
