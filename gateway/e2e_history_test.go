@@ -9,7 +9,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/subsock/subsock/broker"
 	"github.com/subsock/subsock/gateway"
 	"github.com/subsock/subsock/internal/testserver"
 )
@@ -341,7 +340,6 @@ func TestHistoryNeedsStreams(t *testing.T) {
 		t.Fatalf("New without history on NATS: %v", err)
 	}
 	_ = g.Shutdown(t.Context())
-	var _ broker.Streamer // the interface the check is about
 }
 
 func TestParseHistoryRule(t *testing.T) {

@@ -29,31 +29,11 @@ var posKeyNames = [nPosKeys]string{"offset", "epoch", "recovered"}
 func readPosition(r envReader, v span, field string, key []byte, reply bool) (TopicPosition, *Error) {
 	var p TopicPosition
 	var m [nPosKeys]span
-	var bad *Error
-	_, ok := r.members(v, func(k, mv span) bool {
-		var buf [16]byte
-		name, _ := r.text(k, buf[:0])
-		var i int
-		switch bstr(name) {
-		case "offset":
-			i = posOffset
-		case "epoch":
-			i = posEpoch
-		case "recovered":
-			if !reply {
-				return true
-			}
-			i = posRecovered
-		default:
-			return true
-		}
-		if m[i].present() {
-			bad = badRequest("duplicate field " + memberPath(field, key) + "." + posKeyNames[i])
-			return false
-		}
-		m[i] = mv
-		return true
-	})
+	names := posKeyNames[:]
+	if !reply {
+		names = names[:posRecovered] // a request's "recovered" is skipped
+	}
+	ok, bad := objectKeys(r, v, names, m[:], func() string { return memberPath(field, key) })
 	switch {
 	case !ok:
 		return p, badRequest(memberPath(field, key) + ` must be an object with "offset" and "epoch", got ` + r.kind(v))
@@ -80,6 +60,27 @@ func readPosition(r envReader, v span, field string, key []byte, reply bool) (To
 		p.Asked = true
 	}
 	return p, nil
+}
+
+// objectKeys records in m[i] the value of key names[i] of object v; other
+// keys are skipped and a repeated one is refused, naming it under the path
+// path returns (called only then). ok is false when v is not an object.
+func objectKeys(r envReader, v span, names []string, m []span, path func() string) (ok bool, bad *Error) {
+	_, ok = r.members(v, func(k, mv span) bool {
+		var buf [16]byte
+		name, _ := r.text(k, buf[:0])
+		i := slices.Index(names, bstr(name))
+		switch {
+		case i < 0:
+			return true
+		case m[i].present():
+			bad = badRequest("duplicate field " + path() + "." + names[i])
+			return false
+		}
+		m[i] = mv
+		return true
+	})
+	return ok, bad
 }
 
 // readSince reads a sub's since: each key a valid topic that is also one of

@@ -109,26 +109,7 @@ var memberKeyNames = [nMemberKeys]string{"client", "user"}
 // value by its path (presence[2].client).
 func readMember(r envReader, v span, i int) (Member, *Error) {
 	var m [nMemberKeys]span
-	var bad *Error
-	_, ok := r.members(v, func(k, mv span) bool {
-		var buf [16]byte
-		name, _ := r.text(k, buf[:0])
-		var j int
-		switch bstr(name) {
-		case "client":
-			j = memberClient
-		case "user":
-			j = memberUser
-		default:
-			return true
-		}
-		if m[j].present() {
-			bad = badRequest("duplicate field " + presencePath(i) + "." + memberKeyNames[j])
-			return false
-		}
-		m[j] = mv
-		return true
-	})
+	ok, bad := objectKeys(r, v, memberKeyNames[:], m[:], func() string { return presencePath(i) })
 	switch {
 	case !ok:
 		return Member{}, badRequest(presencePath(i) + ` must be an object with "client" and "user", got ` + r.kind(v))
