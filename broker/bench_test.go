@@ -139,3 +139,41 @@ func BenchmarkRedisPublishStream(b *testing.B) {
 	defer br.Close()
 	benchPublishStream(b, br.(Streamer), 128)
 }
+
+// benchPublishers publishes 64-byte messages from 4 × GOMAXPROCS callers,
+// as many as a node's publisher workers, either each with its own Publish
+// or in batches (as a worker sends what it finds queued behind a busy
+// backbone): publishes/s either way.
+func benchPublishers(b *testing.B, batch int) {
+	br := openBench(b, testserver.Redis(b).URL)(func(string, []byte) {})
+	defer br.Close()
+	payload := make([]byte, 64)
+	b.ReportAllocs()
+	b.SetParallelism(4)
+	b.RunParallel(func(pb *testing.PB) {
+		ctx := context.Background()
+		msgs := make([]Message, 0, batch)
+		errs := make([]error, batch)
+		for pb.Next() {
+			if batch == 0 {
+				if err := br.Publish(ctx, "bench", payload); err != nil {
+					b.Error(err)
+					return
+				}
+				continue
+			}
+			msgs = append(msgs, Message{Topic: "bench", Payload: payload})
+			if len(msgs) == batch {
+				br.(BatchPublisher).PublishBatch(ctx, msgs, errs)
+				msgs = msgs[:0]
+			}
+		}
+		if len(msgs) > 0 {
+			br.(BatchPublisher).PublishBatch(ctx, msgs, errs[:len(msgs)])
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "publishes/s")
+}
+
+func BenchmarkRedisPublish_Workers(b *testing.B)        { benchPublishers(b, 0) }
+func BenchmarkRedisPublishBatch64_Workers(b *testing.B) { benchPublishers(b, 64) }

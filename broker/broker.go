@@ -52,6 +52,23 @@ type Broadcaster interface {
 	Broadcasts() bool
 }
 
+// BatchPublisher is implemented by a broker that can send several
+// publishes in one exchange with the backbone (one pipelined write, one
+// wait). A node's publisher uses it for whatever its worker found queued,
+// so publish throughput is not one round trip per worker.
+type BatchPublisher interface {
+	// PublishBatch publishes msgs in order, each under Publish's rules;
+	// errs (as long as msgs) receives each one's result. Payloads are not
+	// retained.
+	PublishBatch(ctx context.Context, msgs []Message, errs []error)
+}
+
+// Message is one publish of a batch.
+type Message struct {
+	Topic   string
+	Payload []byte
+}
+
 // Stats are cumulative counters.
 type Stats struct {
 	Errors     uint64 // failed calls, lost connections and failed reconnect attempts

@@ -19,6 +19,7 @@ var brokerCases = []struct {
 	body func(t *testing.T, bb *backbone)
 }{
 	{"deliver", testDeliver},
+	{"publish-batch", testPublishBatch},
 	{"two-nodes-exactly-once", testTwoNodes},
 	{"interest", testInterest},
 	{"bad-use", testBadUse},
@@ -88,6 +89,73 @@ func testDeliver(t *testing.T, bb *backbone) {
 	st := b.Stats()
 	if st.Published != 4 || st.Received != 3 || st.Errors != 0 || st.Reconnects != 0 {
 		t.Fatalf("Stats = %+v, want 4 published, 3 received", st)
+	}
+}
+
+// testPublishBatch: a batch delivers each message once and in order
+// (within a topic: Redis Cluster keeps order per slot), counts each as
+// published, and while the backbone is down fails every message with
+// ErrUnavailable. A bad subject fails alone on NATS.
+func testPublishBatch(t *testing.T, bb *backbone) {
+	in := newInbox()
+	b := bb.open(t, in.handle)
+	bp, ok := b.(BatchPublisher)
+	if !ok {
+		t.Skipf("%s publishes inline (no batches)", bb.name)
+	}
+	topics := []string{"pb.a", "pb.b", "pb.c"}
+	mustSubscribe(t, b, topics...)
+	var msgs []Message
+	for i := range 60 {
+		msgs = append(msgs, Message{Topic: topics[i%3], Payload: fmt.Appendf(nil, "%d", i)})
+	}
+	errs := make([]error, len(msgs))
+	bp.PublishBatch(ctxFor(t), msgs, errs)
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+	}
+	in.waitFor(t, "60 messages", func(m []message) bool { return len(m) >= len(msgs) })
+	got := map[string][]string{}
+	for _, m := range in.snapshot() {
+		got[m.topic] = append(got[m.topic], m.payload)
+	}
+	for k, topic := range topics {
+		var want []string
+		for i := k; i < len(msgs); i += 3 {
+			want = append(want, strconv.Itoa(i))
+		}
+		if !slices.Equal(got[topic], want) {
+			t.Fatalf("%s received %v, want %v", topic, got[topic], want)
+		}
+	}
+	if st := b.Stats(); st.Published != uint64(len(msgs)) {
+		t.Fatalf("Published = %d, want %d", st.Published, len(msgs))
+	}
+	if bb.name == "nats" {
+		mixed := []Message{{Topic: "pb.a", Payload: []byte("x")}, {Topic: "bad topic", Payload: []byte("y")}}
+		errs := make([]error, 2)
+		bp.PublishBatch(ctxFor(t), mixed, errs)
+		if errs[0] != nil || !errors.Is(errs[1], ErrBadTopic) {
+			t.Fatalf("mixed batch: %v, want nil and ErrBadTopic", errs)
+		}
+	}
+
+	bb.stop()
+	t.Cleanup(bb.start)
+	eventually(t, "Health to report the outage", func() error {
+		if b.Health() == nil {
+			return errors.New("Health is nil")
+		}
+		return nil
+	})
+	errs = make([]error, 3)
+	bp.PublishBatch(ctxFor(t), msgs[:3], errs)
+	for i, err := range errs {
+		if !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("message %d while down: %v, want ErrUnavailable", i, err)
+		}
 	}
 }
 

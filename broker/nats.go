@@ -227,6 +227,57 @@ func (b *natsBroker) Publish(ctx context.Context, topic string, payload []byte) 
 	return nil
 }
 
+// PublishBatch writes every message to nats.go's buffer, then waits for
+// one PONG for them all: the server has every message written before it.
+// A message with a bad subject fails alone; a failed flush fails the rest.
+func (b *natsBroker) PublishBatch(ctx context.Context, msgs []Message, errs []error) {
+	conn, err := b.state()
+	if err == nil && ctx.Err() != nil {
+		err = fmt.Errorf("%w: nats: %w", ErrUnavailable, ctx.Err())
+	}
+	sent := 0
+	for i, m := range msgs {
+		switch {
+		case err != nil:
+			errs[i] = err
+			b.stats.errors.Add(1)
+		case !validSubject(m.Topic):
+			errs[i] = fmt.Errorf("%w: %q", ErrBadTopic, m.Topic)
+			b.stats.errors.Add(1)
+		default:
+			if e := b.nc.Publish(m.Topic, m.Payload); e != nil {
+				errs[i] = b.unavailable(e)
+			} else {
+				errs[i] = nil
+				sent++
+			}
+		}
+	}
+	if sent == 0 {
+		return
+	}
+	ctx, cancel := callContext(ctx, b.opts.Timeout)
+	defer cancel()
+	err = b.nc.FlushWithContext(ctx)
+	if err == nil && b.nc.Stats().Reconnects != conn {
+		err = errLostWhilePublishing
+	}
+	if err != nil && errors.Is(err, context.DeadlineExceeded) {
+		b.health.lose(fmt.Errorf("%w: nats publish: %w", ErrUnavailable, err))
+		b.kick()
+	}
+	if err != nil {
+		err = b.unavailable(err)
+	} else {
+		b.stats.published.Add(uint64(sent))
+	}
+	for i := range msgs {
+		if errs[i] == nil {
+			errs[i] = err
+		}
+	}
+}
+
 // Subscribe queues one SUB per new topic and then waits for one PING/PONG,
 // so the server has them all when it returns. While disconnected it fails
 // at once with ErrUnavailable; nats.go sends the SUBs on reconnection.

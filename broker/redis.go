@@ -167,6 +167,40 @@ func (b *redisBroker) Publish(ctx context.Context, topic string, payload []byte)
 	return err
 }
 
+// PublishBatch sends msgs as one pipeline (DoMulti keeps their order on
+// the connection, and Redis Cluster's per slot), waits for every reply and
+// applies Publish's rules to the whole: if any reply is an error, or a
+// loss was recorded meanwhile, every message of the batch fails (some may
+// still be delivered, which Publish allows; none is reported done without
+// its reply).
+func (b *redisBroker) PublishBatch(ctx context.Context, msgs []Message, errs []error) {
+	if len(msgs) == 0 {
+		return
+	}
+	cmds := make(rueidis.Commands, len(msgs))
+	for i, m := range msgs {
+		if b.cluster {
+			cmds[i] = b.pub.B().Spublish().Channel(m.Topic).Message(rueidis.BinaryString(m.Payload)).Build()
+		} else {
+			cmds[i] = b.pub.B().Publish().Channel(m.Topic).Message(rueidis.BinaryString(m.Payload)).Build()
+		}
+	}
+	err := b.roundTrip(ctx, "publish", msgs[0].Topic, func(ctx context.Context) error {
+		for _, r := range b.pub.DoMulti(ctx, cmds...) {
+			if err := r.Error(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err == nil {
+		b.stats.published.Add(uint64(len(msgs)))
+	}
+	for i := range errs[:len(msgs)] {
+		errs[i] = err
+	}
+}
+
 // roundTrip runs do, a call that publishes to or reads for topic, under the
 // rules of Publish: it fails at once while Health is non-nil, bounds ctx by
 // Options.Timeout when it has no deadline, and fails when a loss was

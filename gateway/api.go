@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -123,12 +122,10 @@ func (g *Gateway) handlePublish(w http.ResponseWriter, r *http.Request) {
 	// On the node's own connections the broker call is made off the
 	// handler and the response follows in order (see publisher.go).
 	if rec, ok := w.(*recorder); ok && !g.pubs.inline() {
-		rec.later = &laterCall{topic: topic,
-			run: func() func(http.ResponseWriter) {
-				pos, err := g.publishRelay(context.Background(), topic, relay)
-				return func(w http.ResponseWriter) { g.answerPublish(w, topic, pos, err) }
-			},
-			refuse: func(w http.ResponseWriter, err error) { g.answerPublish(w, topic, broker.Position{}, err) },
+		rec.async = func(respond func(write func(http.ResponseWriter))) {
+			g.publishAsync(topic, relay, func(pos broker.Position, err error) {
+				respond(func(w http.ResponseWriter) { g.answerPublish(w, topic, pos, err) })
+			})
 		}
 		return
 	}

@@ -89,6 +89,45 @@ func (g *Gateway) publishRelay(ctx context.Context, topic string, relay []byte) 
 	return pos, asUnavailable(err)
 }
 
+// publishBatch is publishRelay for a batch of plain publishes (a
+// publisher worker's, see publisher.work): one health check, one timeout
+// and one exchange with the backbone for them all, then each job's answer.
+// msgs and errs are the worker's scratch, returned for reuse.
+func (g *Gateway) publishBatch(bp broker.BatchPublisher, jobs []pubJob, msgs []broker.Message, errs []error) ([]broker.Message, []error) {
+	n := len(jobs)
+	g.msgsIn.Add(uint64(n))
+	msgs = msgs[:0]
+	if cap(errs) < n {
+		errs = make([]error, n)
+	}
+	errs = errs[:n]
+	clear(errs)
+	if err := g.broker.Health(); err != nil {
+		g.publishRejects.Add(uint64(n))
+		for i := range errs {
+			errs[i] = err
+		}
+	} else {
+		for _, j := range jobs {
+			msgs = append(msgs, broker.Message{Topic: j.topic, Payload: j.relay})
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), g.cfg.PublishTimeout)
+		bp.PublishBatch(ctx, msgs, errs)
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			for _, err := range errs {
+				if err != nil {
+					g.publishTimeouts.Add(1)
+				}
+			}
+		}
+		cancel()
+	}
+	for i, j := range jobs {
+		j.done(asUnavailable(errs[i]))
+	}
+	return msgs, errs
+}
+
 // asUnavailable makes a broker failure (a timeout, a closed broker while
 // draining) read as broker.ErrUnavailable, the one error the publish paths
 // map to 503 / unavailable.

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"fmt"
 	"hash/maphash"
 	"runtime"
@@ -34,14 +35,26 @@ type publisher struct {
 	full    atomic.Uint64
 	turn    atomic.Uint64 // round robin of submitAny
 	wg      sync.WaitGroup
+	batcher broker.BatchPublisher // nil: every publish is a call of its own
 }
 
 // pubJob is one broker call: a publish, or a history read. run makes the
 // call and answers; refuse answers instead when the job cannot be queued.
+// A plain publish (no history) to a broker that takes batches carries its
+// message instead of run (see submitPublish): the worker sends it with
+// the other such publishes it finds queued, in one exchange.
 type pubJob struct {
 	run    func()
 	refuse func(error)
+
+	topic string
+	relay []byte
+	done  func(error) // the publish's answer
 }
+
+// maxBatch bounds one exchange: a stalled backbone answers a batch as one,
+// so a bigger batch would only make more publishes share one timeout.
+const maxBatch = 128
 
 // pubQueue is each worker's queue length: with the default PublishTimeout
 // a stalled backbone holds at most workers × pubQueue publishes.
@@ -49,7 +62,8 @@ const pubQueue = 1024
 
 func newPublisher(g *Gateway) *publisher {
 	_, local := g.broker.(*broker.Memory)
-	p := &publisher{g: g, local: local, seed: maphash.MakeSeed()}
+	bp, _ := g.broker.(broker.BatchPublisher)
+	p := &publisher{g: g, local: local, batcher: bp, seed: maphash.MakeSeed()}
 	if local {
 		return p // no queues (their buffers are ~50 KB each) and no goroutines
 	}
@@ -61,9 +75,7 @@ func newPublisher(g *Gateway) *publisher {
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
-			for j := range q {
-				j.run()
-			}
+			p.work(q)
 		}()
 	}
 	return p
@@ -87,14 +99,33 @@ func (p *publisher) submitAny(run func(), refuse func(error)) {
 	p.submitTo(p.turn.Add(1), run, refuse)
 }
 
+// submitPublish queues a plain publish (relay form, no history) on
+// topic's worker; done gets its result there, or at once when it cannot be
+// queued. With a broker that takes batches it shares an exchange with
+// the publishes queued beside it.
+func (p *publisher) submitPublish(topic string, relay []byte, done func(error)) {
+	if p.batcher == nil {
+		p.submit(topic, func() {
+			_, err := p.g.publishRelay(context.Background(), topic, relay)
+			done(err)
+		}, done)
+		return
+	}
+	p.queue(maphash.String(p.seed, topic), pubJob{topic: topic, relay: relay, done: done, refuse: done})
+}
+
 func (p *publisher) submitTo(h uint64, run func(), refuse func(error)) {
+	p.queue(h, pubJob{run: run, refuse: refuse})
+}
+
+func (p *publisher) queue(h uint64, j pubJob) {
 	p.mu.RLock()
 	var err error
 	if p.stopped {
 		err = fmt.Errorf("%w: node shutting down", broker.ErrUnavailable)
 	} else {
 		select {
-		case p.queues[h%uint64(len(p.queues))] <- pubJob{run: run, refuse: refuse}:
+		case p.queues[h%uint64(len(p.queues))] <- j:
 		default:
 			p.full.Add(1)
 			err = fmt.Errorf("%w: too many calls waiting for the backbone", broker.ErrUnavailable)
@@ -102,7 +133,51 @@ func (p *publisher) submitTo(h uint64, run func(), refuse func(error)) {
 	}
 	p.mu.RUnlock()
 	if err != nil {
-		refuse(err)
+		j.refuse(err)
+	}
+}
+
+// work is a worker's loop. It takes a job and whatever else is queued
+// behind it (up to maxBatch), and runs them in queue order: each run of
+// consecutive publishes is one exchange with the backbone, so a worker's
+// throughput grows with its backlog instead of being one round trip per
+// publish. Order per topic holds: a topic has one worker, and a batch is
+// answered before the next job starts.
+func (p *publisher) work(q <-chan pubJob) {
+	var (
+		jobs []pubJob
+		msgs []broker.Message
+		errs []error
+	)
+	for j := range q {
+		jobs = append(jobs[:0], j)
+	fill:
+		for len(jobs) < maxBatch {
+			select {
+			case j, ok := <-q:
+				if !ok {
+					break fill
+				}
+				jobs = append(jobs, j)
+			default:
+				break fill
+			}
+		}
+		for i := 0; i < len(jobs); {
+			if jobs[i].run != nil {
+				jobs[i].run()
+				i++
+				continue
+			}
+			k := i
+			for k < len(jobs) && jobs[k].run == nil {
+				k++
+			}
+			msgs, errs = p.g.publishBatch(p.batcher, jobs[i:k], msgs, errs)
+			i = k
+		}
+		clear(jobs)
+		clear(msgs)
 	}
 }
 

@@ -244,11 +244,22 @@ func (g *Gateway) deferReply(s *session, closeAfter bool) func([]byte) {
 }
 
 // publishLater queues relay (which it takes over) for the publisher;
-// answer builds the reply from the outcome, on the publisher's worker.
+// answer makes the reply from the result, in the connection's reply order.
 func (g *Gateway) publishLater(s *session, topic string, relay []byte, closeAfter bool, answer func(broker.Position, error) []byte) {
-	g.later(s, topic, closeAfter, func() []byte {
-		return answer(g.publishRelay(context.Background(), topic, relay))
-	}, func(err error) []byte { return answer(broker.Position{}, err) })
+	respond := g.deferReply(s, closeAfter)
+	g.publishAsync(topic, relay, func(pos broker.Position, err error) { respond(answer(pos, err)) })
+}
+
+// publishAsync publishes relay to topic on the publisher and calls done
+// with the result there. A history topic's publish is a call of its own
+// (it returns a position); a plain one may share an exchange with others.
+func (g *Gateway) publishAsync(topic string, relay []byte, done func(broker.Position, error)) {
+	if _, ok := g.hist.policy(topic); ok {
+		g.pubs.submit(topic, func() { done(g.publishRelay(context.Background(), topic, relay)) },
+			func(err error) { done(broker.Position{}, err) })
+		return
+	}
+	g.pubs.submitPublish(topic, relay, func(err error) { done(broker.Position{}, err) })
 }
 
 // subscribeDeadline is when a sub made now is answered unavailable at the latest.
