@@ -28,6 +28,12 @@ type Config struct {
 	// hand-off to a full queue waits (back-pressure onto the broker, see
 	// stage) and is counted. Default: 1024.
 	FanoutQueue int
+	// SmallGroup is the largest group (local subscribers of a topic) whose
+	// messages are written promptly: between the writes of a pass under
+	// way over a larger group's sockets rather than after it (see
+	// poller.Conn.EnqueuePrompt), so a per-user topic is not delayed by a
+	// hot topic's fan-out. Negative: none. Default: 64.
+	SmallGroup int
 	// MaxMessage caps an inbound WebSocket message and an HTTP publish body.
 	// Default: 64 KiB.
 	MaxMessage int
@@ -138,6 +144,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.FanoutQueue <= 0 {
 		c.FanoutQueue = 1024
+	}
+	if c.SmallGroup == 0 {
+		c.SmallGroup = 64
 	}
 	if c.MaxMessage <= 0 {
 		c.MaxMessage = 64 << 10

@@ -210,6 +210,7 @@ func (g *Gateway) deliverStream(topic string, payload []byte) {
 		return *cache
 	}
 	var sent, slow uint64
+	prompt := g.cfg.SmallGroup > 0 && g.reg.Count(topic) <= g.cfg.SmallGroup
 	g.reg.Range(topic, func(s *session) bool {
 		h := s.hist
 		if skip != 0 && s.cid == skip {
@@ -249,7 +250,7 @@ func (g *Gateway) deliverStream(topic string, payload []byte) {
 		}
 		if fr != nil {
 			sent++
-			if s.c.Enqueue(fr) == poller.ErrOverflow {
+			if enqueue(s.c, fr, prompt) == poller.ErrOverflow {
 				slow++
 			}
 		}

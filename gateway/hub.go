@@ -164,6 +164,8 @@ func (g *Gateway) deliver(topic string, payload []byte) {
 	var frames [nWires][]byte
 	var failed [nWires]bool
 	var slow uint64
+	// A small group's messages jump the writers' passes over large ones.
+	prompt := g.cfg.SmallGroup > 0 && g.reg.Count(topic) <= g.cfg.SmallGroup
 	n := g.reg.Range(topic, func(s *session) bool {
 		if skip != 0 && s.cid == skip {
 			return true // its publisher asked not to get it back
@@ -188,7 +190,7 @@ func (g *Gateway) deliver(topic string, payload []byte) {
 			}
 			frames[s.codec], fr = b, b
 		}
-		if s.c.Enqueue(fr) == poller.ErrOverflow {
+		if enqueue(s.c, fr, prompt) == poller.ErrOverflow {
 			slow++
 		}
 		return true
@@ -200,6 +202,15 @@ func (g *Gateway) deliver(topic string, payload []byte) {
 			ce.Write(zap.String("topic", topic), zap.Uint64("count", slow))
 		}
 	}
+}
+
+// enqueue queues a delivery's shared bytes on c, promptly for a small
+// group (see Config.SmallGroup).
+func enqueue(c *poller.Conn, b []byte, prompt bool) error {
+	if prompt {
+		return c.EnqueuePrompt(b)
+	}
+	return c.Enqueue(b)
 }
 
 // buildFor returns the ready bytes of a message for wire w: a codec's

@@ -88,20 +88,21 @@ func (c *Conn) EnqueueExempt(b []byte) error {
 	// Bytes queued between two exempt ones count as exempt too: a
 	// slight over-allowance, never more than one limit's worth.
 	x.exempt = c.pending - x.before + len(b)
-	c.queueAndUnlock(b)
+	c.queueAndUnlock(b, false)
 	return nil
 }
 
 // queueAndUnlock appends b to the queue, releases mu, and puts the
-// connection on its writer's ready list if it was not there.
-func (c *Conn) queueAndUnlock(b []byte) {
+// connection on its writer's ready list (the prompt one when prompt) if it
+// was not there.
+func (c *Conn) queueAndUnlock(b []byte, prompt bool) {
 	c.pushLocked(b)
 	c.pending += len(b)
 	sched := c.state&stScheduled == 0
 	c.state |= stScheduled
 	c.mu.Unlock()
 	if sched {
-		c.w.push(c) // the writer's own lock, a leaf
+		c.w.push(c, prompt) // the writer's own lock, a leaf
 	}
 }
 
@@ -127,7 +128,16 @@ func (c *Conn) limitedLocked() int {
 // Enqueue queues b to be written. b is not copied and must not change
 // afterwards: the same slice may be queued on many connections at once.
 // It never blocks. On overflow the connection is aborted.
-func (c *Conn) Enqueue(b []byte) error {
+func (c *Conn) Enqueue(b []byte) error { return c.enqueue(b, false) }
+
+// EnqueuePrompt is Enqueue for a message of a small group: when it
+// schedules the connection, the writer serves it between the writes of
+// the pass under way (as urgent connections are) instead of after them,
+// so a one-subscriber topic's message does not wait behind a pass over a
+// 10,000-subscriber topic's sockets. A lagging connection stays behind.
+func (c *Conn) EnqueuePrompt(b []byte) error { return c.enqueue(b, true) }
+
+func (c *Conn) enqueue(b []byte, prompt bool) error {
 	c.mu.Lock()
 	if c.state&(stClosing|stAbort|stClosed) != 0 {
 		c.mu.Unlock()
@@ -143,7 +153,7 @@ func (c *Conn) Enqueue(b []byte) error {
 		c.mu.Unlock()
 		return ErrOverflow
 	}
-	c.queueAndUnlock(b)
+	c.queueAndUnlock(b, prompt)
 	return nil
 }
 
@@ -165,7 +175,7 @@ func (c *Conn) CloseAfter(final []byte) {
 	c.state |= stScheduled
 	c.mu.Unlock()
 	if sched {
-		c.w.push(c)
+		c.w.push(c, false)
 	}
 }
 
@@ -225,11 +235,11 @@ func (c *Conn) abortLocked(final []byte) {
 	if c.state&stScheduled == 0 || c.state&stLinger != 0 {
 		c.state |= stScheduled
 		// push takes only the writer's own lock, a leaf.
-		c.w.push(c)
+		c.w.push(c, false)
 	} else if c.state&stParked != 0 {
 		// Parked on a full socket: wake it now rather than when it drains.
 		c.state &^= stParked
-		c.w.push(c)
+		c.w.push(c, false)
 	}
 }
 

@@ -122,7 +122,7 @@ func (e *epollWaiter) run(stop <-chan struct{}) {
 			c.state &^= stParked
 			c.mu.Unlock()
 			if wake {
-				c.w.push(c)
+				c.w.push(c, false)
 			}
 		}
 	}

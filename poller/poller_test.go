@@ -444,3 +444,50 @@ func TestEnqueueExemptKeepsTheLimitForWhatFollows(t *testing.T) {
 		t.Fatalf("cut after %d live bytes; want about the %d-byte limit", sent, limit)
 	}
 }
+
+// EnqueuePrompt puts a connection that keeps up on the list served between
+// the writes of a pass (beside urgent ones); a lagging one still waits for
+// the pass's end, and plain Enqueue takes its turn. Frames keep their order
+// on the wire whichever way they were queued.
+func TestPromptLane(t *testing.T) {
+	w := newWriter(nil, Config{})
+	prompt, lagging, plain := &Conn{w: w}, &Conn{w: w}, &Conn{w: w}
+	lagging.lagging.Store(true)
+	w.push(prompt, true)
+	w.push(lagging, true)
+	w.push(plain, false)
+	if len(w.urgent) != 1 || w.urgent[0] != prompt || !w.hasUrgent.Load() {
+		t.Fatalf("urgent list = %v, want the prompt connection", w.urgent)
+	}
+	if len(w.lagging) != 1 || w.lagging[0] != lagging {
+		t.Fatalf("lagging list = %v, want the lagging connection", w.lagging)
+	}
+	if len(w.ready) != 1 || w.ready[0] != plain {
+		t.Fatalf("ready list = %v, want the plain connection", w.ready)
+	}
+
+	_, h, addr := startServer(t, Config{Writers: 1})
+	nc, c := dial(t, h, addr)
+	for i := range 100 {
+		b := []byte{byte(i)}
+		var err error
+		if i%3 == 0 {
+			err = c.EnqueuePrompt(b)
+		} else {
+			err = c.Enqueue(b)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	buf := make([]byte, 100)
+	_ = nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(nc, buf); err != nil {
+		t.Fatal(err)
+	}
+	for i, b := range buf {
+		if b != byte(i) {
+			t.Fatalf("byte %d = %d: frames out of order", i, b)
+		}
+	}
+}

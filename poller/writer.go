@@ -24,7 +24,7 @@ type writer struct {
 	mu        sync.Mutex
 	ready     []*Conn
 	spare     []*Conn
-	urgent    []*Conn     // connections marked urgent jump the ready list
+	urgent    []*Conn     // urgent connections and prompt pushes jump the ready list
 	hasUrgent atomic.Bool // checked between flushes without the lock
 	lagging   []*Conn     // connections whose peer is not draining: served at the end of the next pass
 
@@ -53,9 +53,13 @@ func newWriter(s *Server, cfg Config) *writer {
 	}
 }
 
-func (w *writer) push(c *Conn) {
+// push schedules c: urgent connections and prompt pushes (see
+// EnqueuePrompt) of connections that keep up go to the list served
+// between the writes of a pass, lagging ones after the pass, the rest in
+// turn.
+func (w *writer) push(c *Conn, prompt bool) {
 	w.mu.Lock()
-	if c.urgent.Load() {
+	if c.urgent.Load() || prompt && !c.lagging.Load() {
 		w.urgent = append(w.urgent, c)
 		w.hasUrgent.Store(true)
 	} else if c.lagging.Load() {
@@ -212,7 +216,7 @@ func (w *writer) flush(c *Conn) {
 	case park:
 		w.s.ep.park(c)
 	case requeue:
-		w.push(c)
+		w.push(c, false)
 	case linger:
 		w.lingering = append(w.lingering, lingerEntry{c, time.Now().Add(w.cfg.LingerTimeout)})
 	}
