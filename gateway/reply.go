@@ -84,12 +84,15 @@ func (g *Gateway) holdLocked(s *session, pr *pendingReply) {
 	s.rq = append(s.rq, pr)
 }
 
+// sendNow queues a reply. Replies take the prompt lane: an ack or a pong
+// is one connection's, and must not wait for a pass over a large topic's
+// subscribers (see poller.Conn.EnqueuePrompt).
 func sendNow(s *session, fr []byte, closeAfter bool) {
 	if closeAfter {
 		s.c.CloseAfter(fr)
 		return
 	}
-	_ = s.c.Enqueue(fr)
+	_ = s.c.EnqueuePrompt(fr)
 }
 
 func sealReply(s *session, b []byte) []byte {
@@ -182,7 +185,7 @@ func (g *Gateway) flushRepliesLocked(s *session) {
 			}
 			g.endRecovering(s, pr.hist)
 		case pr.frame != nil:
-			_ = s.c.Enqueue(pr.frame)
+			_ = s.c.EnqueuePrompt(pr.frame)
 			if s.sse != nil {
 				s.sse.started.Store(true) // the head went out
 			}

@@ -63,7 +63,7 @@ func (g *Gateway) handleFrame(s *session, b []byte) int {
 		s.done = true
 		s.c.CloseAfter(reply)
 	case ws.OpPing:
-		_ = s.c.Enqueue(frame.AppendFrame(nil, ws.OpPong, payload))
+		_ = s.c.EnqueuePrompt(frame.AppendFrame(nil, ws.OpPong, payload))
 	case ws.OpPong:
 	default:
 		op, msg, done, err := s.asm.Push(h, payload)
