@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"github.com/subsock/subsock/gateway/hub"
+
 	"bufio"
 	"context"
 	"fmt"
@@ -65,8 +67,8 @@ func benchmarkDeliver(b *testing.B, subs int) {
 		time.Sleep(time.Millisecond)
 	}
 	data := []byte(`{"price":101.25,"symbol":"ACME"}`)
-	payload := appendRelay(nil, proto.FormatJSON, data)
-	fr, _ := buildMessage(proto.JSON, topic, proto.FormatJSON, data)
+	payload := hub.AppendRelay(nil, proto.FormatJSON, data)
+	fr, _ := hub.BuildMessage(proto.JSON, topic, proto.FormatJSON, data)
 	perMsg := uint64(len(fr) * subs)
 	// Each message is written out before the next, as when the writers keep
 	// up; so the figures are the fan-out's own, not a growing backlog's.

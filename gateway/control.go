@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"github.com/subsock/subsock/gateway/hub"
+
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -107,7 +109,7 @@ func (c *control) newClientID() uint64 { return c.clients.Add(1) }
 
 // clientID is the id of s as clients and the API see it.
 func (g *Gateway) clientID(s *session) string {
-	return g.ctl.id + "-" + strconv.FormatUint(s.cid, 36)
+	return g.ctl.id + "-" + strconv.FormatUint(s.m.CID, 36)
 }
 
 // userOf is the token subject of s ("" for anonymous connections).
@@ -210,14 +212,14 @@ func (g *Gateway) handle(topic string, payload []byte) {
 		g.onControl(topic, payload)
 		return
 	}
-	g.stage.handle(topic, payload)
+	g.stage.Handle(topic, payload)
 }
 
 // onControl runs a control message.
 func (g *Gateway) onControl(topic string, payload []byte) {
 	var m ctlMsg
 	if err := json.Unmarshal(payload, &m); err != nil {
-		g.convertErrors.Add(1)
+		g.hub.ConvertErrors.Add(1)
 		return
 	}
 	if topic == replyTopic(g.ctl.id) {
@@ -274,7 +276,7 @@ func (c *control) prune(now time.Time, ttl time.Duration) (gone []string) {
 // Frames of server actions.
 var (
 	disconnectFrame    = frame.AppendClose(nil, frame.StatusDisconnected, "disconnected by server")
-	sseDisconnectFinal = append(sseChunk([]byte("event: close\ndata: disconnected by server\n\n")), "0\r\n\r\n"...)
+	sseDisconnectFinal = append(hub.SSEChunk([]byte("event: close\ndata: disconnected by server\n\n")), "0\r\n\r\n"...)
 )
 
 // matches reports whether s is the connection a command names: by client
@@ -323,10 +325,10 @@ func (g *Gateway) unsubscribeLocal(user, topic string) {
 				return // its sub is answered without the topic's messages
 			}
 			b := append([]byte(`event: unsubscribed`+"\n"+`data: {"topic":`), strconv.Quote(topic)...)
-			_ = s.c.Enqueue(sseChunk(append(b, "}\n\n"...)))
+			_ = s.c.Enqueue(hub.SSEChunk(append(b, "}\n\n"...)))
 			return
 		}
-		g.reply(s, codecs[s.codec].AppendUnsubscribed(frame.Reserve(nil), topic))
+		g.reply(s, hub.Codecs[s.m.Wire].AppendUnsubscribed(frame.Reserve(nil), topic))
 	})
 }
 
@@ -446,7 +448,7 @@ func (g *Gateway) handleBroadcast(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	relay := appendRelay(nil, proto.FormatJSON, b.Data)
+	relay := hub.AppendRelay(nil, proto.FormatJSON, b.Data)
 	g.apiLater(w, b.Topics[0], func() func(http.ResponseWriter) {
 		type result struct {
 			Subscribers int    `json:"subscribers"`

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/subsock/subsock/broker"
+	"github.com/subsock/subsock/gateway/hub"
 	"github.com/subsock/subsock/poller"
 	"github.com/subsock/subsock/proto"
 	"github.com/subsock/subsock/registry"
@@ -25,14 +26,14 @@ type Gateway struct {
 	log    *zap.Logger
 	poller *poller.Server
 	reg    *registry.Registry[*session]
+	hub    *hub.Hub[*session] // groups and the encode-once fan-out over reg
 	broker broker.Broker
 	router *broker.Router
 	wheel  *wheel
 	// deadlines: partial input, close grace and token expiry, per tick.
 	deadlines *deadlines
 	api       http.Handler
-	fanout    prometheus.Histogram
-	stage     *stage // runs deliver off the broker's goroutines
+	stage     *hub.Stage // runs deliver off the broker's goroutines
 	sec       security
 	pubs      *publisher // broker calls of publishes, off the handlers
 	hist      history
@@ -57,7 +58,7 @@ type Gateway struct {
 // New builds a node and connects it to its broker. Serve starts it.
 func New(cfg Config) (*Gateway, error) {
 	cfg = cfg.withDefaults()
-	g := &Gateway{cfg: cfg, log: cfg.Logger, stop: make(chan struct{}), fanout: newFanoutHistogram(), ctl: newControl()}
+	g := &Gateway{cfg: cfg, log: cfg.Logger, stop: make(chan struct{}), ctl: newControl()}
 	if err := g.sec.init(cfg.Security); err != nil {
 		return nil, err
 	}
@@ -66,6 +67,7 @@ func New(cfg Config) (*Gateway, error) {
 		return nil, err
 	}
 	g.reg = registry.New[*session](registry.Config{Shards: cfg.Shards})
+	g.hub = hub.New(g.reg, hub.Config{Node: g.ctl.id, SmallGroup: cfg.SmallGroup, Log: g.log})
 	g.wheel = newWheel(g)
 	g.deadlines = newDeadlines(g)
 	pcfg := cfg.Poller
@@ -76,7 +78,7 @@ func New(cfg Config) (*Gateway, error) {
 		return nil, fmt.Errorf("gateway: poller: %w", err)
 	}
 	g.poller = p
-	g.stage = newStage(cfg.FanoutWorkers, cfg.FanoutQueue, g.deliver)
+	g.stage = hub.NewStage(cfg.FanoutWorkers, cfg.FanoutQueue, g.deliver)
 	var b broker.Broker
 	if cfg.OpenBroker != nil {
 		b, err = cfg.OpenBroker(g.handle)
@@ -84,7 +86,7 @@ func New(cfg Config) (*Gateway, error) {
 		b, err = broker.Open(cfg.Broker, g.handle, cfg.BrokerOptions)
 	}
 	if err != nil {
-		g.stage.stop()
+		g.stage.Stop()
 		_ = p.Close()
 		g.sec.close()
 		return nil, fmt.Errorf("gateway: broker: %w", err)
@@ -92,14 +94,14 @@ func New(cfg Config) (*Gateway, error) {
 	g.broker = b
 	if err := g.hist.init(cfg.History, b); err != nil {
 		_ = b.Close()
-		g.stage.stop()
+		g.stage.Stop()
 		_ = p.Close()
 		g.sec.close()
 		return nil, err
 	}
 	if _, ok := b.(*broker.Memory); ok {
 		// It hands over on the publisher's goroutine: see stage.
-		g.stage.waitForDelivery()
+		g.stage.WaitForDelivery()
 	}
 	g.pubs = newPublisher(g)
 	g.router = broker.NewRouter(b, cfg.Router)
@@ -179,7 +181,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	routerErr, brokerErr := g.router.Close(), g.broker.Close()
 	// Nothing hands over after the broker is closed; the connections are
 	// gone, so what is still queued is dropped (and counted).
-	g.stage.stop()
+	g.stage.Stop()
 	errs := []error{drainErr, routerErr, brokerErr, g.poller.Close()}
 	g.sec.close()
 	return errors.Join(errs...)
@@ -212,7 +214,7 @@ func (g *Gateway) Stats() Stats {
 		Topics:        rs.Topics,
 		BrokerTopics:  g.brokerTopics(),
 		MessagesIn:    g.msgsIn.Load(),
-		MessagesOut:   g.msgsOut.Load(),
+		MessagesOut:   g.hub.MsgsOut.Load(),
 		SlowCloses:    ps.Overflows,
 		Heartbeat:     g.heartbeatCloses.Load(),
 		Draining:      g.draining.Load(),
@@ -240,7 +242,7 @@ func (g *Gateway) Publish(ctx context.Context, topic string, f proto.Format, dat
 	if err := proto.ValidData(data, f); err != nil {
 		return pos, &proto.Error{Code: proto.CodeBadRequest, Msg: "data is not one " + f.String() + " value: " + err.Error()}
 	}
-	return g.publishRelay(ctx, topic, appendRelay(make([]byte, 0, 1+len(data)), f, data))
+	return g.publishRelay(ctx, topic, hub.AppendRelay(make([]byte, 0, 1+len(data)), f, data))
 }
 
 // RegisterMetrics adds collectors (a Kafka consumer's) to /metrics. Call

@@ -12,12 +12,12 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gobwas/ws"
 	"go.uber.org/zap"
 
 	"github.com/subsock/subsock/auth"
 	"github.com/subsock/subsock/broker"
 	"github.com/subsock/subsock/frame"
+	"github.com/subsock/subsock/gateway/hub"
 	"github.com/subsock/subsock/poller"
 	"github.com/subsock/subsock/proto"
 )
@@ -177,12 +177,12 @@ func (g *Gateway) deliverStream(topic string, payload []byte) {
 	if !ok || len(relay) == 0 {
 		return
 	}
-	f, data, skip, ok := g.splitRelay(relay)
+	f, data, skip, ok := hub.SplitRelay(relay, g.ctl.id)
 	if !ok {
 		return
 	}
-	var frames, eframes [nWires][]byte
-	var failed [nWires]bool
+	var frames, eframes [hub.NWires][]byte
+	var failed [hub.NWires]bool
 	var epoch string // ep as a string, made at most once
 	epochStr := func() string {
 		if epoch == "" {
@@ -199,10 +199,10 @@ func (g *Gateway) deliverStream(topic string, payload []byte) {
 			cache = &eframes[c]
 		}
 		if *cache == nil {
-			b, err := buildStreamFor(c, topic, off, epochStr(), withEpoch, f, data)
+			b, err := hub.BuildStreamFor(c, topic, off, epochStr(), withEpoch, f, data)
 			if err != nil {
 				failed[c] = true
-				g.convertErrors.Add(1)
+				g.hub.ConvertErrors.Add(1)
 				return nil
 			}
 			*cache = b
@@ -210,10 +210,10 @@ func (g *Gateway) deliverStream(topic string, payload []byte) {
 		return *cache
 	}
 	var sent, slow uint64
-	prompt := g.cfg.SmallGroup > 0 && g.reg.Count(topic) <= g.cfg.SmallGroup
+	prompt := g.hub.Prompt(topic)
 	g.reg.Range(topic, func(s *session) bool {
 		h := s.hist
-		if skip != 0 && s.cid == skip {
+		if skip != 0 && s.m.CID == skip {
 			// Its publisher asked not to get it back; the offset still
 			// counts as sent, so it is no gap.
 			if h != nil {
@@ -234,31 +234,31 @@ func (g *Gateway) deliverStream(topic string, payload []byte) {
 		switch {
 		case st == nil:
 		case st.recovering:
-			if fr, efr := build(s.codec, false), build(s.codec, true); fr != nil {
+			if fr, efr := build(s.m.Wire, false), build(s.m.Wire, true); fr != nil {
 				g.holdLiveLocked(s, st, heldMsg{offset: off, epoch: epochStr(), fr: fr, efr: efr})
 			}
 		case st.epoch != string(ep):
 			// The stream lost its past since this connection's position:
 			// the epoch on the message tells the client so.
-			fr = build(s.codec, true)
+			fr = build(s.m.Wire, true)
 			st.epoch, st.last = epochStr(), off
 		case off <= st.last:
 			// Sent already (replayed before the ack).
 		default:
-			fr = build(s.codec, false)
+			fr = build(s.m.Wire, false)
 			st.last = off
 		}
 		if fr != nil {
 			sent++
-			if enqueue(s.c, fr, prompt) == poller.ErrOverflow {
+			if hub.Enqueue(&s.m, fr, prompt) == poller.ErrOverflow {
 				slow++
 			}
 		}
 		h.mu.Unlock()
 		return true
 	})
-	g.msgsOut.Add(sent)
-	g.fanout.Observe(time.Since(start).Seconds())
+	g.hub.MsgsOut.Add(sent)
+	g.hub.Fanout.Observe(time.Since(start).Seconds())
 	if slow > 0 {
 		if ce := g.log.Check(zap.InfoLevel, "closed slow consumers"); ce != nil {
 			ce.Write(zap.String("topic", topic), zap.Uint64("count", slow))
@@ -277,22 +277,6 @@ func (g *Gateway) holdLiveLocked(s *session, st *streamState, m heldMsg) {
 	}
 	st.held = append(st.held, m)
 	st.heldBytes += len(m.fr)
-}
-
-// buildStreamMessage returns a ready frame carrying one publication of a
-// history topic in c's format; epoch is set only when it changed.
-func buildStreamMessage(c proto.Codec, topic string, offset uint64, epoch string, f proto.Format, data []byte) ([]byte, error) {
-	data, err := proto.Convert(data, f, c.Format())
-	if err != nil {
-		return nil, err
-	}
-	b := make([]byte, 0, frame.MaxHeaderSize+len(topic)+len(epoch)+len(data)+64)
-	b = c.AppendStreamMessage(frame.Reserve(b), topic, offset, epoch, data)
-	op := ws.OpText
-	if c.Binary() {
-		op = ws.OpBinary
-	}
-	return frame.Seal(b, op), nil
 }
 
 // subHistory is the history part of one sub: its history topics, what the
@@ -463,10 +447,10 @@ func (g *Gateway) finishSub(s *session, pr *pendingReply, err error) {
 	}
 	h.mu.Unlock()
 	switch {
-	case s.codec == wireSSE:
+	case s.m.Wire == hub.WireSSE:
 		out = sseAnswer(s, out, positions)
 	case pr.hasID:
-		out = append(out, sealReply(s, codecs[s.codec].AppendAckPositions(frame.Reserve(nil), pr.id, positions))...)
+		out = append(out, sealReply(s, hub.Codecs[s.m.Wire].AppendAckPositions(frame.Reserve(nil), pr.id, positions))...)
 	}
 	pr.ready, pr.frame, pr.recovers = true, out, true
 	if len(out) == 0 {
@@ -483,13 +467,13 @@ func (g *Gateway) replayFrames(s *session, ht *histTopic, pubs []broker.Publicat
 		if len(p.Payload) == 0 {
 			continue
 		}
-		f, data, _, ok := g.splitRelay(p.Payload)
+		f, data, _, ok := hub.SplitRelay(p.Payload, g.ctl.id)
 		if !ok {
 			continue
 		}
-		fr, err := buildStreamFor(s.codec, ht.name, p.Offset, ht.pos.Epoch, false, f, data)
+		fr, err := hub.BuildStreamFor(s.m.Wire, ht.name, p.Offset, ht.pos.Epoch, false, f, data)
 		if err != nil {
-			g.convertErrors.Add(1)
+			g.hub.ConvertErrors.Add(1)
 			continue
 		}
 		frames = append(frames, fr)
@@ -624,13 +608,13 @@ func (g *Gateway) answerHistory(w http.ResponseWriter, topic string, pos broker.
 		if len(p.Payload) == 0 {
 			continue
 		}
-		f, raw, _, ok := g.splitRelay(p.Payload)
+		f, raw, _, ok := hub.SplitRelay(p.Payload, g.ctl.id)
 		if !ok {
 			continue
 		}
 		data, err := proto.Convert(raw, f, proto.FormatJSON)
 		if err != nil {
-			g.convertErrors.Add(1)
+			g.hub.ConvertErrors.Add(1)
 			continue
 		}
 		if len(data) == 0 {

@@ -156,8 +156,8 @@ func (g *Gateway) upgrade(s *session, hdr []byte) {
 	if c, ok := proto.ForSubprotocol(hs.Protocol); ok && c.Format() == proto.FormatMsgpack {
 		codec = 1
 	}
-	s.codec = codec
-	s.cid = g.ctl.newClientID()
+	s.m.Wire = codec
+	s.m.CID = g.ctl.newClientID()
 	s.mode.Store(modeWS)
 	g.wsConns.Add(1)
 	g.send(s, out.Bytes(), false)

@@ -11,11 +11,9 @@ import (
 // through CounterFuncs at scrape time.
 type counters struct {
 	msgsIn             atomic.Uint64
-	msgsOut            atomic.Uint64
 	heartbeatCloses    atomic.Uint64
 	protocolCloses     atomic.Uint64
 	upgradeRejects     atomic.Uint64
-	convertErrors      atomic.Uint64
 	tokenExpiries      atomic.Uint64
 	publishErrors      atomic.Uint64
 	publishRejects     atomic.Uint64 // refused at once: the broker was not healthy
@@ -65,14 +63,14 @@ func (g *Gateway) registerMetrics() *prometheus.Registry {
 	gauge("topics", "Topics with at least one local subscriber.", func() float64 { return float64(g.reg.Stats().Topics) })
 	gauge("broker_topics", "Topics this node holds interest in upstream.", func() float64 { return float64(g.brokerTopics()) })
 	counter("messages_in_total", "Messages published through this node.", u(&g.msgsIn))
-	counter("messages_out_total", "Deliveries queued to local subscribers.", u(&g.msgsOut))
+	counter("messages_out_total", "Deliveries queued to local subscribers.", u(&g.hub.MsgsOut))
 	counter("bytes_out_total", "Bytes written to sockets.", func() float64 { return float64(g.poller.Stats().BytesOut) })
 	counter("write_syscalls_total", "writev calls; deliveries per call shows coalescing.", func() float64 { return float64(g.poller.Stats().Writes) })
 	counter("slow_consumer_closes_total", "Connections closed with 1013 for an overflowing queue.", func() float64 { return float64(g.poller.Stats().Overflows) })
 	counter("heartbeat_closes_total", "Connections closed for silence past the ping timeout.", u(&g.heartbeatCloses))
 	counter("protocol_closes_total", "Connections closed for protocol violations.", u(&g.protocolCloses))
 	counter("upgrade_rejects_total", "WebSocket upgrades refused.", u(&g.upgradeRejects))
-	counter("convert_errors_total", "Messages not representable in a subscriber's codec.", u(&g.convertErrors))
+	counter("convert_errors_total", "Messages not representable in a subscriber's codec.", u(&g.hub.ConvertErrors))
 	counter("token_expiry_closes_total", "Connections closed with 4001 on token expiry.", u(&g.tokenExpiries))
 	counter("input_overflow_closes_total", "Connections closed with 1008 for unprocessed input past -max-input-backlog, or for more than 1,024 requests waiting behind one the backbone has not answered.", u(&g.inputOverflows))
 	counter("request_timeout_closes_total", "Connections cut for a frame or HTTP request not completed within -request-timeout.", u(&g.requestTimeouts))
@@ -98,18 +96,10 @@ func (g *Gateway) registerMetrics() *prometheus.Registry {
 	counter("publish_timeouts_total", "Publishes the backbone did not accept within -publish-timeout.", u(&g.publishTimeouts))
 	counter("broker_errors_total", "Broker errors.", func() float64 { return float64(g.broker.Stats().Errors) })
 	counter("broker_reconnects_total", "Broker reconnections.", func() float64 { return float64(g.broker.Stats().Reconnects) })
-	gauge("fanout_queued", "Messages waiting in the fan-out stage's queues.", func() float64 { return float64(g.stage.queued()) })
-	counter("fanout_queue_full_total", "Broker hand-offs that found their fan-out worker's queue full and waited (back-pressure onto the broker).", u(&g.stage.full))
-	counter("fanout_blocked_seconds_total", "Time broker hand-offs spent waiting for room in a full fan-out queue.", func() float64 { return float64(g.stage.blocked.Load()) / 1e9 })
-	counter("fanout_dropped_total", "Messages the fan-out stage dropped at shutdown: still queued, or handed over after it stopped.", u(&g.stage.dropped))
-	reg.MustRegister(g.fanout)
+	gauge("fanout_queued", "Messages waiting in the fan-out stage's queues.", func() float64 { return float64(g.stage.Queued()) })
+	counter("fanout_queue_full_total", "Broker hand-offs that found their fan-out worker's queue full and waited (back-pressure onto the broker).", u(&g.stage.Full))
+	counter("fanout_blocked_seconds_total", "Time broker hand-offs spent waiting for room in a full fan-out queue.", func() float64 { return float64(g.stage.Blocked.Load()) / 1e9 })
+	counter("fanout_dropped_total", "Messages the fan-out stage dropped at shutdown: still queued, or handed over after it stopped.", u(&g.stage.Dropped))
+	reg.MustRegister(g.hub.Fanout)
 	return reg
-}
-
-func newFanoutHistogram() prometheus.Histogram {
-	return prometheus.NewHistogram(prometheus.HistogramOpts{
-		Name:    "subsock_fanout_duration_seconds",
-		Help:    "Time to queue one message on every local subscriber.",
-		Buckets: prometheus.ExponentialBuckets(1e-6, 4, 12),
-	})
 }

@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"github.com/subsock/subsock/gateway/hub"
+
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -94,7 +96,7 @@ func (g *Gateway) memberEvent(s *session, topic string, kind byte) {
 	if !g.pres.announces(topic) {
 		return
 	}
-	cid, user := s.cid, userOf(s)
+	cid, user := s.m.CID, userOf(s)
 	if !g.pres.isSeeded(topic) {
 		g.startGather(gatherCount, topic, "", func(r gatherResult) {
 			g.pres.seed(topic, r.Counts, g.ctl.id)
@@ -149,19 +151,19 @@ func (g *Gateway) deliverPresence(topic string, payload []byte) {
 		return
 	}
 	client := node + "-" + strconv.FormatUint(cid, 36)
-	var frames [nWires][]byte
+	var frames [hub.NWires][]byte
 	sent := uint64(0)
 	g.reg.Range(topic, func(s *session) bool {
-		if node == g.ctl.id && s.cid == cid {
+		if node == g.ctl.id && s.m.CID == cid {
 			return true // its own join or leave
 		}
-		if s.codec == wireSSE && !s.sse.started.Load() {
+		if s.m.Wire == hub.WireSSE && !s.m.Live.Load() {
 			return true // the stream's head is not out yet
 		}
-		fr := frames[s.codec]
+		fr := frames[s.m.Wire]
 		if fr == nil {
-			fr = buildPresenceEvent(s.codec, kind, topic, client, user)
-			frames[s.codec] = fr
+			fr = buildPresenceEvent(s.m.Wire, kind, topic, client, user)
+			frames[s.m.Wire] = fr
 		}
 		sent++
 		if s.c.Enqueue(fr) == poller.ErrOverflow {
@@ -238,7 +240,7 @@ func (p *presence) forgetNode(node string) {
 
 // buildPresenceEvent returns a join or leave as a ready frame for wire w.
 func buildPresenceEvent(w uint8, kind byte, topic, client, user string) []byte {
-	if w == wireSSE {
+	if w == hub.WireSSE {
 		name := "join"
 		if kind == 'l' {
 			name = "leave"
@@ -246,9 +248,9 @@ func buildPresenceEvent(w uint8, kind byte, topic, client, user string) []byte {
 		b := append([]byte("event: "+name+"\n"+`data: {"topic":`), strconv.Quote(topic)...)
 		b = append(append(b, `,"client":`...), strconv.Quote(client)...)
 		b = append(append(b, `,"user":`...), strconv.Quote(user)...)
-		return sseChunk(append(b, "}\n\n"...))
+		return hub.SSEChunk(append(b, "}\n\n"...))
 	}
-	c := codecs[w]
+	c := hub.Codecs[w]
 	b := frame.Reserve(make([]byte, 0, frame.MaxHeaderSize+len(topic)+len(client)+len(user)+48))
 	if kind == 'j' {
 		b = c.AppendJoin(b, topic, client, user)
@@ -443,7 +445,7 @@ func (g *Gateway) presenceOp(s *session, req *proto.Request) *proto.Error {
 	if len(g.pres.on) == 0 || !g.pres.on.Allows(req.Topic) {
 		return &proto.Error{Code: proto.CodeNotEnabled, Msg: "presence is not enabled on " + req.Topic + ": no -presence rule matches it"}
 	}
-	codec, id, stats := codecs[s.codec], req.ID, req.Op == proto.OpPresenceStats
+	codec, id, stats := hub.Codecs[s.m.Wire], req.ID, req.Op == proto.OpPresenceStats
 	answer := g.deferReply(s, false)
 	g.startGather(gatherPresence, req.Topic, "", func(r gatherResult) {
 		if stats {

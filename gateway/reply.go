@@ -10,6 +10,7 @@ import (
 
 	"github.com/subsock/subsock/broker"
 	"github.com/subsock/subsock/frame"
+	"github.com/subsock/subsock/gateway/hub"
 	"github.com/subsock/subsock/proto"
 )
 
@@ -97,7 +98,7 @@ func sendNow(s *session, fr []byte, closeAfter bool) {
 
 func sealReply(s *session, b []byte) []byte {
 	op := ws.OpText
-	if codecs[s.codec].Binary() {
+	if hub.Codecs[s.m.Wire].Binary() {
 		op = ws.OpBinary
 	}
 	return frame.Seal(b, op)
@@ -131,10 +132,10 @@ func (g *Gateway) settleSub(s *session, pr *pendingReply, err error) {
 		} else {
 			pr.ready = true
 			switch {
-			case s.codec == wireSSE:
+			case s.m.Wire == hub.WireSSE:
 				pr.frame = sseHead(s.sse) // the stream starts
 			case pr.hasID:
-				pr.frame = sealReply(s, codecs[s.codec].AppendAck(frame.Reserve(nil), pr.id))
+				pr.frame = sealReply(s, hub.Codecs[s.m.Wire].AppendAck(frame.Reserve(nil), pr.id))
 			}
 		}
 	}
@@ -150,11 +151,11 @@ func (g *Gateway) settleSub(s *session, pr *pendingReply, err error) {
 func (g *Gateway) failSubLocked(s *session, pr *pendingReply, msg string) {
 	pr.ready = true
 	g.subscribeFailures.Add(1)
-	if s.codec == wireSSE {
+	if s.m.Wire == hub.WireSSE {
 		// The stream has not started: the answer is a status.
 		pr.frame, pr.close = sseErrorResponse(&sseError{http.StatusServiceUnavailable, msg, "Retry-After: 1\r\n"}), true
 	} else {
-		pr.frame = sealReply(s, codecs[s.codec].AppendError(frame.Reserve(nil), pr.id, pr.hasID, proto.CodeUnavailable, msg))
+		pr.frame = sealReply(s, hub.Codecs[s.m.Wire].AppendError(frame.Reserve(nil), pr.id, pr.hasID, proto.CodeUnavailable, msg))
 	}
 	for _, t := range pr.fresh {
 		g.leaveLocked(s, t)
@@ -173,7 +174,7 @@ func (g *Gateway) flushRepliesLocked(s *session) {
 			if pr.frame != nil {
 				_ = s.c.EnqueueExempt(pr.frame)
 			}
-			s.sse.started.Store(true)
+			s.m.Live.Store(true)
 			g.endRecovering(s, pr.hist)
 		case pr.recovers:
 			// What the client asked to be replayed may exceed
@@ -187,7 +188,7 @@ func (g *Gateway) flushRepliesLocked(s *session) {
 		case pr.frame != nil:
 			_ = s.c.EnqueuePrompt(pr.frame)
 			if s.sse != nil {
-				s.sse.started.Store(true) // the head went out
+				s.m.Live.Store(true) // the head went out
 			}
 		}
 		s.rq[i] = nil

@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"github.com/subsock/subsock/gateway/hub"
+
 	"errors"
 	"fmt"
 	"math"
@@ -346,7 +348,7 @@ func (g *Gateway) refreshAuth(s *session, token string) *proto.Error {
 	}
 	s.mu.Unlock()
 	if len(dropped) > 0 {
-		g.reply(s, codecs[s.codec].AppendError(frame.Reserve(nil), 0, false, proto.CodeForbidden,
+		g.reply(s, hub.Codecs[s.m.Wire].AppendError(frame.Reserve(nil), 0, false, proto.CodeForbidden,
 			"unsubscribed, not allowed by the new token: "+strings.Join(dropped, " ")))
 	}
 	return nil

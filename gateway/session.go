@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"github.com/subsock/subsock/gateway/hub"
+
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,6 +25,11 @@ const (
 // comment saying otherwise are touched only from OnData and OnClose, which
 // netpoll serialises.
 type session struct {
+	// m is what fan-out reads (hub.Member): the connection as a sink, the
+	// client id within the node (see clientID; 0 before the upgrade), the
+	// wire (hub.Codecs index, or hub.WireSSE for a stream) and, for a
+	// stream, whether its head is out.
+	m         hub.Member
 	c         *poller.Conn
 	seen      atomic.Int64 // unix ms of the last whole frame or request (liveness)
 	exp       atomic.Int64 // token expiry (unix ms), 0 when none; set through deadlines
@@ -39,20 +46,23 @@ type session struct {
 	rq        []*pendingReply // replies in request order while one waits; nil otherwise
 	auth      *authState      // set at upgrade; grants, publish limiter
 	sse       *sseState       // an SSE stream's own state; nil otherwise
-	cid       uint64          // client id within the node (see clientID); 0 before the upgrade
 	expAt     int64           // key in the expiry heap; guarded by deadlines.mu
 	expIdx    int             // index in the expiry heap, -1 when absent; guarded by deadlines.mu
 	mode      atomic.Uint32   // modeHTTP, modeWS or modeSSE; read by the heartbeat wheel
 	waiting   atomic.Bool     // len(rq) > 0
 	slot      uint16
-	codec     uint8 // index into codecs; wireSSE for a stream
+	codec     uint8 // index into codecs; hub.WireSSE for a stream
 	suspended bool  // hold is set: input waits unprocessed
 	done      bool  // we decided to close; ignore further input
 }
 
+// Member implements hub.Subscriber.
+func (s *session) Member() *hub.Member { return &s.m }
+
 // OnOpen implements poller.Handler.
 func (g *Gateway) OnOpen(c *poller.Conn) {
 	s := &session{c: c, expIdx: -1}
+	s.m.Out = c
 	s.seen.Store(time.Now().UnixMilli())
 	c.Value = s
 	c.SetUrgent(true) // HTTP replies go ahead of fan-out; cleared on upgrade

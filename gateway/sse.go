@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"github.com/subsock/subsock/gateway/hub"
+
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -30,13 +32,6 @@ import (
 // Heartbeats are SSE comments; a drain ends with "event: close" and the
 // last chunk; a slow consumer is cut at -max-pending like any connection.
 
-// wireSSE is session.codec for an SSE stream: deliver's frames are indexed
-// by codec, JSON and MessagePack first.
-const wireSSE = uint8(len(codecs))
-
-// nWires is how many message encodings deliver may build.
-const nWires = len(codecs) + 1
-
 // sseState is what an SSE stream keeps beyond a session.
 type sseState struct {
 	origin string // echoed in Access-Control-Allow-Origin; "" when none
@@ -46,7 +41,7 @@ type sseState struct {
 }
 
 // streaming reports whether s is an SSE stream whose head is out.
-func streaming(s *session) bool { return s.sse != nil && s.sse.started.Load() }
+func streaming(s *session) bool { return s.sse != nil && s.m.Live.Load() }
 
 // finalFor picks what a closing connection is sent last: the WebSocket
 // close frame, the SSE stream's closing chunk, or nothing for a stream
@@ -66,12 +61,12 @@ func finalFor(s *session, wsFrame, sseFinal []byte) []byte {
 
 // Chunks that never change.
 var (
-	sseHeartbeat  = sseChunk([]byte(": ping\n\n"))
-	sseCloseFinal = append(sseChunk([]byte("event: close\ndata: server shutting down\n\n")), "0\r\n\r\n"...)
-	sseSlowFinal  = append(sseChunk([]byte("event: close\ndata: slow consumer\n\n")), "0\r\n\r\n"...)
+	sseHeartbeat  = hub.SSEChunk([]byte(": ping\n\n"))
+	sseCloseFinal = append(hub.SSEChunk([]byte("event: close\ndata: server shutting down\n\n")), "0\r\n\r\n"...)
+	sseSlowFinal  = append(hub.SSEChunk([]byte("event: close\ndata: slow consumer\n\n")), "0\r\n\r\n"...)
 	// A stream whose token expired ends cleanly; the page reconnects with
 	// a fresh token (the browser client asks for one).
-	sseTokenExpiredFinal = append(sseChunk([]byte("event: close\ndata: token expired\n\n")), "0\r\n\r\n"...)
+	sseTokenExpiredFinal = append(hub.SSEChunk([]byte("event: close\ndata: token expired\n\n")), "0\r\n\r\n"...)
 )
 
 // isSSEPath reports whether the request line targets /sse.
@@ -163,8 +158,8 @@ func (g *Gateway) openSSE(s *session, hdr []byte) {
 		return
 	}
 	s.sse = &sseState{origin: origin}
-	s.cid = g.ctl.newClientID()
-	s.codec = wireSSE
+	s.m.CID = g.ctl.newClientID()
+	s.m.Wire = hub.WireSSE
 	s.c.SetOverflowFinal(sseSlowFinal)
 	s.mode.Store(modeSSE)
 	g.sseConns.Add(1)
@@ -352,84 +347,6 @@ func sseHead(st *sseState) []byte {
 	return append(b, "\n\n\r\n"...)
 }
 
-// sseChunk frames one piece of the stream as an HTTP/1.1 chunk.
-func sseChunk(p []byte) []byte {
-	b := strconv.AppendInt(make([]byte, 0, len(p)+12), int64(len(p)), 16)
-	b = append(b, '\r', '\n')
-	b = append(b, p...)
-	return append(b, '\r', '\n')
-}
-
-// chunkRoom is what appendSSEEvent reserves in front of an event for its
-// chunk-size line: 8 hex digits and CRLF cover any -max-message.
-const chunkRoom = 10
-
-// buildSSE returns one message as a ready chunk: its event (with an id on
-// a history topic), preceded by a "lost" event when lost is set (the
-// stream's epoch changed since the connection's position).
-func buildSSE(topic string, offset uint64, epoch string, history, lost bool, f proto.Format, data []byte) ([]byte, error) {
-	data, err := proto.Convert(data, f, proto.FormatJSON)
-	if err != nil {
-		return nil, err
-	}
-	b := make([]byte, chunkRoom, chunkRoom+len(topic)*2+len(epoch)*2+len(data)+128)
-	if lost {
-		b = appendLost(b, topic, offset-1, epoch)
-	}
-	if history {
-		b = append(b, "id: "...)
-		b = append(b, epoch...)
-		b = append(b, ':')
-		b = strconv.AppendUint(b, offset, 10)
-		b = append(b, '\n')
-	}
-	b = append(b, `data: {"topic":`...)
-	b = strconv.AppendQuote(b, topic) // printable ASCII: the same as JSON
-	if history {
-		b = append(b, `,"offset":`...)
-		b = strconv.AppendUint(b, offset, 10)
-	}
-	b = append(b, `,"data":`...)
-	if len(data) == 0 {
-		b = append(b, "null"...)
-	} else {
-		for _, c := range data {
-			// CR and LF can only be whitespace between JSON tokens, and
-			// would end the data line.
-			if c == '\n' || c == '\r' {
-				c = ' '
-			}
-			b = append(b, c)
-		}
-	}
-	b = append(b, "}\n\n"...)
-	return sealChunk(b), nil
-}
-
-// appendLost appends the event telling a page that a topic's past is
-// gone: it continues from the position given.
-func appendLost(b []byte, topic string, offset uint64, epoch string) []byte {
-	b = append(b, `event: lost`+"\n"+`data: {"topic":`...)
-	b = strconv.AppendQuote(b, topic)
-	b = append(b, `,"offset":`...)
-	b = strconv.AppendUint(b, offset, 10)
-	b = append(b, `,"epoch":`...)
-	b = strconv.AppendQuote(b, epoch)
-	return append(b, "}\n\n"...)
-}
-
-// sealChunk writes the chunk-size line into the room reserved at the front
-// of b and the CRLF after it, and returns the chunk.
-func sealChunk(b []byte) []byte {
-	n := len(b) - chunkRoom
-	var hex [16]byte
-	h := strconv.AppendInt(hex[:0], int64(n), 16)
-	start := chunkRoom - len(h) - 2
-	copy(b[start:], h)
-	b[chunkRoom-2], b[chunkRoom-1] = '\r', '\n'
-	return append(b[start:], '\r', '\n')
-}
-
 // sseAnswer is a stream's answer to its sub: the head, the replayed
 // events, and a lost event for each topic that asked to recover and could
 // not.
@@ -438,11 +355,11 @@ func sseAnswer(s *session, replay []byte, positions []proto.TopicPosition) []byt
 	var lost []byte
 	for _, p := range positions {
 		if p.Asked && !p.Recovered {
-			lost = appendLost(lost, p.Topic, p.Offset, p.Epoch)
+			lost = hub.AppendLost(lost, p.Topic, p.Offset, p.Epoch)
 		}
 	}
 	if len(lost) > 0 {
-		out = append(out, sseChunk(lost)...)
+		out = append(out, hub.SSEChunk(lost)...)
 	}
 	return append(out, replay...)
 }

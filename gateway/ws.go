@@ -12,11 +12,9 @@ import (
 
 	"github.com/subsock/subsock/broker"
 	"github.com/subsock/subsock/frame"
+	"github.com/subsock/subsock/gateway/hub"
 	"github.com/subsock/subsock/proto"
 )
-
-// codecs are indexed by session.codec.
-var codecs = [2]proto.Codec{proto.JSON, proto.Msgpack}
 
 // Frames that never change are built once and shared by every connection.
 var (
@@ -94,7 +92,7 @@ func (g *Gateway) failWS(s *session, err error) {
 
 // handleMessage runs one protocol request. msg may alias the input buffer.
 func (g *Gateway) handleMessage(s *session, _ ws.OpCode, msg []byte) {
-	codec := codecs[s.codec]
+	codec := hub.Codecs[s.m.Wire]
 	var req proto.Request
 	if err := codec.DecodeRequest(msg, &req); err != nil {
 		var pe *proto.Error
@@ -261,9 +259,9 @@ func (g *Gateway) publishFromClient(s *session, req *proto.Request) (perr *proto
 	bp := relayPool.Get().(*[]byte)
 	var relay []byte
 	if req.NoEcho {
-		relay = appendRelayNoEcho((*bp)[:0], codecs[s.codec].Format(), g.ctl.id, s.cid, req.Data)
+		relay = hub.AppendRelayNoEcho((*bp)[:0], hub.Codecs[s.m.Wire].Format(), g.ctl.id, s.m.CID, req.Data)
 	} else {
-		relay = appendRelay((*bp)[:0], codecs[s.codec].Format(), req.Data)
+		relay = hub.AppendRelay((*bp)[:0], hub.Codecs[s.m.Wire].Format(), req.Data)
 	}
 	release := func() {
 		if cap(relay) <= maxPooledRelay {
@@ -272,7 +270,7 @@ func (g *Gateway) publishFromClient(s *session, req *proto.Request) (perr *proto
 		}
 	}
 	if !g.pubs.inline() {
-		id, hasID, codec := req.ID, req.HasID, codecs[s.codec]
+		id, hasID, codec := req.ID, req.HasID, hub.Codecs[s.m.Wire]
 		g.publishLater(s, req.Topic, relay, false, func(pos broker.Position, err error) []byte {
 			release()
 			if err != nil {
@@ -294,7 +292,7 @@ func (g *Gateway) publishFromClient(s *session, req *proto.Request) (perr *proto
 		return publishError(err), false
 	}
 	if req.HasID && pos.Epoch != "" {
-		g.reply(s, appendPubAck(codecs[s.codec], req.ID, pos))
+		g.reply(s, appendPubAck(hub.Codecs[s.m.Wire], req.ID, pos))
 		return nil, true
 	}
 	return nil, false

@@ -23,6 +23,10 @@
 //   - Abort resets the socket (SO_LINGER 0) after its best-effort final
 //     bytes: every abort is for a peer that is slow, silent or hostile, and
 //     a plain close would leave its unsent bytes in an orphaned socket.
+//   - A writer's pass over its ready list is interrupted, between two
+//     writes, for urgent connections (SetUrgent) and prompt pushes
+//     (EnqueuePrompt: replies, small groups' messages); lagging peers
+//     (a shut window) come after the pass.
 //   - netpoll closes a connection when the peer half-closes. A connection
 //     marked urgent (HTTP) gets one non-blocking write of its queue in the
 //     close callback, so a request followed by FIN still gets its reply.

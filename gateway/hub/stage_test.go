@@ -1,9 +1,7 @@
-package gateway
+package hub
 
 import (
-	"context"
 	"fmt"
-	"runtime"
 	"strconv"
 	"sync"
 	"testing"
@@ -66,7 +64,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 
 // topicsOnDistinctWorkers returns n topic names that map to n different
 // workers of s.
-func topicsOnDistinctWorkers(t *testing.T, s *stage, n int) []string {
+func topicsOnDistinctWorkers(t *testing.T, s *Stage, n int) []string {
 	t.Helper()
 	seen := make(map[int]bool)
 	var out []string
@@ -89,8 +87,8 @@ func topicsOnDistinctWorkers(t *testing.T, s *stage, n int) []string {
 // the order it was handed over.
 func TestStageOrderPerTopic(t *testing.T) {
 	rec := newDeliveryLog()
-	s := newStage(4, 8, rec.deliver)
-	defer s.stop()
+	s := NewStage(4, 8, rec.deliver)
+	defer s.Stop()
 	const senders, topicsPer, msgs = 4, 25, 200
 	var wg sync.WaitGroup
 	for g := range senders {
@@ -99,7 +97,7 @@ func TestStageOrderPerTopic(t *testing.T) {
 			defer wg.Done()
 			for i := range msgs {
 				for k := range topicsPer {
-					s.handle(fmt.Sprintf("t.%d.%d", g, k), []byte(strconv.Itoa(i)))
+					s.Handle(fmt.Sprintf("t.%d.%d", g, k), []byte(strconv.Itoa(i)))
 				}
 			}
 		}()
@@ -126,18 +124,18 @@ func TestStageSlowTopicDoesNotDelayOthers(t *testing.T) {
 	release := make(chan struct{})
 	rec := newDeliveryLog()
 	var slow string
-	s := newStage(2, 8, func(topic string, payload []byte) {
+	s := NewStage(2, 8, func(topic string, payload []byte) {
 		if topic == slow {
 			<-release
 		}
 		rec.deliver(topic, payload)
 	})
-	defer s.stop()
+	defer s.Stop()
 	ts := topicsOnDistinctWorkers(t, s, 2)
 	slow = ts[0]
-	s.handle(slow, []byte("a"))
-	s.handle(slow, []byte("b"))
-	s.handle(ts[1], []byte("x"))
+	s.Handle(slow, []byte("a"))
+	s.Handle(slow, []byte("b"))
+	s.Handle(ts[1], []byte("x"))
 	rec.wait(t, 1)
 	rec.mu.Lock()
 	got := rec.got[ts[1]]
@@ -154,15 +152,15 @@ func TestStageSlowTopicDoesNotDelayOthers(t *testing.T) {
 func TestStagePayloadCopied(t *testing.T) {
 	release := make(chan struct{})
 	rec := newDeliveryLog()
-	s := newStage(1, 4, func(topic string, payload []byte) {
+	s := NewStage(1, 4, func(topic string, payload []byte) {
 		<-release
 		rec.deliver(topic, payload)
 	})
-	defer s.stop()
+	defer s.Stop()
 	buf := []byte("first")
-	s.handle("t", buf)
+	s.Handle("t", buf)
 	copy(buf, "XXXXX")
-	s.handle("t", nil) // empty payloads are not queued
+	s.Handle("t", nil) // empty payloads are not queued
 	close(release)
 	rec.wait(t, 1)
 	rec.mu.Lock()
@@ -177,24 +175,24 @@ func TestStagePayloadCopied(t *testing.T) {
 func TestStageFullQueueWaitsAndCounts(t *testing.T) {
 	release := make(chan struct{})
 	rec := newDeliveryLog()
-	s := newStage(1, 2, func(topic string, payload []byte) {
+	s := NewStage(1, 2, func(topic string, payload []byte) {
 		<-release
 		rec.deliver(topic, payload)
 	})
-	defer s.stop()
-	s.handle("t", []byte("0")) // taken by the worker, which blocks
-	eventually(t, "the worker to take the first message", func() bool { return s.queued() == 0 })
-	s.handle("t", []byte("1"))
-	s.handle("t", []byte("2")) // the queue (2) is full now
-	if s.full.Load() != 0 || s.queued() != 2 {
-		t.Fatalf("full %d, queued %d before the queue overflowed", s.full.Load(), s.queued())
+	defer s.Stop()
+	s.Handle("t", []byte("0")) // taken by the worker, which blocks
+	eventually(t, "the worker to take the first message", func() bool { return s.Queued() == 0 })
+	s.Handle("t", []byte("1"))
+	s.Handle("t", []byte("2")) // the queue (2) is full now
+	if s.Full.Load() != 0 || s.Queued() != 2 {
+		t.Fatalf("full %d, queued %d before the queue overflowed", s.Full.Load(), s.Queued())
 	}
 	handed := make(chan struct{})
 	go func() {
-		s.handle("t", []byte("3"))
+		s.Handle("t", []byte("3"))
 		close(handed)
 	}()
-	eventually(t, "the hand-off to find the queue full", func() bool { return s.full.Load() == 1 })
+	eventually(t, "the hand-off to find the queue full", func() bool { return s.Full.Load() == 1 })
 	select {
 	case <-handed:
 		t.Fatal("a hand-off to a full queue returned before there was room")
@@ -203,8 +201,8 @@ func TestStageFullQueueWaitsAndCounts(t *testing.T) {
 	close(release)
 	<-handed
 	rec.wait(t, 4)
-	if s.blocked.Load() <= 0 || s.dropped.Load() != 0 {
-		t.Fatalf("blocked %d ns, dropped %d", s.blocked.Load(), s.dropped.Load())
+	if s.Blocked.Load() <= 0 || s.Dropped.Load() != 0 {
+		t.Fatalf("blocked %d ns, dropped %d", s.Blocked.Load(), s.Dropped.Load())
 	}
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
@@ -220,35 +218,35 @@ func TestStageFullQueueWaitsAndCounts(t *testing.T) {
 func TestStageStopDropsQueued(t *testing.T) {
 	release := make(chan struct{})
 	rec := newDeliveryLog()
-	s := newStage(1, 2, func(topic string, payload []byte) {
+	s := NewStage(1, 2, func(topic string, payload []byte) {
 		<-release
 		rec.deliver(topic, payload)
 	})
-	s.handle("t", []byte("0"))
-	eventually(t, "the worker to take the first message", func() bool { return s.queued() == 0 })
-	s.handle("t", []byte("1"))
-	s.handle("t", []byte("2"))
+	s.Handle("t", []byte("0"))
+	eventually(t, "the worker to take the first message", func() bool { return s.Queued() == 0 })
+	s.Handle("t", []byte("1"))
+	s.Handle("t", []byte("2"))
 	waiting := make(chan struct{})
 	go func() {
-		s.handle("t", []byte("3"))
+		s.Handle("t", []byte("3"))
 		close(waiting)
 	}()
-	eventually(t, "the hand-off to find the queue full", func() bool { return s.full.Load() == 1 })
+	eventually(t, "the hand-off to find the queue full", func() bool { return s.Full.Load() == 1 })
 	stopped := make(chan struct{})
 	go func() {
-		s.stop()
+		s.Stop()
 		close(stopped)
 	}()
 	<-waiting // released by stop, not by room in the queue
 	close(release)
 	<-stopped
-	s.handle("t", []byte("4"))
-	s.stop() // idempotent
+	s.Handle("t", []byte("4"))
+	s.Stop() // idempotent
 	rec.mu.Lock()
 	delivered := rec.n
 	rec.mu.Unlock()
-	if delivered != 1 || s.dropped.Load() != 4 || s.queued() != 0 {
-		t.Fatalf("delivered %d, dropped %d, queued %d; want 1, 4, 0", delivered, s.dropped.Load(), s.queued())
+	if delivered != 1 || s.Dropped.Load() != 4 || s.Queued() != 0 {
+		t.Fatalf("delivered %d, dropped %d, queued %d; want 1, 4, 0", delivered, s.Dropped.Load(), s.Queued())
 	}
 }
 
@@ -259,7 +257,7 @@ func TestStageSynchronous(t *testing.T) {
 	taken, release := make(chan struct{}), make(chan struct{})
 	var mu sync.Mutex
 	var seen []*byte
-	s := newStage(1, 4, func(topic string, payload []byte) {
+	s := NewStage(1, 4, func(topic string, payload []byte) {
 		if topic == "slow" {
 			close(taken)
 			<-release
@@ -268,34 +266,34 @@ func TestStageSynchronous(t *testing.T) {
 		seen = append(seen, &payload[0])
 		mu.Unlock()
 	})
-	s.waitForDelivery()
+	s.WaitForDelivery()
 	buf := []byte("lent")
-	s.handle("t", buf)
+	s.Handle("t", buf)
 	mu.Lock()
 	if len(seen) != 1 || seen[0] != &buf[0] {
 		t.Fatalf("handle returned before delivery, or delivered a copy: %v", seen)
 	}
 	mu.Unlock()
 
-	go s.handle("slow", []byte("x")) // the worker blocks on it
+	go s.Handle("slow", []byte("x")) // the worker blocks on it
 	<-taken
 	returned := make(chan struct{})
 	go func() {
-		s.handle("t", []byte("queued"))
+		s.Handle("t", []byte("queued"))
 		close(returned)
 	}()
-	eventually(t, "the second message to be queued", func() bool { return s.queued() == 1 })
+	eventually(t, "the second message to be queued", func() bool { return s.Queued() == 1 })
 	stopped := make(chan struct{})
 	go func() {
-		s.stop()
+		s.Stop()
 		close(stopped)
 	}()
 	<-s.done // the worker now ends after the message in hand
 	close(release)
 	<-stopped
 	<-returned // dropped by stop, and released
-	if s.dropped.Load() != 1 {
-		t.Fatalf("dropped %d, want 1", s.dropped.Load())
+	if s.Dropped.Load() != 1 {
+		t.Fatalf("dropped %d, want 1", s.Dropped.Load())
 	}
 }
 
@@ -303,8 +301,8 @@ func TestStageSynchronous(t *testing.T) {
 // that does nothing: the copy and the queueing. allocs/op is the one copy
 // of the payload.
 func benchmarkStage(b *testing.B, topics int) {
-	s := newStage(2, 1024, func(string, []byte) {})
-	defer s.stop()
+	s := NewStage(2, 1024, func(string, []byte) {})
+	defer s.Stop()
 	names := make([]string, topics)
 	for i := range names {
 		names[i] = "bench.stage." + strconv.Itoa(i)
@@ -313,7 +311,7 @@ func benchmarkStage(b *testing.B, topics int) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		s.handle(names[i%topics], payload)
+		s.Handle(names[i%topics], payload)
 	}
 }
 
@@ -322,13 +320,13 @@ func BenchmarkStage_1Topic(b *testing.B) { benchmarkStage(b, 1) }
 // BenchmarkStageSynchronous is the memory broker's hand-off: queued, then
 // waited for; no copy, nothing allocated.
 func BenchmarkStageSynchronous(b *testing.B) {
-	s := newStage(2, 1024, func(string, []byte) {})
-	defer s.stop()
-	s.waitForDelivery()
+	s := NewStage(2, 1024, func(string, []byte) {})
+	defer s.Stop()
+	s.WaitForDelivery()
 	payload := []byte(`J{"price":101.25,"symbol":"ACME"}`)
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
-		s.handle("bench.stage", payload)
+		s.Handle("bench.stage", payload)
 	}
 }
 func BenchmarkStage_1000Topics(b *testing.B) { benchmarkStage(b, 1000) }
@@ -336,8 +334,8 @@ func BenchmarkStage_1000Topics(b *testing.B) { benchmarkStage(b, 1000) }
 // BenchmarkStageParallel hands over from many goroutines at once, as
 // memory-broker publishers do.
 func BenchmarkStageParallel(b *testing.B) {
-	s := newStage(2, 1024, func(string, []byte) {})
-	defer s.stop()
+	s := NewStage(2, 1024, func(string, []byte) {})
+	defer s.Stop()
 	names := make([]string, 64)
 	for i := range names {
 		names[i] = "bench.stage." + strconv.Itoa(i)
@@ -347,46 +345,8 @@ func BenchmarkStageParallel(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		i := 0
 		for pb.Next() {
-			s.handle(names[i%len(names)], payload)
+			s.Handle(names[i%len(names)], payload)
 			i++
 		}
 	})
-}
-
-// TestStageConfigAndMetrics: the node sizes its stage from the config
-// (defaults: GOMAXPROCS workers, 1024 each), exports the stage's series,
-// and Shutdown stops the workers.
-func TestStageConfigAndMetrics(t *testing.T) {
-	if c := (Config{}).withDefaults(); c.FanoutWorkers != runtime.GOMAXPROCS(0) || c.FanoutQueue != 1024 {
-		t.Fatalf("defaults: %d workers, queue %d", c.FanoutWorkers, c.FanoutQueue)
-	}
-	g, err := New(Config{FanoutWorkers: 3, FanoutQueue: 7})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(g.stage.queues) != 3 || cap(g.stage.queues[0]) != 7 || !g.stage.synchronous.Load() {
-		t.Fatalf("stage: %d workers, queue %d, synchronous %v (memory broker)", len(g.stage.queues), cap(g.stage.queues[0]), g.stage.synchronous.Load())
-	}
-	mfs, err := g.registerMetrics().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	have := make(map[string]bool)
-	for _, mf := range mfs {
-		have[mf.GetName()] = true
-	}
-	for _, name := range []string{"subsock_fanout_queued", "subsock_fanout_queue_full_total", "subsock_fanout_blocked_seconds_total",
-		"subsock_fanout_dropped_total", "subsock_fanout_duration_seconds"} {
-		if !have[name] {
-			t.Errorf("no %s in /metrics", name)
-		}
-	}
-	if err := g.Shutdown(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-g.stage.done:
-	default:
-		t.Fatal("Shutdown left the stage running")
-	}
 }

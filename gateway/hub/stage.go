@@ -1,4 +1,4 @@
-package gateway
+package hub
 
 import (
 	"bytes"
@@ -8,9 +8,10 @@ import (
 	"time"
 )
 
-// stage is the node's fan-out stage: the broker hands each message to it
-// (handle is the broker.Handler) and returns to its backbone at once; the
-// stage's own workers run the fan-out (Gateway.deliver). So one topic with
+// Stage is the node's fan-out stage: the broker hands each message to it
+// (Handle is the broker.Handler) and returns to its backbone at once; the
+// stage's own workers run the fan-out (the deliver func, Hub.Deliver for a
+// plain message). So one topic with
 // thousands of subscribers no longer holds up every other topic behind a
 // backbone's single reader, and the enqueueing of several topics runs on
 // several cores.
@@ -58,20 +59,20 @@ import (
 // where operators already look (/healthz, broker errors) — and the stage's
 // own counters say where the wait was.
 //
-// Shutdown: stop runs after the broker is closed, which is after every
+// Shutdown: Stop runs after the broker is closed, which is after every
 // connection has been drained or aborted, so no subscriber is left for a
 // queued message: what is still queued is dropped and counted
 // (subsock_fanout_dropped_total), as is a hand-off that arrives once the
 // stage has stopped (a memory-bus publish racing Close); a synchronous
 // hand-off whose message is dropped returns then.
 //
-// Goroutines: handle runs on the broker's goroutine(s) (several at once for
+// Goroutines: Handle runs on the broker's goroutine(s) (several at once for
 // the memory broker: one per publisher); each worker is a goroutine owned
-// by the stage, started by newStage and ended by stop. Locks: handle holds
-// mu's read lock while queueing (never while waiting for delivery), stop
+// by the stage, started by NewStage and ended by Stop. Locks: Handle holds
+// mu's read lock while queueing (never while waiting for delivery), Stop
 // takes it to shut hand-offs out; deliver (on a worker) takes registry
 // and Conn locks, never mu.
-type stage struct {
+type Stage struct {
 	deliver func(topic string, payload []byte)
 	seed    maphash.Seed
 	queues  []chan stageMsg // one per worker
@@ -85,9 +86,9 @@ type stage struct {
 	// synchronous makes each hand-off wait for its message's fan-out.
 	synchronous atomic.Bool
 
-	full    atomic.Uint64 // hand-offs that found their queue full and waited
-	blocked atomic.Int64  // nanoseconds the hand-offs spent waiting
-	dropped atomic.Uint64 // messages dropped at shutdown
+	Full    atomic.Uint64 // hand-offs that found their queue full and waited
+	Blocked atomic.Int64  // nanoseconds the hand-offs spent waiting
+	Dropped atomic.Uint64 // messages dropped at shutdown
 }
 
 // stageMsg is one message waiting for fan-out: payload is the stage's copy,
@@ -102,10 +103,10 @@ type stageMsg struct {
 // donePool recycles the completion channels of synchronous hand-offs.
 var donePool = sync.Pool{New: func() any { return make(chan struct{}, 1) }}
 
-// newStage starts workers goroutines, each with a queue of queue messages,
+// NewStage starts workers goroutines, each with a queue of queue messages,
 // running deliver.
-func newStage(workers, queue int, deliver func(topic string, payload []byte)) *stage {
-	s := &stage{
+func NewStage(workers, queue int, deliver func(topic string, payload []byte)) *Stage {
+	s := &Stage{
 		deliver: deliver,
 		seed:    maphash.MakeSeed(),
 		queues:  make([]chan stageMsg, workers),
@@ -122,17 +123,33 @@ func newStage(workers, queue int, deliver func(topic string, payload []byte)) *s
 }
 
 // worker returns the index of topic's worker.
-func (s *stage) worker(topic string) int {
+func (s *Stage) worker(topic string) int {
 	return int(maphash.String(s.seed, topic) % uint64(len(s.queues)))
 }
 
-// waitForDelivery makes every later hand-off synchronous: it returns once
-// its message has been fanned out (for the memory broker, see stage).
-func (s *stage) waitForDelivery() { s.synchronous.Store(true) }
+// Shape returns the stage's worker count and each worker's queue length.
+func (s *Stage) Shape() (workers, queue int) { return len(s.queues), cap(s.queues[0]) }
 
-// handle is the broker.Handler: it queues the message on its topic's
+// Synchronous reports whether hand-offs wait for their fan-out.
+func (s *Stage) Synchronous() bool { return s.synchronous.Load() }
+
+// Stopped reports whether Stop has ended the workers.
+func (s *Stage) Stopped() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// WaitForDelivery makes every later hand-off synchronous: it returns once
+// its message has been fanned out (for the memory broker, see stage).
+func (s *Stage) WaitForDelivery() { s.synchronous.Store(true) }
+
+// Handle is the broker.Handler: it queues the message on its topic's
 // worker, waiting while that queue is full (see stage).
-func (s *stage) handle(topic string, payload []byte) {
+func (s *Stage) Handle(topic string, payload []byte) {
 	if len(payload) == 0 {
 		return
 	}
@@ -152,12 +169,12 @@ func (s *stage) handle(topic string, payload []byte) {
 
 // enqueue puts m on its worker's queue, waiting for room; it reports false
 // when the stage has stopped and m was dropped.
-func (s *stage) enqueue(m stageMsg) bool {
+func (s *Stage) enqueue(m stageMsg) bool {
 	q := s.queues[s.worker(m.topic)]
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.stopped {
-		s.dropped.Add(1)
+		s.Dropped.Add(1)
 		return false
 	}
 	select {
@@ -165,20 +182,20 @@ func (s *stage) enqueue(m stageMsg) bool {
 		return true
 	default:
 	}
-	s.full.Add(1)
+	s.Full.Add(1)
 	t0 := time.Now()
-	defer func() { s.blocked.Add(int64(time.Since(t0))) }()
+	defer func() { s.Blocked.Add(int64(time.Since(t0))) }()
 	select {
 	case q <- m:
 		return true
 	case <-s.done:
-		s.dropped.Add(1)
+		s.Dropped.Add(1)
 		return false
 	}
 }
 
 // run is one worker: it fans out its queue's messages in order until stop.
-func (s *stage) run(q <-chan stageMsg) {
+func (s *Stage) run(q <-chan stageMsg) {
 	defer s.wg.Done()
 	for {
 		// Checked first, so that once stop is called a worker finishes at
@@ -200,8 +217,8 @@ func (s *stage) run(q <-chan stageMsg) {
 	}
 }
 
-// queued is the number of messages waiting in every queue.
-func (s *stage) queued() int {
+// Queued is the number of messages waiting in every queue.
+func (s *Stage) Queued() int {
 	n := 0
 	for _, q := range s.queues {
 		n += len(q)
@@ -209,9 +226,9 @@ func (s *stage) queued() int {
 	return n
 }
 
-// stop ends every worker, waits for them and drops (counting) what is
+// Stop ends every worker, waits for them and drops (counting) what is
 // still queued. It is idempotent.
-func (s *stage) stop() {
+func (s *Stage) Stop() {
 	s.stopOnce.Do(func() {
 		// Closing done first releases any hand-off waiting on a full queue,
 		// so that taking mu below cannot wait on one.
@@ -225,7 +242,7 @@ func (s *stage) stop() {
 				if m := <-q; m.done != nil {
 					m.done <- struct{}{}
 				}
-				s.dropped.Add(1)
+				s.Dropped.Add(1)
 			}
 		}
 	})
