@@ -301,7 +301,7 @@ func (g *Gateway) disconnectLocal(user, client string) {
 			return
 		}
 		g.serverDisconnects.Add(1)
-		s.c.CloseAfter(finalFor(s, disconnectFrame, sseDisconnectFinal))
+		s.conn().CloseAfter(finalFor(s, disconnectFrame, sseDisconnectFinal))
 	})
 }
 
@@ -325,7 +325,7 @@ func (g *Gateway) unsubscribeLocal(user, topic string) {
 				return // its sub is answered without the topic's messages
 			}
 			b := append([]byte(`event: unsubscribed`+"\n"+`data: {"topic":`), strconv.Quote(topic)...)
-			_ = s.c.Enqueue(hub.SSEChunk(append(b, "}\n\n"...)))
+			_ = s.conn().Enqueue(hub.SSEChunk(append(b, "}\n\n"...)))
 			return
 		}
 		g.reply(s, hub.Codecs[s.m.Wire].AppendUnsubscribed(frame.Reserve(nil), topic))

@@ -47,18 +47,16 @@ func (d *deadlines) watchSession(s *session) {
 // setExpiry records s's token expiry (unix ms, 0 for none) for the request
 // path and for check.
 func (d *deadlines) setExpiry(s *session, at int64) {
-	s.exp.Store(at)
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	s.exp.Store(at) // under d.mu: it is the heap's key
 	switch {
 	case at == 0 && s.expIdx >= 0:
-		heap.Remove(&d.exp, s.expIdx)
+		heap.Remove(&d.exp, int(s.expIdx))
 	case at == 0:
 	case s.expIdx >= 0:
-		s.expAt = at
-		heap.Fix(&d.exp, s.expIdx)
+		heap.Fix(&d.exp, int(s.expIdx))
 	default:
-		s.expAt = at
 		heap.Push(&d.exp, s)
 	}
 }
@@ -68,7 +66,7 @@ func (d *deadlines) forget(s *session) {
 	d.mu.Lock()
 	delete(d.watch, s)
 	if s.expIdx >= 0 {
-		heap.Remove(&d.exp, s.expIdx)
+		heap.Remove(&d.exp, int(s.expIdx))
 	}
 	d.mu.Unlock()
 }
@@ -81,7 +79,7 @@ func (d *deadlines) check(now int64) {
 	reqTimeout := g.cfg.RequestTimeout.Milliseconds()
 	var expired []*session
 	d.mu.Lock()
-	for d.exp.Len() > 0 && d.exp[0].expAt <= now {
+	for d.exp.Len() > 0 && d.exp[0].exp.Load() <= now {
 		expired = append(expired, heap.Pop(&d.exp).(*session))
 	}
 	list := d.scratch[:0]
@@ -130,14 +128,14 @@ func (d *deadlines) check(now int64) {
 		g.tokenExpiries.Add(1)
 		s.closeBy.Store(grace)
 		d.watch[s] = struct{}{}
-		s.c.CloseAfter(finalFor(s, tokenExpiredFrame, sseTokenExpiredFinal))
+		s.conn().CloseAfter(finalFor(s, tokenExpiredFrame, sseTokenExpiredFinal))
 	}
 	clear(list)
 	d.scratch = list[:0]
 	d.mu.Unlock()
 	// Outside d.mu: a reset may run OnClose, which calls forget.
 	for _, c := range cuts {
-		c.s.c.Reset(c.final)
+		c.s.conn().Reset(c.final)
 	}
 }
 
@@ -152,14 +150,14 @@ type cut struct {
 type expiryHeap []*session
 
 func (h expiryHeap) Len() int           { return len(h) }
-func (h expiryHeap) Less(i, j int) bool { return h[i].expAt < h[j].expAt }
+func (h expiryHeap) Less(i, j int) bool { return h[i].exp.Load() < h[j].exp.Load() }
 func (h expiryHeap) Swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
-	h[i].expIdx, h[j].expIdx = i, j
+	h[i].expIdx, h[j].expIdx = int32(i), int32(j)
 }
 func (h *expiryHeap) Push(x any) {
 	s := x.(*session)
-	s.expIdx = len(*h)
+	s.expIdx = int32(len(*h))
 	*h = append(*h, s)
 }
 func (h *expiryHeap) Pop() any {

@@ -158,7 +158,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	defer cancel()
 	g.poller.StopAccepting()
 	g.wheel.each(func(s *session) {
-		s.c.CloseAfter(finalFor(s, goingAwayFrame, sseCloseFinal))
+		s.conn().CloseAfter(finalFor(s, goingAwayFrame, sseCloseFinal))
 	})
 	var drainErr error
 	t := time.NewTicker(10 * time.Millisecond)
@@ -171,7 +171,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	}
 	t.Stop()
 	if drainErr != nil {
-		g.wheel.each(func(s *session) { s.c.Abort(nil) })
+		g.wheel.each(func(s *session) { s.conn().Abort(nil) })
 	}
 	g.announce("bye") // the other nodes forget this one at once
 	close(g.stop)

@@ -103,15 +103,15 @@ func (w *wheel) visit(slot int, now int64) {
 			// A stream's client never sends: a comment keeps proxies from
 			// timing it out, and a write to a peer that is gone fails.
 			if streaming(s) {
-				_ = s.c.Enqueue(sseHeartbeat)
+				_ = s.conn().Enqueue(sseHeartbeat)
 			}
 		case silent > timeout && mode == modeWS:
 			g.heartbeatCloses.Add(1)
-			s.c.Abort(heartbeatFrame)
+			s.conn().Abort(heartbeatFrame)
 		case silent > timeout:
-			s.c.Abort(nil) // an idle HTTP client
+			s.conn().Abort(nil) // an idle HTTP client
 		case mode == modeWS:
-			_ = s.c.Enqueue(pingFrame)
+			_ = s.conn().Enqueue(pingFrame)
 		}
 	}
 }

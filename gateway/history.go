@@ -272,7 +272,7 @@ func (g *Gateway) deliverStream(topic string, payload []byte) {
 func (g *Gateway) holdLiveLocked(s *session, st *streamState, m heldMsg) {
 	if st.heldBytes+len(m.fr) > g.cfg.Poller.MaxPending {
 		g.hist.heldOverflows.Add(1)
-		s.c.Abort(finalFor(s, slowFrame, sseSlowFinal))
+		s.conn().Abort(finalFor(s, slowFrame, sseSlowFinal))
 		return
 	}
 	st.held = append(st.held, m)
@@ -394,7 +394,7 @@ func (g *Gateway) finishSub(s *session, pr *pendingReply, err error) {
 	positions := make([]proto.TopicPosition, 0, len(pr.hist.topics))
 	// A replay is queued outside -max-pending (see flushRepliesLocked);
 	// -max-replay bounds what one connection may have queued that way.
-	budget := g.cfg.MaxReplay - s.c.Exempt()
+	budget := g.cfg.MaxReplay - s.conn().Exempt()
 	h.mu.Lock()
 	for i := range pr.hist.topics {
 		ht := &pr.hist.topics[i]
@@ -530,7 +530,7 @@ func (g *Gateway) endRecovering(s *session, sh *subHistory) {
 			default:
 				fr, st.last = m.fr, m.offset
 			}
-			_ = s.c.Enqueue(fr)
+			_ = s.conn().Enqueue(fr)
 		}
 		st.recovering, st.held, st.heldBytes = false, nil, 0
 	}

@@ -61,7 +61,7 @@ func (g *Gateway) handleHTTP(s *session, b []byte) int {
 		return 0
 	}
 	req.Body = io.NopCloser(bytes.NewReader(b[len(hdr):total]))
-	req.RemoteAddr = s.c.RemoteAddr()
+	req.RemoteAddr = s.conn().RemoteAddr()
 	rec := newRecorder()
 	g.api.ServeHTTP(rec, req)
 	keep := !req.Close && req.ProtoAtLeast(1, 1) && !g.draining.Load()
@@ -161,7 +161,7 @@ func (g *Gateway) upgrade(s *session, hdr []byte) {
 	s.mode.Store(modeWS)
 	g.wsConns.Add(1)
 	g.send(s, out.Bytes(), false)
-	s.c.SetUrgent(false) // the 101 went ahead; the frames take their turn
+	s.conn().SetUrgent(false) // the 101 went ahead; the frames take their turn
 }
 
 // suspendHandshake parks an upgrade whose token names a signing key the
@@ -182,7 +182,7 @@ func (g *Gateway) suspendHandshake(s *session, hdr []byte, token string) {
 func (g *Gateway) resumeHandshake(s *session) {
 	s.proc.Lock()
 	defer s.proc.Unlock()
-	if !s.suspended || s.done || s.c.Closing() {
+	if !s.suspended || s.done || s.conn().Closing() {
 		return
 	}
 	hdr := s.hold

@@ -166,7 +166,7 @@ func (g *Gateway) deliverPresence(topic string, payload []byte) {
 			frames[s.m.Wire] = fr
 		}
 		sent++
-		if s.c.Enqueue(fr) == poller.ErrOverflow {
+		if s.conn().Enqueue(fr) == poller.ErrOverflow {
 			g.log.Debug("closed a slow consumer on a presence event")
 		}
 		return true

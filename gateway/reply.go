@@ -78,7 +78,7 @@ func (g *Gateway) holdLocked(s *session, pr *pendingReply) {
 		if !s.done {
 			s.done = true
 			g.inputOverflows.Add(1)
-			s.c.Abort(heldOverflowFrame) // asynchronous: s.mu is held
+			s.conn().Abort(heldOverflowFrame) // asynchronous: s.mu is held
 		}
 		return
 	}
@@ -90,10 +90,10 @@ func (g *Gateway) holdLocked(s *session, pr *pendingReply) {
 // subscribers (see poller.Conn.EnqueuePrompt).
 func sendNow(s *session, fr []byte, closeAfter bool) {
 	if closeAfter {
-		s.c.CloseAfter(fr)
+		s.conn().CloseAfter(fr)
 		return
 	}
-	_ = s.c.EnqueuePrompt(fr)
+	_ = s.conn().EnqueuePrompt(fr)
 }
 
 func sealReply(s *session, b []byte) []byte {
@@ -169,10 +169,10 @@ func (g *Gateway) flushRepliesLocked(s *session) {
 	for ; i < len(s.rq) && s.rq[i].ready; i++ {
 		switch pr := s.rq[i]; {
 		case pr.close:
-			s.c.CloseAfter(pr.frame)
+			s.conn().CloseAfter(pr.frame)
 		case pr.recovers && s.sse != nil:
 			if pr.frame != nil {
-				_ = s.c.EnqueueExempt(pr.frame)
+				_ = s.conn().EnqueueExempt(pr.frame)
 			}
 			s.m.Live.Store(true)
 			g.endRecovering(s, pr.hist)
@@ -182,11 +182,11 @@ func (g *Gateway) flushRepliesLocked(s *session) {
 			// than that): it is queued outside the limit, bounded by
 			// -max-replay instead, so the recovery is not cut again.
 			if pr.frame != nil {
-				_ = s.c.EnqueueExempt(pr.frame)
+				_ = s.conn().EnqueueExempt(pr.frame)
 			}
 			g.endRecovering(s, pr.hist)
 		case pr.frame != nil:
-			_ = s.c.EnqueuePrompt(pr.frame)
+			_ = s.conn().EnqueuePrompt(pr.frame)
 			if s.sse != nil {
 				s.m.Live.Store(true) // the head went out
 			}

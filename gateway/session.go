@@ -29,10 +29,9 @@ type session struct {
 	// client id within the node (see clientID; 0 before the upgrade), the
 	// wire (hub.Codecs index, or hub.WireSSE for a stream) and, for a
 	// stream, whether its head is out.
-	m         hub.Member
-	c         *poller.Conn
+	m         hub.Member   // m.Out is the connection: see conn
 	seen      atomic.Int64 // unix ms of the last whole frame or request (liveness)
-	exp       atomic.Int64 // token expiry (unix ms), 0 when none; set through deadlines
+	exp       atomic.Int64 // token expiry (unix ms), 0 when none; set only under deadlines.mu (the expiry heap's key)
 	partial   atomic.Int64 // unix ms when the unfinished frame, message or request began, 0 when none
 	closeBy   atomic.Int64 // unix ms by which a close the node began must be done, 0 when none
 	replyDue  atomic.Int64 // unix ms: the earliest deadline of a waiting reply, 0 when none (read without mu)
@@ -46,22 +45,23 @@ type session struct {
 	rq        []*pendingReply // replies in request order while one waits; nil otherwise
 	auth      *authState      // set at upgrade; grants, publish limiter
 	sse       *sseState       // an SSE stream's own state; nil otherwise
-	expAt     int64           // key in the expiry heap; guarded by deadlines.mu
-	expIdx    int             // index in the expiry heap, -1 when absent; guarded by deadlines.mu
+	expIdx    int32           // index in the expiry heap, -1 when absent; guarded by deadlines.mu
 	mode      atomic.Uint32   // modeHTTP, modeWS or modeSSE; read by the heartbeat wheel
 	waiting   atomic.Bool     // len(rq) > 0
 	slot      uint16
-	codec     uint8 // index into codecs; hub.WireSSE for a stream
-	suspended bool  // hold is set: input waits unprocessed
-	done      bool  // we decided to close; ignore further input
+	suspended bool // hold is set: input waits unprocessed
+	done      bool // we decided to close; ignore further input
 }
+
+// conn is the session's connection, which fan-out knows as its Sink.
+func (s *session) conn() *poller.Conn { return s.m.Out.(*poller.Conn) }
 
 // Member implements hub.Subscriber.
 func (s *session) Member() *hub.Member { return &s.m }
 
 // OnOpen implements poller.Handler.
 func (g *Gateway) OnOpen(c *poller.Conn) {
-	s := &session{c: c, expIdx: -1}
+	s := &session{expIdx: -1}
 	s.m.Out = c
 	s.seen.Store(time.Now().UnixMilli())
 	c.Value = s

@@ -160,10 +160,10 @@ func (g *Gateway) openSSE(s *session, hdr []byte) {
 	s.sse = &sseState{origin: origin}
 	s.m.CID = g.ctl.newClientID()
 	s.m.Wire = hub.WireSSE
-	s.c.SetOverflowFinal(sseSlowFinal)
+	s.conn().SetOverflowFinal(sseSlowFinal)
 	s.mode.Store(modeSSE)
 	g.sseConns.Add(1)
-	s.c.SetUrgent(false)
+	s.conn().SetUrgent(false)
 	if perr := g.subscribe(s, sub); perr != nil {
 		// Checked above; a limit reached meanwhile still gets a status.
 		g.sseFail(s, &sseError{status: statusFor(perr.Code), reason: perr.Msg})

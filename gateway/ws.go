@@ -59,9 +59,9 @@ func (g *Gateway) handleFrame(s *session, b []byte) int {
 			reply = frame.AppendClose(nil, code, "")
 		}
 		s.done = true
-		s.c.CloseAfter(reply)
+		s.conn().CloseAfter(reply)
 	case ws.OpPing:
-		_ = s.c.EnqueuePrompt(frame.AppendFrame(nil, ws.OpPong, payload))
+		_ = s.conn().EnqueuePrompt(frame.AppendFrame(nil, ws.OpPong, payload))
 	case ws.OpPong:
 	default:
 		op, msg, done, err := s.asm.Push(h, payload)
@@ -83,11 +83,11 @@ func (g *Gateway) failWS(s *session, err error) {
 		ce = &frame.CloseError{Code: ws.StatusProtocolError, Reason: err.Error()}
 	}
 	if ce := g.log.Check(zap.DebugLevel, "closing connection"); ce != nil {
-		ce.Write(zap.String("remote", s.c.RemoteAddr()), zap.Error(err))
+		ce.Write(zap.String("remote", s.conn().RemoteAddr()), zap.Error(err))
 	}
 	g.protocolCloses.Add(1)
 	s.done = true
-	s.c.CloseAfter(frame.AppendClose(nil, ce.Code, ce.Reason))
+	s.conn().CloseAfter(frame.AppendClose(nil, ce.Code, ce.Reason))
 }
 
 // handleMessage runs one protocol request. msg may alias the input buffer.
