@@ -1,7 +1,10 @@
 package gateway
 
 import (
-	"encoding/json"
+	"github.com/subsock/subsock/gateway/policy"
+
+	"github.com/subsock/subsock/gateway/httpwire"
+
 	"errors"
 	"fmt"
 	"io"
@@ -23,7 +26,7 @@ func (g *Gateway) routes(reg *prometheus.Registry) *http.ServeMux {
 	mux.HandleFunc("GET /healthz", g.handleHealth)
 	mux.HandleFunc("GET /readyz", g.handleHealth)
 	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "alive"})
+		httpwire.WriteJSON(w, http.StatusOK, map[string]string{"status": "alive"})
 	})
 	mux.HandleFunc("GET /history", g.handleHistory)
 	mux.HandleFunc("POST /api/disconnect", g.handleDisconnect)
@@ -34,7 +37,7 @@ func (g *Gateway) routes(reg *prometheus.Registry) *http.ServeMux {
 	mux.HandleFunc("GET /api/presence_stats", g.handlePresence)
 	mux.HandleFunc("GET /api/topics", g.handleTopics)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, g.Stats()) })
+	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) { httpwire.WriteJSON(w, http.StatusOK, g.Stats()) })
 	return mux
 }
 
@@ -46,11 +49,11 @@ func topicParam(w http.ResponseWriter, r *http.Request) (string, bool) {
 		return "", false
 	}
 	if err := proto.ValidTopic(topic); err != nil {
-		requestError(w, http.StatusBadRequest, err)
+		httpwire.RequestError(w, http.StatusBadRequest, err)
 		return "", false
 	}
-	if reserved(topic) {
-		requestError(w, http.StatusBadRequest, errReserved)
+	if policy.Reserved(topic) {
+		httpwire.RequestError(w, http.StatusBadRequest, policy.ErrReserved)
 		return "", false
 	}
 	return topic, true
@@ -62,26 +65,20 @@ func singleParam(w http.ResponseWriter, r *http.Request, name string) (string, b
 	vs := r.URL.Query()[name]
 	switch len(vs) {
 	case 0:
-		apiError(w, http.StatusBadRequest, "missing query parameter "+name)
+		httpwire.APIError(w, http.StatusBadRequest, "missing query parameter "+name)
 		return "", false
 	case 1:
 		return vs[0], true
 	}
-	apiError(w, http.StatusBadRequest, fmt.Sprintf("query parameter %s given %d times; give it once", name, len(vs)))
+	httpwire.APIError(w, http.StatusBadRequest, fmt.Sprintf("query parameter %s given %d times; give it once", name, len(vs)))
 	return "", false
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
 }
 
 // handlePublish is the backend publish API: POST /publish?topic=T with the
 // data as the body, JSON or MessagePack by Content-Type.
 func (g *Gateway) handlePublish(w http.ResponseWriter, r *http.Request) {
 	if !g.checkAPIKey(r) {
-		apiError(w, http.StatusUnauthorized, "missing or wrong API key")
+		httpwire.APIError(w, http.StatusUnauthorized, "missing or wrong API key")
 		return
 	}
 	topic, ok := topicParam(w, r)
@@ -98,7 +95,7 @@ func (g *Gateway) handlePublish(w http.ResponseWriter, r *http.Request) {
 	case "application/msgpack", "application/x-msgpack", "application/vnd.msgpack":
 		f = proto.FormatMsgpack
 	default:
-		apiError(w, http.StatusUnsupportedMediaType, fmt.Sprintf("unsupported Content-Type %q: use application/json or application/msgpack", mt))
+		httpwire.APIError(w, http.StatusUnsupportedMediaType, fmt.Sprintf("unsupported Content-Type %q: use application/json or application/msgpack", mt))
 		return
 	}
 	// The node reads a request only once all Content-Length bytes arrived
@@ -107,7 +104,7 @@ func (g *Gateway) handlePublish(w http.ResponseWriter, r *http.Request) {
 	relay := make([]byte, 1+max(r.ContentLength, 0))
 	relay[0] = byte(f)
 	if _, err := io.ReadFull(r.Body, relay[1:]); err != nil {
-		apiError(w, http.StatusBadRequest, "reading body: "+err.Error())
+		httpwire.APIError(w, http.StatusBadRequest, "reading body: "+err.Error())
 		return
 	}
 	if err := proto.ValidData(relay[1:], f); err != nil {
@@ -116,17 +113,17 @@ func (g *Gateway) handlePublish(w http.ResponseWriter, r *http.Request) {
 		if errors.As(err, &de) {
 			msg = de.Reason + " at offset " + strconv.Itoa(de.Offset)
 		}
-		apiError(w, http.StatusBadRequest, "body is not one "+f.String()+" value: "+msg)
+		httpwire.APIError(w, http.StatusBadRequest, "body is not one "+f.String()+" value: "+msg)
 		return
 	}
 	// On the node's own connections the broker call is made off the
 	// handler and the response follows in order (see publisher.go).
-	if rec, ok := w.(*recorder); ok && !g.pubs.inline() {
-		rec.async = func(respond func(write func(http.ResponseWriter))) {
+	if !g.pubs.inline() {
+		httpwire.Later(w, func(respond func(func(http.ResponseWriter))) {
 			g.publishAsync(topic, relay, func(pos broker.Position, err error) {
 				respond(func(w http.ResponseWriter) { g.answerPublish(w, topic, pos, err) })
 			})
-		}
+		})
 		return
 	}
 	pos, err := g.publishRelay(r.Context(), topic, relay)
@@ -145,10 +142,10 @@ type publishAnswer struct {
 func (g *Gateway) answerPublish(w http.ResponseWriter, topic string, pos broker.Position, err error) {
 	if err != nil {
 		g.publishErrors.Add(1)
-		apiError(w, http.StatusServiceUnavailable, "publish failed: "+err.Error())
+		httpwire.APIError(w, http.StatusServiceUnavailable, "publish failed: "+err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, publishAnswer{Subscribers: g.reg.Count(topic), Offset: pos.Offset, Epoch: pos.Epoch})
+	httpwire.WriteJSON(w, http.StatusOK, publishAnswer{Subscribers: g.reg.Count(topic), Offset: pos.Offset, Epoch: pos.Epoch})
 }
 
 // handleHealth reports ok, or degraded with the broker's reason.
@@ -167,20 +164,20 @@ type health struct {
 // says the process answers.
 func (g *Gateway) handleHealth(w http.ResponseWriter, _ *http.Request) {
 	if g.draining.Load() {
-		writeJSON(w, http.StatusServiceUnavailable, health{Status: "draining"})
+		httpwire.WriteJSON(w, http.StatusServiceUnavailable, health{Status: "draining"})
 		return
 	}
 	if err := g.broker.Health(); err != nil {
-		writeJSON(w, http.StatusServiceUnavailable, health{Status: "degraded", Broker: err.Error()})
+		httpwire.WriteJSON(w, http.StatusServiceUnavailable, health{Status: "degraded", Broker: err.Error()})
 		return
 	}
 	if err := g.poller.Err(); err != nil {
-		writeJSON(w, http.StatusServiceUnavailable, health{Status: "degraded", Poller: err.Error()})
+		httpwire.WriteJSON(w, http.StatusServiceUnavailable, health{Status: "degraded", Poller: err.Error()})
 		return
 	}
 	if failed := g.failedCheck(); failed != "" {
-		writeJSON(w, http.StatusServiceUnavailable, health{Status: "degraded", Check: failed})
+		httpwire.WriteJSON(w, http.StatusServiceUnavailable, health{Status: "degraded", Check: failed})
 		return
 	}
-	writeJSON(w, http.StatusOK, health{Status: "ok"})
+	httpwire.WriteJSON(w, http.StatusOK, health{Status: "ok"})
 }

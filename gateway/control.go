@@ -1,6 +1,10 @@
 package gateway
 
 import (
+	"github.com/subsock/subsock/gateway/policy"
+
+	"github.com/subsock/subsock/gateway/httpwire"
+
 	"github.com/subsock/subsock/gateway/hub"
 
 	"context"
@@ -11,7 +15,6 @@ import (
 	"runtime/debug"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,7 +24,7 @@ import (
 )
 
 // The control plane: nodes talk to each other over the backbone itself, on
-// topics clients cannot use (reservedPrefix). Every node holds interest in
+// topics clients cannot use (policy.ReservedPrefix). Every node holds interest in
 // ctlTopic from its start; a command published there (a backend asked to
 // disconnect a user, ...) reaches every node, the one that received the
 // request included, and each acts on its own connections. Each node also
@@ -31,15 +34,8 @@ import (
 // says so at once.
 
 const (
-	reservedPrefix = "_subsock."
-	ctlTopic       = reservedPrefix + "ctl"
+	ctlTopic = policy.ReservedPrefix + "ctl"
 )
-
-// errReserved refuses a client topic in the node's own namespace.
-var errReserved = &proto.Error{Code: proto.CodeInvalidTopic, Msg: "topics under " + reservedPrefix + " are reserved for the nodes"}
-
-// reserved reports whether topic belongs to the control plane.
-func reserved(topic string) bool { return strings.HasPrefix(topic, reservedPrefix) }
 
 // NodeInfo is one live node as GET /api/nodes lists it.
 type NodeInfo struct {
@@ -67,7 +63,7 @@ type ctlMsg struct {
 }
 
 // replyTopic is where the answers to node's gathers go.
-func replyTopic(node string) string { return reservedPrefix + "node." + node }
+func replyTopic(node string) string { return policy.ReservedPrefix + "node." + node }
 
 // control is the node's part of the control plane.
 type control struct {
@@ -117,7 +113,7 @@ func userOf(s *session) string {
 	if s.auth == nil || s.auth.grants == nil {
 		return ""
 	}
-	return s.auth.grants.user
+	return s.auth.grants.User
 }
 
 // startControl holds interest in the control topic and starts the
@@ -208,7 +204,7 @@ func (g *Gateway) publishControlTo(topic string, m ctlMsg) error {
 // publish returns, and no fan-out worker waits for itself); everything
 // else goes to the fan-out stage.
 func (g *Gateway) handle(topic string, payload []byte) {
-	if reserved(topic) {
+	if policy.Reserved(topic) {
 		g.onControl(topic, payload)
 		return
 	}
@@ -338,7 +334,7 @@ func (g *Gateway) unsubscribeLocal(user, topic string) {
 // the request itself and returns false when it cannot go on.
 func (g *Gateway) apiGuard(w http.ResponseWriter, r *http.Request, v any) bool {
 	if !g.checkAPIKey(r) {
-		apiError(w, http.StatusUnauthorized, "missing or wrong API key")
+		httpwire.APIError(w, http.StatusUnauthorized, "missing or wrong API key")
 		return false
 	}
 	if v == nil {
@@ -347,22 +343,34 @@ func (g *Gateway) apiGuard(w http.ResponseWriter, r *http.Request, v any) bool {
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		apiError(w, http.StatusBadRequest, "body: "+err.Error())
+		httpwire.APIError(w, http.StatusBadRequest, "body: "+err.Error())
 		return false
 	}
 	return true
 }
 
-// later runs call off the handler when the broker may wait (see
-// publisher), answering through the recorder's reply order; inline on the
+// apiLater runs call off the handler when the broker may wait (see
+// publisher), answering in the connection's reply order; inline on the
 // in-process broker.
 func (g *Gateway) apiLater(w http.ResponseWriter, topic string, call func() func(http.ResponseWriter)) {
-	if rec, ok := w.(*recorder); ok && !g.pubs.inline() {
-		rec.later = &laterCall{topic: topic, run: call,
-			refuse: func(w http.ResponseWriter, err error) { apiError(w, http.StatusServiceUnavailable, err.Error()) }}
+	g.brokerLater(w, topic, call, func(w http.ResponseWriter, err error) {
+		httpwire.APIError(w, http.StatusServiceUnavailable, err.Error())
+	})
+}
+
+// brokerLater makes an HTTP handler's broker call on topic's publisher
+// worker rather than on the handler (see httpwire.Later); refuse answers
+// when it cannot be queued. Inline on the in-process broker, which never
+// waits.
+func (g *Gateway) brokerLater(w http.ResponseWriter, topic string, call func() func(http.ResponseWriter), refuse func(http.ResponseWriter, error)) {
+	if g.pubs.inline() {
+		call()(w)
 		return
 	}
-	call()(w)
+	httpwire.Later(w, func(respond func(func(http.ResponseWriter))) {
+		g.pubs.submit(topic, func() { respond(call()) },
+			func(err error) { respond(func(w http.ResponseWriter) { refuse(w, err) }) })
+	})
 }
 
 type targetBody struct {
@@ -378,7 +386,7 @@ func (g *Gateway) handleDisconnect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if (b.User == "") == (b.Client == "") || b.Topic != "" {
-		apiError(w, http.StatusBadRequest, `want exactly one of "user" and "client"`)
+		httpwire.APIError(w, http.StatusBadRequest, `want exactly one of "user" and "client"`)
 		return
 	}
 	g.apiLater(w, ctlTopic, func() func(http.ResponseWriter) {
@@ -394,11 +402,11 @@ func (g *Gateway) handleUnsubscribe(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if b.User == "" || b.Client != "" {
-		apiError(w, http.StatusBadRequest, `want "user" and "topic"`)
+		httpwire.APIError(w, http.StatusBadRequest, `want "user" and "topic"`)
 		return
 	}
 	if err := proto.ValidTopic(b.Topic); err != nil {
-		requestError(w, http.StatusBadRequest, err)
+		httpwire.RequestError(w, http.StatusBadRequest, err)
 		return
 	}
 	g.apiLater(w, ctlTopic, func() func(http.ResponseWriter) {
@@ -411,10 +419,10 @@ func (g *Gateway) handleUnsubscribe(w http.ResponseWriter, r *http.Request) {
 // node acts on its own connections as the command reaches it.
 func answerCommand(w http.ResponseWriter, err error) {
 	if err != nil {
-		apiError(w, http.StatusServiceUnavailable, "sending the command to the nodes: "+err.Error())
+		httpwire.APIError(w, http.StatusServiceUnavailable, "sending the command to the nodes: "+err.Error())
 		return
 	}
-	writeJSON(w, http.StatusAccepted, map[string]bool{"sent": true})
+	httpwire.WriteJSON(w, http.StatusAccepted, map[string]bool{"sent": true})
 }
 
 type broadcastBody struct {
@@ -431,20 +439,20 @@ func (g *Gateway) handleBroadcast(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(b.Topics) == 0 || len(b.Data) == 0 {
-		apiError(w, http.StatusBadRequest, `want "topics" (non-empty) and "data"`)
+		httpwire.APIError(w, http.StatusBadRequest, `want "topics" (non-empty) and "data"`)
 		return
 	}
 	if len(b.Topics) > g.cfg.MaxTopicsPerRequest {
-		apiError(w, http.StatusBadRequest, fmt.Sprintf("%d topics; the limit is %d", len(b.Topics), g.cfg.MaxTopicsPerRequest))
+		httpwire.APIError(w, http.StatusBadRequest, fmt.Sprintf("%d topics; the limit is %d", len(b.Topics), g.cfg.MaxTopicsPerRequest))
 		return
 	}
 	for _, t := range b.Topics {
 		if err := proto.ValidTopic(t); err != nil {
-			requestError(w, http.StatusBadRequest, err)
+			httpwire.RequestError(w, http.StatusBadRequest, err)
 			return
 		}
-		if reserved(t) {
-			requestError(w, http.StatusBadRequest, errReserved)
+		if policy.Reserved(t) {
+			httpwire.RequestError(w, http.StatusBadRequest, policy.ErrReserved)
 			return
 		}
 	}
@@ -474,7 +482,7 @@ func (g *Gateway) handleBroadcast(w http.ResponseWriter, r *http.Request) {
 				status = http.StatusServiceUnavailable
 				w.Header().Set("Retry-After", "1")
 			}
-			writeJSON(w, status, map[string]any{"topics": out})
+			httpwire.WriteJSON(w, status, map[string]any{"topics": out})
 		}
 	})
 }
@@ -492,5 +500,5 @@ func (g *Gateway) handleNodes(w http.ResponseWriter, r *http.Request) {
 	}
 	g.ctl.mu.Unlock()
 	sort.Slice(nodes[1:], func(i, j int) bool { return nodes[1+i].ID < nodes[1+j].ID })
-	writeJSON(w, http.StatusOK, map[string]any{"nodes": nodes})
+	httpwire.WriteJSON(w, http.StatusOK, map[string]any{"nodes": nodes})
 }

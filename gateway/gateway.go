@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"github.com/subsock/subsock/gateway/policy"
+
 	"context"
 	"errors"
 	"fmt"
@@ -33,9 +35,9 @@ type Gateway struct {
 	// deadlines: partial input, close grace and token expiry, per tick.
 	deadlines *deadlines
 	api       http.Handler
-	stage     *hub.Stage // runs deliver off the broker's goroutines
-	sec       security
-	pubs      *publisher // broker calls of publishes, off the handlers
+	stage     *hub.Stage     // runs deliver off the broker's goroutines
+	sec       *policy.Policy // who may connect and do what
+	pubs      *publisher     // broker calls of publishes, off the handlers
 	hist      history
 	ctl       *control // the control plane: node id, client ids, live nodes
 	pres      presence // presence and join/leave rules
@@ -59,11 +61,13 @@ type Gateway struct {
 func New(cfg Config) (*Gateway, error) {
 	cfg = cfg.withDefaults()
 	g := &Gateway{cfg: cfg, log: cfg.Logger, stop: make(chan struct{}), ctl: newControl()}
-	if err := g.sec.init(cfg.Security); err != nil {
-		return nil, err
+	sec, err := policy.New(cfg.Security)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
 	}
+	g.sec = sec
 	if err := g.pres.init(cfg); err != nil {
-		g.sec.close()
+		g.sec.Close()
 		return nil, err
 	}
 	g.reg = registry.New[*session](registry.Config{Shards: cfg.Shards})
@@ -74,7 +78,7 @@ func New(cfg Config) (*Gateway, error) {
 	pcfg.OverflowFinal = slowFrame
 	p, err := poller.New(pcfg, g)
 	if err != nil {
-		g.sec.close()
+		g.sec.Close()
 		return nil, fmt.Errorf("gateway: poller: %w", err)
 	}
 	g.poller = p
@@ -88,7 +92,7 @@ func New(cfg Config) (*Gateway, error) {
 	if err != nil {
 		g.stage.Stop()
 		_ = p.Close()
-		g.sec.close()
+		g.sec.Close()
 		return nil, fmt.Errorf("gateway: broker: %w", err)
 	}
 	g.broker = b
@@ -96,7 +100,7 @@ func New(cfg Config) (*Gateway, error) {
 		_ = b.Close()
 		g.stage.Stop()
 		_ = p.Close()
-		g.sec.close()
+		g.sec.Close()
 		return nil, err
 	}
 	if _, ok := b.(*broker.Memory); ok {
@@ -183,7 +187,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	// gone, so what is still queued is dropped (and counted).
 	g.stage.Stop()
 	errs := []error{drainErr, routerErr, brokerErr, g.poller.Close()}
-	g.sec.close()
+	g.sec.Close()
 	return errors.Join(errs...)
 }
 
@@ -233,8 +237,8 @@ func (g *Gateway) Publish(ctx context.Context, topic string, f proto.Format, dat
 	if err := proto.ValidTopic(topic); err != nil {
 		return pos, err
 	}
-	if reserved(topic) {
-		return pos, errReserved
+	if policy.Reserved(topic) {
+		return pos, policy.ErrReserved
 	}
 	if !f.Valid() {
 		return pos, &proto.Error{Code: proto.CodeBadRequest, Msg: "unknown format " + f.String()}

@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"github.com/subsock/subsock/gateway/httpwire"
+
 	"context"
 	"encoding/json"
 	"errors"
@@ -554,7 +556,7 @@ type historyRecord struct {
 // limit (default 100), as JSON.
 func (g *Gateway) handleHistory(w http.ResponseWriter, r *http.Request) {
 	if !g.checkAPIKey(r) {
-		apiError(w, http.StatusUnauthorized, "missing or wrong API key")
+		httpwire.APIError(w, http.StatusUnauthorized, "missing or wrong API key")
 		return
 	}
 	q := r.URL.Query()
@@ -564,14 +566,14 @@ func (g *Gateway) handleHistory(w http.ResponseWriter, r *http.Request) {
 	}
 	pol, ok := g.hist.policy(topic)
 	if !ok {
-		httpError(w, http.StatusBadRequest, proto.CodeNotEnabled, fmt.Sprintf("topic %q has no history: no -history rule matches it", topic))
+		httpwire.Error(w, http.StatusBadRequest, proto.CodeNotEnabled, fmt.Sprintf("topic %q has no history: no -history rule matches it", topic))
 		return
 	}
 	sq := broker.StreamQuery{Limit: 100}
 	if v := q.Get("since"); v != "" {
 		n, err := strconv.ParseUint(v, 10, 64)
 		if err != nil {
-			apiError(w, http.StatusBadRequest, "since must be a non-negative integer offset")
+			httpwire.APIError(w, http.StatusBadRequest, "since must be a non-negative integer offset")
 			return
 		}
 		sq.Since = n
@@ -579,7 +581,7 @@ func (g *Gateway) handleHistory(w http.ResponseWriter, r *http.Request) {
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 || n > g.cfg.HistoryReadLimit {
-			apiError(w, http.StatusBadRequest, fmt.Sprintf("limit must be an integer from 0 to %d", g.cfg.HistoryReadLimit))
+			httpwire.APIError(w, http.StatusBadRequest, fmt.Sprintf("limit must be an integer from 0 to %d", g.cfg.HistoryReadLimit))
 			return
 		}
 		sq.Limit = n
@@ -590,17 +592,14 @@ func (g *Gateway) handleHistory(w http.ResponseWriter, r *http.Request) {
 		pos, pubs, err := g.hist.streams.ReadStream(ctx, topic, sq, pol)
 		return func(w http.ResponseWriter) { g.answerHistory(w, topic, pos, pubs, err) }
 	}
-	if rec, ok := w.(*recorder); ok && !g.pubs.inline() {
-		rec.later = &laterCall{topic: topic, run: read,
-			refuse: func(w http.ResponseWriter, err error) { g.answerHistory(w, topic, broker.Position{}, nil, err) }}
-		return
-	}
-	read()(w)
+	g.brokerLater(w, topic, read, func(w http.ResponseWriter, err error) {
+		g.answerHistory(w, topic, broker.Position{}, nil, err)
+	})
 }
 
 func (g *Gateway) answerHistory(w http.ResponseWriter, topic string, pos broker.Position, pubs []broker.Publication, err error) {
 	if err != nil {
-		apiError(w, http.StatusServiceUnavailable, "reading history failed: "+asUnavailable(err).Error())
+		httpwire.APIError(w, http.StatusServiceUnavailable, "reading history failed: "+asUnavailable(err).Error())
 		return
 	}
 	ans := historyAnswer{Topic: topic, Epoch: pos.Epoch, Offset: pos.Offset, Publications: make([]historyRecord, 0, len(pubs))}
@@ -622,5 +621,5 @@ func (g *Gateway) answerHistory(w http.ResponseWriter, topic string, pos broker.
 		}
 		ans.Publications = append(ans.Publications, historyRecord{Offset: p.Offset, Data: data})
 	}
-	writeJSON(w, http.StatusOK, ans)
+	httpwire.WriteJSON(w, http.StatusOK, ans)
 }

@@ -1,36 +1,33 @@
 package gateway
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 
 	"github.com/gobwas/ws"
 
+	"github.com/subsock/subsock/gateway/httpwire"
+	"github.com/subsock/subsock/gateway/policy"
 	"github.com/subsock/subsock/proto"
 )
 
-var headerEnd = []byte("\r\n\r\n")
-
 // handleHTTP serves one HTTP/1.1 request from the front of b, or returns 0
 // while the request is incomplete. Requests are served in order on the
-// connection (pipelining works); /ws upgrades it to WebSocket.
+// connection (pipelining works); /ws upgrades it to WebSocket, /sse turns
+// it into an event stream.
 func (g *Gateway) handleHTTP(s *session, b []byte) int {
-	end := bytes.Index(b, headerEnd)
-	if end < 0 || end+len(headerEnd) > g.cfg.MaxHeaderBytes {
-		if len(b) > g.cfg.MaxHeaderBytes {
-			g.httpFail(s, http.StatusRequestHeaderFieldsTooLarge, "request header block exceeds the limit")
-			return len(b)
-		}
+	hdr, err := httpwire.Head(b, g.cfg.MaxHeaderBytes)
+	if err != nil {
+		g.httpFail(s, http.StatusRequestHeaderFieldsTooLarge, err.Error())
+		return len(b)
+	}
+	if hdr == nil {
 		return 0
 	}
-	hdr := b[:end+len(headerEnd)]
-	if isUpgradePath(hdr) {
+	if httpwire.Targets(hdr, "", "/ws") {
 		g.upgrade(s, hdr)
 		return len(hdr)
 	}
@@ -38,78 +35,41 @@ func (g *Gateway) handleHTTP(s *session, b []byte) int {
 		g.openSSE(s, hdr)
 		return len(b) // a stream has no further requests; input is dropped
 	}
-	req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(hdr)))
-	if err != nil {
-		g.httpFail(s, http.StatusBadRequest, "malformed request: "+err.Error())
+	req, total, err := httpwire.ReadRequest(hdr, b, g.cfg.MaxMessage)
+	var ref *httpwire.Refusal
+	if errors.As(err, &ref) {
+		g.httpFail(s, ref.Status, ref.Reason)
 		return len(b)
 	}
-	if len(req.TransferEncoding) > 0 {
-		g.httpFail(s, http.StatusLengthRequired, "chunked bodies are not accepted; send Content-Length")
-		return len(b)
-	}
-	cl := req.ContentLength
-	if cl < 0 {
-		cl = 0
-	}
-	if cl > int64(g.cfg.MaxMessage) {
-		g.httpFail(s, http.StatusRequestEntityTooLarge,
-			fmt.Sprintf("body of %d bytes exceeds the %d-byte limit", cl, g.cfg.MaxMessage))
-		return len(b)
-	}
-	total := len(hdr) + int(cl)
-	if len(b) < total {
+	if req == nil {
 		return 0
 	}
-	req.Body = io.NopCloser(bytes.NewReader(b[len(hdr):total]))
 	req.RemoteAddr = s.conn().RemoteAddr()
-	rec := newRecorder()
+	rec := httpwire.NewRecorder()
 	g.api.ServeHTTP(rec, req)
-	keep := !req.Close && req.ProtoAtLeast(1, 1) && !g.draining.Load()
+	keep := httpwire.KeepAlive(req) && !g.draining.Load()
 	if !keep {
 		s.done = true
 	}
-	if fn := rec.async; fn != nil {
+	if work := rec.Later; work != nil {
 		answer := g.deferReply(s, !keep)
-		fn(func(write func(http.ResponseWriter)) {
-			ans := newRecorder()
+		work(func(write func(http.ResponseWriter)) {
+			ans := httpwire.NewRecorder()
 			write(ans)
-			answer(ans.response(keep, false))
+			answer(ans.Response(keep, false))
 		})
 		return total
 	}
-	if lj := rec.later; lj != nil {
-		respond := func(write func(http.ResponseWriter)) []byte {
-			ans := newRecorder()
-			write(ans)
-			return ans.response(keep, false)
-		}
-		g.later(s, lj.topic, !keep, func() []byte { return respond(lj.run()) },
-			func(err error) []byte { return respond(func(w http.ResponseWriter) { lj.refuse(w, err) }) })
-		return total
-	}
-	g.send(s, rec.response(keep, req.Method == http.MethodHead), !keep)
+	g.send(s, rec.Response(keep, req.Method == http.MethodHead), !keep)
 	return total
-}
-
-// isUpgradePath reports whether the request line targets /ws.
-func isUpgradePath(hdr []byte) bool {
-	sp := bytes.IndexByte(hdr, ' ')
-	if sp < 0 {
-		return false
-	}
-	target := hdr[sp+1:]
-	if e := bytes.IndexAny(target, " ?\r"); e >= 0 {
-		target = target[:e]
-	}
-	return string(target) == "/ws"
 }
 
 // httpFail answers with status and reason, then closes the connection.
 func (g *Gateway) httpFail(s *session, status int, reason string) {
-	rec := newRecorder()
-	apiError(rec, status, reason)
+	rec := httpwire.NewRecorder()
+	httpwire.APIError(rec, status, reason)
 	s.done = true
-	g.send(s, rec.response(false, false), true)
+	g.send(s, rec.Response(false, false), true)
 }
 
 // upgrade performs the WebSocket handshake with gobwas/ws over exactly the
@@ -133,9 +93,9 @@ func (g *Gateway) upgrade(s *session, hdr []byte) {
 		io.Reader
 		io.Writer
 	}{bytes.NewReader(hdr), &out})
-	var kp *keyPendingError
+	var kp *policy.KeyPendingError
 	if errors.As(err, &kp) {
-		g.suspendHandshake(s, hdr, kp.token)
+		g.suspendHandshake(s, hdr, kp.Token)
 		return
 	}
 	if err != nil {
@@ -174,7 +134,7 @@ func (g *Gateway) suspendHandshake(s *session, hdr []byte, token string) {
 	s.hold = append([]byte(nil), hdr...)
 	s.suspended = true
 	g.keyWaits.Add(1)
-	g.sec.jwt.AwaitKeys(token, g.cfg.RequestTimeout, func() { g.resumeHandshake(s) })
+	g.sec.JWT.AwaitKeys(token, g.cfg.RequestTimeout, func() { g.resumeHandshake(s) })
 }
 
 // resumeHandshake runs on the JWKS refresh goroutine; s.proc keeps it
@@ -202,71 +162,6 @@ func (g *Gateway) resumeHandshake(s *session) {
 	g.trackPartial(s, used > 0, false)
 }
 
-// recorder is a minimal http.ResponseWriter that buffers one response.
-type recorder struct {
-	h      http.Header
-	status int
-	body   bytes.Buffer
-	later  *laterCall // set by a handler whose answer waits on the broker
-	// async, when set, is called once the request's place in the reply
-	// order is kept, with the function that writes the answer later.
-	async func(respond func(write func(http.ResponseWriter)))
-}
-
-// laterCall is a handler's broker call, made on the publisher's worker for
-// topic rather than on the handler: run makes it and returns what writes
-// the response; refuse writes the response when it cannot be queued.
-type laterCall struct {
-	topic  string
-	run    func() func(http.ResponseWriter)
-	refuse func(http.ResponseWriter, error)
-}
-
-func newRecorder() *recorder { return &recorder{h: make(http.Header)} }
-
-func (r *recorder) Header() http.Header { return r.h }
-func (r *recorder) WriteHeader(code int) {
-	if r.status == 0 {
-		r.status = code
-	}
-}
-func (r *recorder) Write(p []byte) (int, error) {
-	if r.status == 0 {
-		r.status = http.StatusOK
-	}
-	return r.body.Write(p)
-}
-
-// response serialises the status line, headers and body. A HEAD answer
-// carries the headers a GET would, Content-Length included, and no body
-// (RFC 9110 section 9.3.2): a body would be read as the next response.
-func (r *recorder) response(keepAlive, head bool) []byte {
-	if r.status == 0 {
-		r.status = http.StatusOK
-	}
-	var b bytes.Buffer
-	b.Grow(128 + r.body.Len())
-	b.WriteString("HTTP/1.1 ")
-	b.WriteString(strconv.Itoa(r.status))
-	b.WriteByte(' ')
-	b.WriteString(http.StatusText(r.status))
-	b.WriteString("\r\n")
-	r.h.Del("Content-Length")
-	r.h.Del("Transfer-Encoding")
-	if keepAlive {
-		r.h.Set("Connection", "keep-alive")
-	} else {
-		r.h.Set("Connection", "close")
-	}
-	r.h.Set("Content-Length", strconv.Itoa(r.body.Len()))
-	_ = r.h.Write(&b)
-	b.WriteString("\r\n")
-	if !head {
-		b.Write(r.body.Bytes())
-	}
-	return b.Bytes()
-}
-
 // handshakeChecks collects what the upgrade request carries for the
 // admission and auth checks made before the 101 is sent.
 type handshakeChecks struct {
@@ -278,6 +173,11 @@ type handshakeChecks struct {
 	// closeWith, when set, is a refusal to send as a close frame right
 	// after the upgrade (the client asked: refuse=close).
 	closeWith []byte
+}
+
+// request is what the policy judges of the handshake.
+func (h *handshakeChecks) request() policy.Request {
+	return policy.Request{Origin: h.origin, Host: h.host, Query: h.query, Authz: h.authz, Cookie: h.cookie}
 }
 
 func (h *handshakeChecks) onRequest(uri []byte) error {

@@ -1,6 +1,10 @@
 package gateway
 
 import (
+	"github.com/subsock/subsock/gateway/policy"
+
+	"github.com/subsock/subsock/gateway/httpwire"
+
 	"github.com/subsock/subsock/gateway/hub"
 
 	"context"
@@ -323,7 +327,7 @@ func (g *Gateway) localAnswer(kind gatherKind, topic string, pattern auth.Patter
 	case gatherTopics:
 		r.Topics = make(map[string]int)
 		g.reg.Topics(func(t string) bool {
-			if !reserved(t) && (pattern.String() == "" || pattern.Match(t)) {
+			if !policy.Reserved(t) && (pattern.String() == "" || pattern.Match(t)) {
 				if n := g.reg.Count(t); n > 0 {
 					r.Topics[t] = n
 				}
@@ -477,19 +481,6 @@ func sortMembers(ms []proto.Member) {
 	})
 }
 
-// apiAsync answers an API request once gather-style work calls back:
-// through the reply order on the node's own connections, at once (the
-// caller's goroutine waits) elsewhere (tests, embedding).
-func apiAsync(w http.ResponseWriter, work func(respond func(write func(http.ResponseWriter)))) {
-	if rec, ok := w.(*recorder); ok {
-		rec.async = work
-		return
-	}
-	done := make(chan func(http.ResponseWriter), 1)
-	work(func(write func(http.ResponseWriter)) { done <- write })
-	(<-done)(w)
-}
-
 // handlePresence is GET /api/presence?topic=T and /api/presence_stats?topic=T.
 func (g *Gateway) handlePresence(w http.ResponseWriter, r *http.Request) {
 	if !g.apiGuard(w, r, nil) {
@@ -500,16 +491,16 @@ func (g *Gateway) handlePresence(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(g.pres.on) == 0 || !g.pres.on.Allows(topic) {
-		httpError(w, http.StatusBadRequest, proto.CodeNotEnabled, "presence is not enabled on "+topic+": no -presence rule matches it")
+		httpwire.Error(w, http.StatusBadRequest, proto.CodeNotEnabled, "presence is not enabled on "+topic+": no -presence rule matches it")
 		return
 	}
 	stats := strings.HasSuffix(r.URL.Path, "_stats")
-	apiAsync(w, func(respond func(func(http.ResponseWriter))) {
+	httpwire.Later(w, func(respond func(func(http.ResponseWriter))) {
 		g.startGather(gatherPresence, topic, "", func(res gatherResult) {
 			respond(func(w http.ResponseWriter) {
 				if stats {
 					clients, users := presenceCounts(res.Members)
-					writeJSON(w, http.StatusOK, map[string]any{"topic": topic, "clients": clients, "users": users})
+					httpwire.WriteJSON(w, http.StatusOK, map[string]any{"topic": topic, "clients": clients, "users": users})
 					return
 				}
 				sortMembers(res.Members)
@@ -524,7 +515,7 @@ func (g *Gateway) handlePresence(w http.ResponseWriter, r *http.Request) {
 				for i, m := range res.Members {
 					out[i] = member{m.Client, m.User}
 				}
-				writeJSON(w, http.StatusOK, map[string]any{"topic": topic, "presence": out})
+				httpwire.WriteJSON(w, http.StatusOK, map[string]any{"topic": topic, "presence": out})
 			})
 		})
 	})
@@ -542,7 +533,7 @@ func (g *Gateway) handleTopics(w http.ResponseWriter, r *http.Request) {
 	pattern := q.Get("pattern")
 	if pattern != "" {
 		if _, err := auth.ParsePattern(pattern); err != nil {
-			apiError(w, http.StatusBadRequest, err.Error())
+			httpwire.APIError(w, http.StatusBadRequest, err.Error())
 			return
 		}
 	}
@@ -550,13 +541,13 @@ func (g *Gateway) handleTopics(w http.ResponseWriter, r *http.Request) {
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 1000 {
-			apiError(w, http.StatusBadRequest, "limit must be an integer from 1 to 1000")
+			httpwire.APIError(w, http.StatusBadRequest, "limit must be an integer from 1 to 1000")
 			return
 		}
 		limit = n
 	}
 	after := q.Get("after")
-	apiAsync(w, func(respond func(func(http.ResponseWriter))) {
+	httpwire.Later(w, func(respond func(func(http.ResponseWriter))) {
 		g.startGather(gatherTopics, "", pattern, func(res gatherResult) {
 			names := make([]string, 0, len(res.Topics))
 			for t := range res.Topics {
@@ -581,7 +572,7 @@ func (g *Gateway) handleTopics(w http.ResponseWriter, r *http.Request) {
 			if more {
 				body["next"] = names[len(names)-1]
 			}
-			respond(func(w http.ResponseWriter) { writeJSON(w, http.StatusOK, body) })
+			respond(func(w http.ResponseWriter) { httpwire.WriteJSON(w, http.StatusOK, body) })
 		})
 	})
 }

@@ -224,14 +224,6 @@ func (g *Gateway) expireReplies(s *session, now int64) bool {
 	return len(s.rq) > 0
 }
 
-// later keeps the request's place in the reply order and runs call, a
-// broker call, on the publisher's worker for topic; call returns the
-// reply. A call that cannot be queued is answered by refuse.
-func (g *Gateway) later(s *session, topic string, closeAfter bool, call func() []byte, refuse func(error) []byte) {
-	answer := g.deferReply(s, closeAfter)
-	g.pubs.submit(topic, func() { answer(call()) }, func(err error) { answer(refuse(err)) })
-}
-
 // deferReply keeps a reply's place in s's reply order and returns the
 // function that fills it in (once), from any goroutine.
 func (g *Gateway) deferReply(s *session, closeAfter bool) func([]byte) {

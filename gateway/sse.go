@@ -1,11 +1,12 @@
 package gateway
 
 import (
+	"github.com/subsock/subsock/gateway/httpwire"
+	"github.com/subsock/subsock/gateway/policy"
+
 	"github.com/subsock/subsock/gateway/hub"
 
 	"bytes"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -70,17 +71,7 @@ var (
 )
 
 // isSSEPath reports whether the request line targets /sse.
-func isSSEPath(hdr []byte) bool {
-	sp := bytes.IndexByte(hdr, ' ')
-	if sp < 0 || string(hdr[:sp]) != http.MethodGet {
-		return false
-	}
-	target := hdr[sp+1:]
-	if e := bytes.IndexAny(target, " ?\r"); e >= 0 {
-		target = target[:e]
-	}
-	return string(target) == "/sse"
-}
+func isSSEPath(hdr []byte) bool { return httpwire.Targets(hdr, http.MethodGet, "/sse") }
 
 // sseRequest is what a stream's request says, read straight from its
 // header bytes: net/http's reader would cost a 4 KiB buffer per stream.
@@ -149,7 +140,7 @@ func (g *Gateway) openSSE(s *session, hdr []byte) {
 	}
 	sub, origin, kp, serr := g.checkSSE(s, &req)
 	if kp != nil {
-		g.suspendHandshake(s, hdr, kp.token)
+		g.suspendHandshake(s, hdr, kp.Token)
 		return
 	}
 	if serr != nil {
@@ -171,25 +162,18 @@ func (g *Gateway) openSSE(s *session, hdr []byte) {
 }
 
 // checkSSE runs the checks of an upgrade and parses the subscription.
-func (g *Gateway) checkSSE(s *session, req *sseRequest) (sub *proto.Request, origin string, kp *keyPendingError, serr *sseError) {
-	if g.draining.Load() {
-		return nil, "", nil, &sseError{http.StatusServiceUnavailable, "server shutting down", "Retry-After: 5\r\n"}
-	}
+func (g *Gateway) checkSSE(s *session, req *sseRequest) (sub *proto.Request, origin string, kp *policy.KeyPendingError, serr *sseError) {
 	origin = req.origin
-	if !g.sec.origins.Allowed(origin, req.host) {
-		return nil, "", nil, &sseError{status: http.StatusForbidden, reason: "origin " + origin + " not allowed (see -allowed-origins)"}
+	gr, exp, ref, kp := g.sec.Identify(g.draining.Load(), policy.Request{Origin: origin, Host: req.host, Query: req.query, Authz: req.authz, Cookie: req.cookie})
+	if kp != nil {
+		return nil, "", kp, nil
+	}
+	if ref != nil {
+		return nil, "", nil, &sseError{ref.Status, ref.Reason, ref.Header}
 	}
 	q, err := url.ParseQuery(req.query)
 	if err != nil {
 		return nil, "", nil, &sseError{status: http.StatusBadRequest, reason: "query: " + err.Error()}
-	}
-	hc := handshakeChecks{query: req.query, authz: req.authz, cookie: req.cookie}
-	gr, exp, err := g.authenticate(&hc)
-	if errors.As(err, &kp) {
-		return nil, "", kp, nil
-	}
-	if err != nil {
-		return nil, "", nil, &sseError{http.StatusUnauthorized, err.Error(), `WWW-Authenticate: Bearer realm="subsock"` + "\r\n"}
 	}
 	sub = &proto.Request{Op: proto.OpSub, HasID: true}
 	for _, t := range strings.Split(q.Get("topics"), ",") {
@@ -207,11 +191,8 @@ func (g *Gateway) checkSSE(s *session, req *sseRequest) (sub *proto.Request, ori
 		if err := proto.ValidTopic(t); err != nil {
 			return nil, "", nil, &sseError{status: http.StatusBadRequest, reason: err.Error()}
 		}
-		if reserved(t) {
-			return nil, "", nil, &sseError{status: http.StatusBadRequest, reason: errReserved.Msg}
-		}
-		if !gr.allows(t, false) {
-			return nil, "", nil, &sseError{status: http.StatusForbidden, reason: "not allowed to subscribe to " + t}
+		if perr := policy.Authorize(gr, t, false); perr != nil {
+			return nil, "", nil, &sseError{status: statusFor(perr.Code), reason: perr.Msg}
 		}
 	}
 	if sub.Since, err = g.sseSince(sub.Topics, q.Get("since"), req.lastID); err != nil {
@@ -222,10 +203,8 @@ func (g *Gateway) checkSSE(s *session, req *sseRequest) (sub *proto.Request, ori
 			return nil, "", nil, &sseError{status: http.StatusBadRequest, reason: "last must be a non-negative integer"}
 		}
 	}
-	ok, retry, reason := g.sec.admission.Admit(time.Now())
-	if !ok {
-		secs := max(int(retry.Seconds()+0.999), 1)
-		return nil, "", nil, &sseError{http.StatusServiceUnavailable, reason, "Retry-After: " + strconv.Itoa(secs) + "\r\n"}
+	if ref := g.sec.Admit(time.Now()); ref != nil {
+		return nil, "", nil, &sseError{ref.Status, ref.Reason, ref.Header}
 	}
 	s.auth = g.authStateFor(s, gr, exp)
 	return sub, origin, nil, nil
@@ -321,8 +300,7 @@ func (g *Gateway) sseFail(s *session, e *sseError) {
 }
 
 func sseErrorResponse(e *sseError) []byte {
-	b, _ := json.Marshal(errorBody{errorDetail{codeForStatus(e.status), e.reason}})
-	body := string(b) + "\n"
+	body := string(httpwire.ErrorJSON(httpwire.CodeForStatus(e.status), e.reason))
 	return []byte("HTTP/1.1 " + strconv.Itoa(e.status) + " " + http.StatusText(e.status) + "\r\n" +
 		"Content-Type: application/json\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n" +
 		e.header + "Connection: close\r\n\r\n" + body)

@@ -1,6 +1,7 @@
-package gateway
+package httpwire
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
 
@@ -12,8 +13,8 @@ import (
 // exist only over HTTP: unauthorized (401: no or wrong API key or token)
 // and not_found (404).
 const (
-	codeUnauthorized proto.Code = "unauthorized"
-	codeNotFound     proto.Code = "not_found"
+	CodeUnauthorized proto.Code = "unauthorized"
+	CodeNotFound     proto.Code = "not_found"
 )
 
 // errorBody is the JSON of an HTTP error.
@@ -26,42 +27,43 @@ type errorDetail struct {
 	Message string     `json:"message"`
 }
 
-// httpError answers status with code and message. A 503 says when to
+// Error answers status with code and message. A 503 says when to
 // retry.
-func httpError(w http.ResponseWriter, status int, code proto.Code, msg string) {
+func Error(w http.ResponseWriter, status int, code proto.Code, msg string) {
 	if status == http.StatusServiceUnavailable && w.Header().Get("Retry-After") == "" {
 		w.Header().Set("Retry-After", "1")
 	}
 	if status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="subsock"`)
 	}
-	writeJSON(w, status, errorBody{errorDetail{code, msg}})
+	WriteJSON(w, status, errorBody{errorDetail{code, msg}})
 }
 
-// apiError answers status with the code that status stands for.
-func apiError(w http.ResponseWriter, status int, msg string) {
-	httpError(w, status, codeForStatus(status), msg)
+// APIError answers status with the code that status stands for.
+func APIError(w http.ResponseWriter, status int, msg string) {
+	Error(w, status, CodeForStatus(status), msg)
 }
 
-// requestError answers a request refused with a protocol error (a topic
+// RequestError answers a request refused with a protocol error (a topic
 // that breaks the rules, ...) with its own code, without the Go prefix.
-func requestError(w http.ResponseWriter, status int, err error) {
+func RequestError(w http.ResponseWriter, status int, err error) {
 	var pe *proto.Error
 	if errors.As(err, &pe) {
-		httpError(w, status, pe.Code, pe.Msg)
+		Error(w, status, pe.Code, pe.Msg)
 		return
 	}
-	apiError(w, status, err.Error())
+	APIError(w, status, err.Error())
 }
 
-func codeForStatus(status int) proto.Code {
+// CodeForStatus is the err code an HTTP status stands for.
+func CodeForStatus(status int) proto.Code {
 	switch status {
 	case http.StatusUnauthorized:
-		return codeUnauthorized
+		return CodeUnauthorized
 	case http.StatusForbidden:
 		return proto.CodeForbidden
 	case http.StatusNotFound:
-		return codeNotFound
+		return CodeNotFound
 	case http.StatusRequestEntityTooLarge, http.StatusRequestHeaderFieldsTooLarge:
 		return proto.CodeTooLarge
 	case http.StatusTooManyRequests:
@@ -72,4 +74,17 @@ func codeForStatus(status int) proto.Code {
 		return proto.CodeInternal
 	}
 	return proto.CodeBadRequest
+}
+
+// WriteJSON answers status with v as JSON.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// ErrorJSON is the body Error writes, for an answer built by hand.
+func ErrorJSON(code proto.Code, msg string) []byte {
+	b, _ := json.Marshal(errorBody{errorDetail{code, msg}})
+	return append(b, '\n')
 }
