@@ -67,7 +67,7 @@ func TestReadRequest(t *testing.T) {
 	for in, status := range map[string]int{
 		"NONSENSE\r\n\r\n": http.StatusBadRequest,
 		"POST /p HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n": http.StatusLengthRequired,
-		"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n":          http.StatusRequestEntityTooLarge,
+		"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n":         http.StatusRequestEntityTooLarge,
 	} {
 		var ref *Refusal
 		if _, _, err := read(in, 10); !errors.As(err, &ref) || ref.Status != status {
