@@ -78,7 +78,7 @@ func benchmarkDeliver(b *testing.B, subs int) {
 		}
 	}
 	base := g.poller.Stats().BytesOut
-	g.deliver(topic, payload) // warm the queues
+	g.hub.Deliver(topic, payload) // warm the queues
 	drained(base + perMsg)
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -86,7 +86,7 @@ func benchmarkDeliver(b *testing.B, subs int) {
 	for i := 0; i < b.N; i++ {
 		want := g.poller.Stats().BytesOut + perMsg
 		t0 := time.Now()
-		g.deliver(topic, payload)
+		g.hub.Deliver(topic, payload)
 		inDeliver += time.Since(t0)
 		drained(want)
 	}

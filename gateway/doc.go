@@ -1,6 +1,10 @@
-// Package gateway is a subsock node: it speaks HTTP and WebSocket on the
-// poller's connections, keeps the sub-socket registry, relays publishes
-// through a broker and fans each message out to the topic's group.
+// Package gateway is a subsock node: the session layer (HTTP, WebSocket
+// and SSE on the poller's connections, request dispatch, ordered async
+// replies), the publisher, history, presence and the control plane. It
+// composes three parts of its own, each a package with one-way
+// dependencies: hub (groups, the fan-out stage, encode-once delivery),
+// httpwire (byte-level HTTP) and policy (security and limit decisions).
+// docs/architecture.md maps the files.
 //
 // Goroutines and callbacks (no handler ever waits on the network):
 //   - session input (HTTP requests, WebSocket frames, protocol requests)
@@ -10,7 +14,7 @@
 //   - answers that wait on the backbone (sub acks, publish results) fill
 //     the session's ordered reply queue from the Router's goroutine or a
 //     publisher worker (reply.go, publisher.go);
-//   - fan-out runs on the stage's workers (stage.go), a topic always on the
+//   - fan-out runs on the stage's workers (hub/stage.go), a topic always on the
 //     same one, holding one registry shard's read lock while it enqueues
 //     the shared frame on each subscriber;
 //   - the heartbeat wheel is one goroutine owned by the Gateway; every tick

@@ -57,6 +57,18 @@ type Gateway struct {
 	wg   sync.WaitGroup
 }
 
+// deliverMarked takes the fan-out stage's messages that are not plain
+// relays: a history topic's publication (history.go) and a presence
+// event (presence.go).
+func (g *Gateway) deliverMarked(topic string, payload []byte) {
+	switch payload[0] {
+	case broker.StreamMark:
+		g.deliverStream(topic, payload)
+	case presenceMark:
+		g.deliverPresence(topic, payload)
+	}
+}
+
 // New builds a node and connects it to its broker. Serve starts it.
 func New(cfg Config) (*Gateway, error) {
 	cfg = cfg.withDefaults()
@@ -71,7 +83,7 @@ func New(cfg Config) (*Gateway, error) {
 		return nil, err
 	}
 	g.reg = registry.New[*session](registry.Config{Shards: cfg.Shards})
-	g.hub = hub.New(g.reg, hub.Config{Node: g.ctl.id, SmallGroup: cfg.SmallGroup, Log: g.log})
+	g.hub = hub.New(g.reg, hub.Config{Node: g.ctl.id, SmallGroup: cfg.SmallGroup, Log: g.log, Marked: g.deliverMarked})
 	g.wheel = newWheel(g)
 	g.deadlines = newDeadlines(g)
 	pcfg := cfg.Poller
@@ -82,7 +94,7 @@ func New(cfg Config) (*Gateway, error) {
 		return nil, fmt.Errorf("gateway: poller: %w", err)
 	}
 	g.poller = p
-	g.stage = hub.NewStage(cfg.FanoutWorkers, cfg.FanoutQueue, g.deliver)
+	g.stage = hub.NewStage(cfg.FanoutWorkers, cfg.FanoutQueue, g.hub.Deliver)
 	var b broker.Broker
 	if cfg.OpenBroker != nil {
 		b, err = cfg.OpenBroker(g.handle)

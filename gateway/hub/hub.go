@@ -51,7 +51,15 @@ type Config struct {
 	// Log gets a debug line per unconvertible message, an info line per
 	// pass that cut slow consumers. Default: none.
 	Log *zap.Logger
+	// Marked takes the payloads that begin with a mark byte (MarkMin and
+	// above: a relay's format byte never is one) instead of Deliver's own
+	// path: a node's history publications and presence events. Default:
+	// they are dropped.
+	Marked func(topic string, payload []byte)
 }
+
+// MarkMin is the smallest mark byte (see Config.Marked).
+const MarkMin = 0x80
 
 // Hub is a node's fan-out core: the registry of groups (topic -> local
 // subscribers) and the encode-once delivery of a message to a group. It
@@ -95,11 +103,21 @@ func Enqueue(m *Member, b []byte, prompt bool) error {
 	return m.Out.Enqueue(b)
 }
 
-// Deliver fans one relay payload (see AppendRelay) out to topic's group: it
+// Deliver is the fan-out stage's work for one message (see NewStage). A
+// relay payload (see AppendRelay) it fans out to topic's group: it
 // builds the message once per wire in use and queues the same bytes on
 // every member. It allocates nothing per member. It runs on a fan-out
 // stage worker, never on a broker's goroutine.
 func (h *Hub[S]) Deliver(topic string, payload []byte) {
+	if len(payload) == 0 {
+		return
+	}
+	if payload[0] >= MarkMin {
+		if h.cfg.Marked != nil {
+			h.cfg.Marked(topic, payload)
+		}
+		return
+	}
 	start := time.Now()
 	f, data, skip, ok := SplitRelay(payload, h.cfg.Node)
 	if !ok {

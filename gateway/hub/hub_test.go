@@ -202,3 +202,19 @@ func BenchmarkHubDeliver(b *testing.B) {
 		})
 	}
 }
+
+// A payload with a mark byte goes to Config.Marked, not to the group.
+func TestDeliverMarked(t *testing.T) {
+	var got []byte
+	h := newHub(Config{Marked: func(topic string, p []byte) { got = p }})
+	s := newMember(1, WireJSON)
+	h.Reg.Subscribe("t", s)
+	h.Deliver("t", []byte{0xFE, 1, 2})
+	if len(got) != 3 || len(s.out.got) != 0 {
+		t.Fatalf("marked payload: handler got %v, member %d messages", got, len(s.out.got))
+	}
+	h.Deliver("t", nil)
+	if len(s.out.got) != 0 {
+		t.Fatal("an empty payload was delivered")
+	}
+}
