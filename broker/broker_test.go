@@ -142,6 +142,20 @@ func testPublishBatch(t *testing.T, bb *backbone) {
 		}
 	}
 
+	stopBackbone(t, bb, b)
+	errs = make([]error, 3)
+	bp.PublishBatch(ctxFor(t), msgs[:3], errs)
+	for i, err := range errs {
+		if !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("message %d while down: %v, want ErrUnavailable", i, err)
+		}
+	}
+}
+
+// stopBackbone takes bb down until the test ends and waits for b to
+// report the outage.
+func stopBackbone(t *testing.T, bb *backbone, b Broker) {
+	t.Helper()
 	bb.stop()
 	t.Cleanup(bb.start)
 	eventually(t, "Health to report the outage", func() error {
@@ -150,13 +164,6 @@ func testPublishBatch(t *testing.T, bb *backbone) {
 		}
 		return nil
 	})
-	errs = make([]error, 3)
-	bp.PublishBatch(ctxFor(t), msgs[:3], errs)
-	for i, err := range errs {
-		if !errors.Is(err, ErrUnavailable) {
-			t.Fatalf("message %d while down: %v, want ErrUnavailable", i, err)
-		}
-	}
 }
 
 // testTwoNodes: two brokers on one backbone each deliver every message of
@@ -502,14 +509,7 @@ func testClusterSlotMigration(t *testing.T, bb *backbone) {
 func testCloseWhileDown(t *testing.T, bb *backbone) {
 	b := bb.open(t, newInbox().handle)
 	mustSubscribe(t, b, "cd.a")
-	bb.stop()
-	t.Cleanup(bb.start)
-	eventually(t, "Health to report the outage", func() error {
-		if b.Health() == nil {
-			return errors.New("Health is nil")
-		}
-		return nil
-	})
+	stopBackbone(t, bb, b)
 	if err := b.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
