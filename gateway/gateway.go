@@ -35,7 +35,7 @@ type Gateway struct {
 	// deadlines: partial input, close grace and token expiry, per tick.
 	deadlines *deadlines
 	api       http.Handler
-	stage     *hub.Stage     // runs deliver off the broker's goroutines
+	stage     *hub.Stage     // runs Hub.Deliver off the broker's goroutines
 	sec       *policy.Policy // who may connect and do what
 	pubs      *publisher     // broker calls of publishes, off the handlers
 	hist      history

@@ -36,7 +36,7 @@ import (
 //     before the ack, and holds the live messages that arrive meanwhile
 //     until the ack is out, dropping those it already replayed.
 //
-// Topics without history take none of these paths: deliver checks one
+// Topics without history take none of these paths: Hub.Deliver checks one
 // byte (broker.StreamMark) and a session without history topics holds one
 // nil pointer.
 
@@ -169,7 +169,7 @@ func forgetStream(s *session, topic string) {
 	}
 }
 
-// deliverStream fans out one publication of a history topic: deliver for
+// deliverStream fans out one publication of a history topic: Hub.Deliver for
 // payloads in stream form. Each frame is built once per codec; each
 // connection gets it unless it already has that offset, and holds it while
 // its sub is recovering.

@@ -198,7 +198,7 @@ func (p *publisher) stop() {
 	p.wg.Wait()
 }
 
-// publishRelay sends a payload already in relay form (see appendRelay).
+// publishRelay sends a payload already in relay form (see hub.AppendRelay).
 // Every publish, HTTP or WebSocket, passes here, so this is where its
 // answer is made to agree with /healthz: it succeeds only if the broker
 // is healthy (connected, every held topic subscribed) and accepts the

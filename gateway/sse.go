@@ -24,7 +24,7 @@ import (
 // sub whose "ack" is the 200 and its event-stream head: it is answered
 // only once the topics are live upstream (an error before that is an HTTP
 // status, as EventSource expects), then every message is one event, built
-// once per message (deliver's third wire) and shared by every stream:
+// once per message (Hub.Deliver's third wire) and shared by every stream:
 //
 //	id: EPOCH:OFFSET               (history topics only)
 //	data: {"topic":"a","offset":42,"data":...}
