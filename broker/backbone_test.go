@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
+
 	"github.com/subsock/subsock/internal/testserver"
 )
 

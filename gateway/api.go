@@ -1,10 +1,6 @@
 package gateway
 
 import (
-	"github.com/subsock/subsock/gateway/policy"
-
-	"github.com/subsock/subsock/gateway/httpwire"
-
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/subsock/subsock/broker"
+	"github.com/subsock/subsock/gateway/httpwire"
+	"github.com/subsock/subsock/gateway/policy"
 	"github.com/subsock/subsock/proto"
 )
 

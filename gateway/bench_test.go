@@ -1,8 +1,6 @@
 package gateway
 
 import (
-	"github.com/subsock/subsock/gateway/hub"
-
 	"bufio"
 	"context"
 	"fmt"
@@ -15,6 +13,7 @@ import (
 	"github.com/gobwas/ws"
 
 	"github.com/subsock/subsock/frame"
+	"github.com/subsock/subsock/gateway/hub"
 	"github.com/subsock/subsock/poller"
 	"github.com/subsock/subsock/proto"
 )

@@ -1,12 +1,6 @@
 package gateway
 
 import (
-	"github.com/subsock/subsock/gateway/policy"
-
-	"github.com/subsock/subsock/gateway/httpwire"
-
-	"github.com/subsock/subsock/gateway/hub"
-
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -20,6 +14,9 @@ import (
 	"time"
 
 	"github.com/subsock/subsock/frame"
+	"github.com/subsock/subsock/gateway/httpwire"
+	"github.com/subsock/subsock/gateway/hub"
+	"github.com/subsock/subsock/gateway/policy"
 	"github.com/subsock/subsock/proto"
 )
 

@@ -1,8 +1,6 @@
 package gateway
 
 import (
-	"github.com/subsock/subsock/gateway/policy"
-
 	"context"
 	"errors"
 	"fmt"
@@ -17,6 +15,7 @@ import (
 
 	"github.com/subsock/subsock/broker"
 	"github.com/subsock/subsock/gateway/hub"
+	"github.com/subsock/subsock/gateway/policy"
 	"github.com/subsock/subsock/poller"
 	"github.com/subsock/subsock/proto"
 	"github.com/subsock/subsock/registry"

@@ -1,8 +1,6 @@
 package gateway
 
 import (
-	"github.com/subsock/subsock/gateway/httpwire"
-
 	"context"
 	"encoding/json"
 	"errors"
@@ -19,6 +17,7 @@ import (
 	"github.com/subsock/subsock/auth"
 	"github.com/subsock/subsock/broker"
 	"github.com/subsock/subsock/frame"
+	"github.com/subsock/subsock/gateway/httpwire"
 	"github.com/subsock/subsock/gateway/hub"
 	"github.com/subsock/subsock/poller"
 	"github.com/subsock/subsock/proto"

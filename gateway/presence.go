@@ -1,12 +1,6 @@
 package gateway
 
 import (
-	"github.com/subsock/subsock/gateway/policy"
-
-	"github.com/subsock/subsock/gateway/httpwire"
-
-	"github.com/subsock/subsock/gateway/hub"
-
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -21,6 +15,9 @@ import (
 
 	"github.com/subsock/subsock/auth"
 	"github.com/subsock/subsock/frame"
+	"github.com/subsock/subsock/gateway/httpwire"
+	"github.com/subsock/subsock/gateway/hub"
+	"github.com/subsock/subsock/gateway/policy"
 	"github.com/subsock/subsock/poller"
 	"github.com/subsock/subsock/proto"
 )

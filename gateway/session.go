@@ -1,8 +1,6 @@
 package gateway
 
 import (
-	"github.com/subsock/subsock/gateway/hub"
-
 	"sync"
 	"sync/atomic"
 	"time"
@@ -11,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/subsock/subsock/frame"
+	"github.com/subsock/subsock/gateway/hub"
 	"github.com/subsock/subsock/poller"
 	"github.com/subsock/subsock/registry"
 )

@@ -1,11 +1,6 @@
 package gateway
 
 import (
-	"github.com/subsock/subsock/gateway/httpwire"
-	"github.com/subsock/subsock/gateway/policy"
-
-	"github.com/subsock/subsock/gateway/hub"
-
 	"bytes"
 	"fmt"
 	"math/rand/v2"
@@ -16,6 +11,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/subsock/subsock/gateway/httpwire"
+	"github.com/subsock/subsock/gateway/hub"
+	"github.com/subsock/subsock/gateway/policy"
 	"github.com/subsock/subsock/proto"
 )
 

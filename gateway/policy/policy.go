@@ -17,14 +17,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gobwas/ws"
 	"golang.org/x/time/rate"
 
 	"github.com/subsock/subsock/auth"
 	"github.com/subsock/subsock/frame"
 	"github.com/subsock/subsock/limit"
 	"github.com/subsock/subsock/proto"
-
-	"github.com/gobwas/ws"
 )
 
 // Config holds who may connect and what each client may do.
