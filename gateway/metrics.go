@@ -92,6 +92,7 @@ func (g *Gateway) registerMetrics() *prometheus.Registry {
 	counter("close_grace_resets_total", "Connections reset because they did not take a close frame within -close-grace.", u(&g.graceResets))
 	counter("publish_errors_total", "Publishes refused because the broker failed.", u(&g.publishErrors))
 	counter("publish_unavailable_total", "Publishes refused at once because the broker was reconnecting or resubscribing (/healthz 503).", u(&g.publishRejects))
+	counter("publish_batches_total", "Exchanges with the backbone that carried plain publishes: publishes / batches is how many a publisher worker sent at once.", u(&g.pubs.batches))
 	counter("publish_queue_full_total", "Publishes answered unavailable because their publisher worker's queue was full (a stalled backbone).", u(&g.pubs.full))
 	counter("publish_timeouts_total", "Publishes the backbone did not accept within -publish-timeout.", u(&g.publishTimeouts))
 	counter("broker_errors_total", "Broker errors.", func() float64 { return float64(g.broker.Stats().Errors) })

@@ -34,6 +34,7 @@ type publisher struct {
 	mu      sync.RWMutex // read-held while queueing, so stop never closes a queue under a send
 	stopped bool
 	full    atomic.Uint64
+	batches atomic.Uint64 // exchanges that carried plain publishes (publishBatch calls)
 	turn    atomic.Uint64 // round robin of submitAny
 	wg      sync.WaitGroup
 	batcher broker.BatchPublisher // nil: every publish is a call of its own
@@ -175,6 +176,7 @@ func (p *publisher) work(q <-chan pubJob) {
 				k++
 			}
 			msgs, errs = p.g.publishBatch(p.batcher, jobs[i:k], msgs, errs)
+			p.batches.Add(1)
 			i = k
 		}
 		clear(jobs)

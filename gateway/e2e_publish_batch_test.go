@@ -1,0 +1,63 @@
+package gateway_test
+
+import (
+	"fmt"
+	"net/http"
+	"testing"
+)
+
+// TestE2EPublishOrderThroughBatches floods one topic from several
+// connections at once over each network backbone, so the topic's
+// publisher worker finds many publishes queued and sends them as batches:
+// the subscriber must get every message exactly once, and each
+// publisher's in the order it sent them.
+func TestE2EPublishOrderThroughBatches(t *testing.T) {
+	const publishers, each = 8, 300
+	for _, bb := range backbones {
+		if bb.name == "memory" {
+			continue // publishes inline: no worker, no batch
+		}
+		t.Run(bb.name, func(t *testing.T) {
+			cfg, _, _, _ := bb.start(t)
+			n := startNode(t, cfg())
+			const topic = "batch.order"
+			sub := dialWS(t, n, codecJSON)
+			sub.subscribe(t, 1, topic)
+			pubs := make([]*wsClient, publishers)
+			for i := range pubs {
+				pubs[i] = dialWS(t, n, codecJSON)
+			}
+			for seq := range each {
+				for p, c := range pubs {
+					c.sendEnv(t, envelope{{"op", "pub"}, {"topic", topic}, {"data", map[string]any{"p": p, "s": seq}}})
+				}
+			}
+			next := make([]int, publishers)
+			for got := 0; got < publishers*each; got++ {
+				r := sub.next(t)
+				m, ok := r.data.(map[string]any)
+				if r.op != "msg" || !ok {
+					t.Fatalf("message %d: %v", got, r)
+				}
+				p, s := int(m["p"].(int64)), int(m["s"].(int64))
+				if s != next[p] {
+					t.Fatalf("publisher %d: got message %d, want %d (lost, duplicated or reordered)", p, s, next[p])
+				}
+				next[p]++
+			}
+			hc := newHTTPClient(t)
+			batches := scrape(t, hc, n, "subsock_publish_batches_total")
+			in := scrape(t, hc, n, "subsock_messages_in_total")
+			t.Logf("%.0f publishes in %.0f exchanges with the backbone (%.1f per exchange)", in, batches, in/batches)
+			if batches < 1 || batches > in {
+				t.Fatalf("subsock_publish_batches_total = %v for %v publishes", batches, in)
+			}
+			if code, _ := publish(t, hc, n, topic, "application/json", []byte(fmt.Sprint(publishers*each))); code != http.StatusOK {
+				t.Fatalf("HTTP publish after the flood: %d", code)
+			}
+			if r := sub.next(t); r.op != "msg" {
+				t.Fatalf("after the flood: %v", r)
+			}
+		})
+	}
+}
