@@ -245,19 +245,66 @@ func (g *Gateway) Stats() Stats {
 // broker.ErrUnavailable when the backbone cannot take it, and with a
 // *proto.Error for a bad topic or data.
 func (g *Gateway) Publish(ctx context.Context, topic string, f proto.Format, data []byte) (pos broker.Position, err error) {
-	if err := proto.ValidTopic(topic); err != nil {
+	relay, err := g.checkPub(proto.Pub{Topic: topic, Format: f, Data: data})
+	if err != nil {
 		return pos, err
 	}
-	if policy.Reserved(topic) {
-		return pos, policy.ErrReserved
+	return g.publishRelay(ctx, topic, relay)
+}
+// PublishBatch is Publish for several values at once, for sources that
+// feed the node faster than one round trip each (a Kafka consumer): the
+// ones to plain topics cross the backbone in one exchange (in order, so a
+// topic's keep theirs), each to a history topic in a call of its own (it
+// gets a place in the stream). errs (as long as pubs) gets each one's
+// result, as Publish would give it: nil, a *proto.Error for a bad topic or
+// data, or an error wrapping broker.ErrUnavailable. With a backbone that
+// cannot batch (the in-process one), each is published in turn.
+func (g *Gateway) PublishBatch(ctx context.Context, pubs []proto.Pub, errs []error) {
+	bp, _ := g.broker.(broker.BatchPublisher)
+	var msgs []broker.Message
+	var idx []int // pubs index of each of msgs
+	for i, p := range pubs {
+		relay, err := g.checkPub(p)
+		errs[i] = err
+		switch {
+		case err != nil:
+		case bp == nil || g.isHistory(p.Topic):
+			_, errs[i] = g.publishRelay(ctx, p.Topic, relay)
+		default:
+			msgs = append(msgs, broker.Message{Topic: p.Topic, Payload: relay})
+			idx = append(idx, i)
+		}
 	}
-	if !f.Valid() {
-		return pos, &proto.Error{Code: proto.CodeBadRequest, Msg: "unknown format " + f.String()}
+	if len(msgs) == 0 {
+		return
 	}
-	if err := proto.ValidData(data, f); err != nil {
-		return pos, &proto.Error{Code: proto.CodeBadRequest, Msg: "data is not one " + f.String() + " value: " + err.Error()}
+	batchErrs := make([]error, len(msgs))
+	g.sendBatch(ctx, bp, msgs, batchErrs)
+	for k, i := range idx {
+		errs[i] = batchErrs[k]
 	}
-	return g.publishRelay(ctx, topic, hub.AppendRelay(make([]byte, 0, 1+len(data)), f, data))
+}
+
+func (g *Gateway) isHistory(topic string) bool {
+	_, ok := g.hist.policy(topic)
+	return ok
+}
+
+// checkPub refuses what Publish refuses and returns p in relay form.
+func (g *Gateway) checkPub(p proto.Pub) ([]byte, error) {
+	if err := proto.ValidTopic(p.Topic); err != nil {
+		return nil, err
+	}
+	if policy.Reserved(p.Topic) {
+		return nil, policy.ErrReserved
+	}
+	if !p.Format.Valid() {
+		return nil, &proto.Error{Code: proto.CodeBadRequest, Msg: "unknown format " + p.Format.String()}
+	}
+	if err := proto.ValidData(p.Data, p.Format); err != nil {
+		return nil, &proto.Error{Code: proto.CodeBadRequest, Msg: "data is not one " + p.Format.String() + " value: " + err.Error()}
+	}
+	return hub.AppendRelay(make([]byte, 0, 1+len(p.Data)), p.Format, p.Data), nil
 }
 
 // RegisterMetrics adds collectors (a Kafka consumer's) to /metrics. Call

@@ -231,42 +231,54 @@ func (g *Gateway) publishRelay(ctx context.Context, topic string, relay []byte) 
 }
 
 // publishBatch is publishRelay for a batch of plain publishes (a
-// publisher worker's, see publisher.work): one health check, one timeout
-// and one exchange with the backbone for them all, then each job's answer.
-// msgs and errs are the worker's scratch, returned for reuse.
+// publisher worker's, see publisher.work): one exchange with the backbone
+// for them all (sendBatch), then each job's answer. msgs and errs are the
+// worker's scratch, returned for reuse.
 func (g *Gateway) publishBatch(bp broker.BatchPublisher, jobs []pubJob, msgs []broker.Message, errs []error) ([]broker.Message, []error) {
-	n := len(jobs)
-	g.msgsIn.Add(uint64(n))
-	msgs = msgs[:0]
+	msgs, errs = msgs[:0], scratchErrs(errs, len(jobs))
+	for _, j := range jobs {
+		msgs = append(msgs, broker.Message{Topic: j.topic, Payload: j.relay})
+	}
+	g.sendBatch(context.Background(), bp, msgs, errs)
+	for i, j := range jobs {
+		j.done(errs[i])
+	}
+	return msgs, errs
+}
+
+// scratchErrs returns errs resized to n, cleared.
+func scratchErrs(errs []error, n int) []error {
 	if cap(errs) < n {
-		errs = make([]error, n)
+		return make([]error, n)
 	}
 	errs = errs[:n]
 	clear(errs)
+	return errs
+}
+
+// sendBatch publishes msgs (relay form, no history topic) in one exchange
+// under publishRelay's rules: the broker healthy first, at most
+// PublishTimeout, every failure read as broker.ErrUnavailable (503 /
+// unavailable). errs gets each message's result.
+func (g *Gateway) sendBatch(ctx context.Context, bp broker.BatchPublisher, msgs []broker.Message, errs []error) {
+	g.msgsIn.Add(uint64(len(msgs)))
 	if err := g.broker.Health(); err != nil {
-		g.publishRejects.Add(uint64(n))
-		for i := range errs {
-			errs[i] = err
+		g.publishRejects.Add(uint64(len(msgs)))
+		for i := range msgs {
+			errs[i] = asUnavailable(err)
 		}
-	} else {
-		for _, j := range jobs {
-			msgs = append(msgs, broker.Message{Topic: j.topic, Payload: j.relay})
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), g.cfg.PublishTimeout)
-		bp.PublishBatch(ctx, msgs, errs)
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			for _, err := range errs {
-				if err != nil {
-					g.publishTimeouts.Add(1)
-				}
-			}
-		}
-		cancel()
+		return
 	}
-	for i, j := range jobs {
-		j.done(asUnavailable(errs[i]))
+	ctx, cancel := context.WithTimeout(ctx, g.cfg.PublishTimeout)
+	defer cancel()
+	bp.PublishBatch(ctx, msgs, errs)
+	timedOut := errors.Is(ctx.Err(), context.DeadlineExceeded)
+	for i, err := range errs[:len(msgs)] {
+		if err != nil && timedOut {
+			g.publishTimeouts.Add(1)
+		}
+		errs[i] = asUnavailable(err)
 	}
-	return msgs, errs
 }
 
 // asUnavailable makes a broker failure (a timeout, a closed broker while

@@ -30,6 +30,15 @@ type Publisher interface {
 	Publish(ctx context.Context, topic string, f proto.Format, data []byte) (broker.Position, error)
 }
 
+// BatchPublisher is a Publisher that also takes several values in one
+// exchange with the backbone: *gateway.Gateway (PublishBatch). A partition
+// with records waiting sends up to maxBatch of them at once, in order;
+// each value's result follows Publisher's rules.
+type BatchPublisher interface {
+	Publisher
+	PublishBatch(ctx context.Context, pubs []proto.Pub, errs []error)
+}
+
 // Consumer feeds a node from Kafka: one member of the consumer group per
 // node, each record published through the Publisher, offsets committed
 // only for records the backbone accepted (or that were skipped).

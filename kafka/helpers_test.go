@@ -21,7 +21,7 @@ import (
 )
 
 // The gateway is what the consumer publishes through in production.
-var _ kafka.Publisher = (*gateway.Gateway)(nil)
+var _ kafka.BatchPublisher = (*gateway.Gateway)(nil)
 
 // waitFor bounds every wait; generous for -race on two shared cores. It is
 // a deadline, never a sleep.

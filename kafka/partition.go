@@ -153,35 +153,134 @@ func (p *partition) run() {
 				return
 			}
 		}
-		for i, r := range batch {
-			if p.ctx.Err() != nil || !p.handle(r) {
+		bp, _ := p.c.pub.(BatchPublisher)
+		for i := 0; i < len(batch); {
+			if p.ctx.Err() != nil {
 				return
 			}
-			batch[i] = nil
+			n := 1
+			if bp != nil {
+				n = min(len(batch)-i, maxBatch)
+			}
+			if (n == 1 && !p.handle(batch[i])) || (n > 1 && !p.handleBatch(bp, batch[i:i+n])) {
+				return
+			}
+			clear(batch[i : i+n])
+			i += n
 		}
 	}
 }
+
+// maxBatch bounds the records a partition publishes in one exchange.
+const maxBatch = 128
 
 // handle publishes r (or skips or dead-letters it) and marks it for
 // commit. It returns false when the partition was stopped first: r is then
 // not marked, and the next owner handles it.
 func (p *partition) handle(r *kgo.Record) bool {
-	c := p.c
-	p.consumed.Inc()
-	c.stats.consumed.Add(1)
-	topic, f, err := c.rt.route(r)
-	if err == nil && len(r.Value) > c.cfg.MaxValue {
-		err = fmt.Errorf("%w: %d bytes, the most is %d", ErrTooLarge, len(r.Value), c.cfg.MaxValue)
-	}
+	p.took()
+	topic, f, err := p.route(r)
 	if err == nil {
 		err = p.publish(r, topic, f)
 		if errors.Is(err, errStopped) {
 			return false
 		}
 	}
+	return p.settle(r, err)
+}
+
+// routed is a record's subsock topic and format, or why it has none.
+type routed struct {
+	topic string
+	f     proto.Format
+	err   error
+}
+
+// handleBatch is handle for records in a row, published in one exchange
+// (BatchPublisher). Records the backbone refused or could not route are
+// skipped or dead-lettered as handle does; if the backbone did not take
+// the batch (unavailable), that record and the ones after it are
+// published one at a time with handle's retries, in order (a retried
+// record may then be delivered twice, as any retried record may).
+func (p *partition) handleBatch(bp BatchPublisher, recs []*kgo.Record) bool {
+	c := p.c
+	rs := make([]routed, len(recs))
+	pubs := make([]proto.Pub, 0, len(recs))
+	for i, r := range recs {
+		t, f, err := p.route(r)
+		rs[i] = routed{t, f, err}
+		if err == nil {
+			pubs = append(pubs, proto.Pub{Topic: t, Format: f, Data: r.Value})
+		}
+	}
+	errs := make([]error, len(pubs))
+	if len(pubs) > 0 {
+		bp.PublishBatch(c.pubCtx, pubs, errs)
+	}
+	k := 0
+	for i, r := range recs {
+		err := rs[i].err
+		if err == nil {
+			err = errs[k]
+			k++
+			if err != nil && !refused(err) {
+				return p.settleEach(recs[i:], rs[i:])
+			}
+		}
+		p.took()
+		if rs[i].err == nil && err == nil {
+			p.published.Inc()
+			c.stats.published.Add(1)
+		}
+		if !p.settle(r, err) {
+			return false
+		}
+	}
+	return true
+}
+
+// settleEach publishes routed records one at a time, with retries, and
+// settles each.
+func (p *partition) settleEach(recs []*kgo.Record, rs []routed) bool {
+	for i, r := range recs {
+		p.took()
+		err := rs[i].err
+		if err == nil {
+			err = p.publish(r, rs[i].topic, rs[i].f)
+			if errors.Is(err, errStopped) {
+				return false
+			}
+		}
+		if !p.settle(r, err) {
+			return false
+		}
+	}
+	return true
+}
+
+// took counts a record taken in hand, in offset order.
+func (p *partition) took() {
+	p.consumed.Inc()
+	p.c.stats.consumed.Add(1)
+}
+
+// route returns r's subsock topic and format, or why it has none.
+func (p *partition) route(r *kgo.Record) (string, proto.Format, error) {
+	c := p.c
+	topic, f, err := c.rt.route(r)
+	if err == nil && len(r.Value) > c.cfg.MaxValue {
+		err = fmt.Errorf("%w: %d bytes, the most is %d", ErrTooLarge, len(r.Value), c.cfg.MaxValue)
+	}
+	return topic, f, err
+}
+
+// settle ends r: a failure is counted and, when configured,
+// dead-lettered; then r is marked for commit. It returns false when the
+// partition was stopped during the dead-letter produce (r not marked).
+func (p *partition) settle(r *kgo.Record, err error) bool {
 	if err != nil {
 		p.fail(r, err)
-		if c.cfg.DeadLetterTopic != "" && !p.deadLetter(r, err) {
+		if p.c.cfg.DeadLetterTopic != "" && !p.deadLetter(r, err) {
 			return false
 		}
 	}

@@ -183,6 +183,14 @@ type Request struct {
 	NoEcho bool
 }
 
+// Pub is one publish from a source that feeds a node (a Kafka record's
+// value): the topic and one value in format Format.
+type Pub struct {
+	Topic  string
+	Format Format
+	Data   []byte
+}
+
 // Member is one subscriber of a presence topic: its connection's id and
 // the user its token names ("" when anonymous).
 type Member struct {
