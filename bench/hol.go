@@ -26,14 +26,20 @@ const (
 )
 
 // hol publishes the hot topic and the small ones at once, each class with
-// its own pacer and HTTP connections, samples Redis's CLIENT LIST, drains,
+// its own pacer and publisher (-publish-via), samples Redis's CLIENT LIST, drains,
 // and reports each class apart.
 func (r *runner) hol(ctx context.Context) error {
 	p := &r.p
-	hotPub := newHTTPPublisher(p.Targets[0], p.APIKey, p.Publishers)
-	smallPub := newHTTPPublisher(p.Targets[0], p.APIKey, p.Publishers)
-	defer smallPub.close()
+	hotPub, err := r.newPublisher(ctx)
+	if err != nil {
+		return fmt.Errorf("bench: hot topic's publisher: %w", err)
+	}
 	r.pub = hotPub
+	smallPub, err := r.newPublisher(ctx)
+	if err != nil {
+		return fmt.Errorf("bench: small topics' publisher: %w", err)
+	}
+	defer smallPub.close()
 	if err := r.waitInterest(ctx); err != nil {
 		return err
 	}

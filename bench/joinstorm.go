@@ -99,17 +99,11 @@ type outsidePub struct {
 
 // openOutside opens the outside canary's publisher, of the run's kind.
 func (r *runner) openOutside(ctx context.Context) (*outsidePub, error) {
-	o := &outsidePub{seq: make([]uint64, 1), d: &DeliveryResult{}}
-	if r.p.PublishVia == "ws" {
-		p, err := newWSPublisher(ctx, r.p.Targets[0], r.p.DialTimeout)
-		if err != nil {
-			return nil, fmt.Errorf("bench: outside canary's publisher: %w", err)
-		}
-		o.pub = p
-	} else {
-		o.pub = newHTTPPublisher(r.p.Targets[0], r.p.APIKey, r.p.Publishers)
+	p, err := r.newPublisher(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("bench: outside canary's publisher: %w", err)
 	}
-	return o, nil
+	return &outsidePub{pub: p, seq: make([]uint64, 1), d: &DeliveryResult{}}, nil
 }
 
 // outsidePlan is pl for the outside canary's topic.

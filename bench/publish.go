@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -197,6 +198,39 @@ func (p *wsPublisher) publish(_ context.Context, topic string, body []byte) (pub
 	}
 	_, err := p.nc.Write(f)
 	return noAnswer, err
+}
+
+// wsPool spreads publishes over several WebSocket publishers, a topic
+// always on the same one (its order kept): one connection carries at most
+// a node's bound of requests waiting for the backbone (1,024), which one
+// busy publisher can reach.
+type wsPool []*wsPublisher
+
+func newWSPool(ctx context.Context, target string, timeout time.Duration, n int) (wsPool, error) {
+	pool := make(wsPool, 0, n)
+	for range n {
+		p, err := newWSPublisher(ctx, target, timeout)
+		if err != nil {
+			_ = pool.close()
+			return nil, err
+		}
+		pool = append(pool, p)
+	}
+	return pool, nil
+}
+
+func (pool wsPool) publish(ctx context.Context, topic string, body []byte) (pubAnswer, error) {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(topic))
+	return pool[h.Sum32()%uint32(len(pool))].publish(ctx, topic, body)
+}
+
+func (pool wsPool) close() error {
+	var errs []error
+	for _, p := range pool {
+		errs = append(errs, p.close())
+	}
+	return errors.Join(errs...)
 }
 
 func (p *wsPublisher) close() error {

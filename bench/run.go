@@ -528,16 +528,22 @@ func span(secs float64, t0 time.Time) CPU {
 // openPublisher connects the publisher to the first target and waits for
 // the node to hold upstream interest in every subscribed topic.
 func (r *runner) openPublisher(ctx context.Context) error {
-	if r.p.PublishVia == "ws" {
-		p, err := newWSPublisher(ctx, r.p.Targets[0], r.p.DialTimeout)
-		if err != nil {
-			return fmt.Errorf("bench: publisher: %w", err)
-		}
-		r.pub = p
-	} else {
-		r.pub = newHTTPPublisher(r.p.Targets[0], r.p.APIKey, r.p.Publishers)
+	p, err := r.newPublisher(ctx)
+	if err != nil {
+		return fmt.Errorf("bench: publisher: %w", err)
 	}
+	r.pub = p
 	return r.waitInterest(ctx)
+}
+
+// newPublisher opens a publisher of the run's kind (-publish-via) to the
+// first target: Publishers keep-alive HTTP connections, or Publishers/16
+// WebSockets (at least one), a topic always on the same one.
+func (r *runner) newPublisher(ctx context.Context) (publisher, error) {
+	if r.p.PublishVia == "ws" {
+		return newWSPool(ctx, r.p.Targets[0], r.p.DialTimeout, max(1, r.p.Publishers/16))
+	}
+	return newHTTPPublisher(r.p.Targets[0], r.p.APIKey, r.p.Publishers), nil
 }
 
 // waitInterest polls subsock_broker_topics until the node holds interest

@@ -102,6 +102,10 @@ run churn -scenario churn -conns 3000 -topics-per-conn 10 -topics 3000 -cycles 1
 # 1,000 topics × 1 subscriber at 10 msg/s each; small topics' latency apart,
 # and the node's pub/sub output buffer in Redis (CLIENT LIST omem).
 run hol -scenario hol -conns 11000 -hot-subs 10000 -rate 100 -small-rate 10 -duration 10s
+# The same load published over WebSockets (8 connections, a topic always on the same one): the
+# harness's 128 HTTP publishers, closed-loop on two shared cores, cannot offer 10,000 publishes/s,
+# and their queue would count as the node's latency.
+run hol-ws -scenario hol -conns 11000 -hot-subs 10000 -rate 100 -small-rate 10 -duration 10s -publish-via ws
 # The prompt lane (-small-group): the same node at 1 msg/s per small topic, so the small topics'
 # latency is the node's and not the publishers' queue; then with the lane off (-small-group -1).
 run hol-small -scenario hol -conns 11000 -hot-subs 10000 -rate 100 -small-rate 1 -duration 10s
