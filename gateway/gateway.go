@@ -251,6 +251,7 @@ func (g *Gateway) Publish(ctx context.Context, topic string, f proto.Format, dat
 	}
 	return g.publishRelay(ctx, topic, relay)
 }
+
 // PublishBatch is Publish for several values at once, for sources that
 // feed the node faster than one round trip each (a Kafka consumer): the
 // ones to plain topics cross the backbone in one exchange (in order, so a
