@@ -54,9 +54,11 @@ type pubJob struct {
 	done  func(error) // the publish's answer
 }
 
-// maxBatch bounds one exchange: a stalled backbone answers a batch as one,
-// so a bigger batch would only make more publishes share one timeout.
-const maxBatch = 128
+// maxBatch bounds one exchange: a worker sends at most its whole queue at
+// once, so a burst is drained at the pace of the backbone's round trips
+// rather than refused (a stalled backbone answers the batch as one, within
+// one timeout).
+const maxBatch = pubQueue
 
 // pubQueue is each worker's queue length: with the default PublishTimeout
 // a stalled backbone holds at most workers × pubQueue publishes.
