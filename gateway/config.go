@@ -28,6 +28,16 @@ type Config struct {
 	// hand-off to a full queue waits (back-pressure onto the broker, see
 	// stage) and is counted. Default: 1024.
 	FanoutQueue int
+	// PublishWorkers is the number of publisher workers: they make the
+	// broker calls of publishes (WebSocket and HTTP) off the handlers on a
+	// network backbone, a topic always on the same one. Default: 4 ×
+	// GOMAXPROCS (they mostly wait on the network).
+	PublishWorkers int
+	// PublishQueue is how many publishes (and history reads) each
+	// publisher worker may hold; one past it is answered unavailable at
+	// once and counted (subsock_publish_queue_full_total), and a worker
+	// sends up to its whole queue in one exchange. Default: 1024.
+	PublishQueue int
 	// SmallGroup is the largest group (local subscribers of a topic) whose
 	// messages are written promptly: between the writes of a pass under
 	// way over a larger group's sockets rather than after it (see
@@ -144,6 +154,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.FanoutQueue <= 0 {
 		c.FanoutQueue = 1024
+	}
+	if c.PublishWorkers <= 0 {
+		c.PublishWorkers = 4 * runtime.GOMAXPROCS(0)
+	}
+	if c.PublishQueue <= 0 {
+		c.PublishQueue = 1024
 	}
 	if c.SmallGroup == 0 {
 		c.SmallGroup = 64

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
-	"runtime"
 	"sync"
 	"sync/atomic"
 
@@ -54,16 +53,6 @@ type pubJob struct {
 	done  func(error) // the publish's answer
 }
 
-// maxBatch bounds one exchange: a worker sends at most its whole queue at
-// once, so a burst is drained at the pace of the backbone's round trips
-// rather than refused (a stalled backbone answers the batch as one, within
-// one timeout).
-const maxBatch = pubQueue
-
-// pubQueue is each worker's queue length: with the default PublishTimeout
-// a stalled backbone holds at most workers × pubQueue publishes.
-const pubQueue = 1024
-
 func newPublisher(g *Gateway) *publisher {
 	_, local := g.broker.(*broker.Memory)
 	bp, _ := g.broker.(broker.BatchPublisher)
@@ -71,10 +60,10 @@ func newPublisher(g *Gateway) *publisher {
 	if local {
 		return p // no queues (their buffers are ~50 KB each) and no goroutines
 	}
-	n := 4 * runtime.GOMAXPROCS(0) // most of their time is spent waiting on the network
+	n := g.cfg.PublishWorkers
 	p.queues = make([]chan pubJob, n)
 	for i := range p.queues {
-		q := make(chan pubJob, pubQueue)
+		q := make(chan pubJob, g.cfg.PublishQueue)
 		p.queues[i] = q
 		p.wg.Add(1)
 		go func() {
@@ -142,7 +131,7 @@ func (p *publisher) queue(h uint64, j pubJob) {
 }
 
 // work is a worker's loop. It takes a job and whatever else is queued
-// behind it (up to maxBatch), and runs them in queue order: each run of
+// behind it (up to its queue's length), and runs them in queue order: each run of
 // consecutive publishes is one exchange with the backbone, so a worker's
 // throughput grows with its backlog instead of being one round trip per
 // publish. Order per topic holds: a topic has one worker, and a batch is
@@ -156,7 +145,11 @@ func (p *publisher) work(q <-chan pubJob) {
 	for j := range q {
 		jobs = append(jobs[:0], j)
 	fill:
-		for len(jobs) < maxBatch {
+		// A worker sends at most its whole queue at once, so a burst drains
+		// at the pace of the backbone's round trips rather than being
+		// refused (a stalled backbone answers the batch as one, within one
+		// timeout).
+		for len(jobs) < cap(q) {
 			select {
 			case j, ok := <-q:
 				if !ok {

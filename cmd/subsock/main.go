@@ -114,6 +114,8 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.IntVar(&cfg.Shards, "shards", def.Shards, "registry lock stripes")
 	fs.IntVar(&cfg.FanoutWorkers, "fanout-workers", 0, "fan-out workers; each topic is fanned out, in order, by one of them (0: GOMAXPROCS)")
 	fs.IntVar(&cfg.FanoutQueue, "fanout-queue", def.FanoutQueue, "messages each fan-out worker may hold; a full queue makes the broker wait")
+	fs.IntVar(&cfg.PublishWorkers, "publish-workers", 0, "workers making publishes' broker calls off the handlers on a network backbone, a topic always on the same one (0: 4 x GOMAXPROCS)")
+	fs.IntVar(&cfg.PublishQueue, "publish-queue", def.PublishQueue, "publishes each publisher worker may hold (unavailable past it); a worker sends up to its whole queue in one exchange")
 	fs.IntVar(&cfg.SmallGroup, "small-group", def.SmallGroup, "topics with at most this many local subscribers are written ahead of a larger topic's pass (negative: none)")
 	fs.IntVar(&cfg.MaxMessage, "max-message", def.MaxMessage, "largest inbound message or publish body in bytes (1009 / 413 beyond)")
 	fs.IntVar(&cfg.MaxHeaderBytes, "max-header", def.MaxHeaderBytes, "largest HTTP request header block in bytes (431 beyond)")

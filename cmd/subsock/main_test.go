@@ -28,6 +28,7 @@ var derived = map[string]bool{
 	"Poller.Writers":    true, // Loops
 	"Poller.RecvBuffer": true, // MaxMessage/2
 	"FanoutWorkers":     true, // GOMAXPROCS
+	"PublishWorkers":    true, // 4 × GOMAXPROCS
 	"MaxInputBacklog":   true, // 2 × MaxMessage
 	"MaxReplay":         true, // 4 × Poller.MaxPending
 }
