@@ -26,6 +26,8 @@ type writer struct {
 	spare     []*Conn
 	urgent    []*Conn     // urgent connections and prompt pushes jump the ready list
 	hasUrgent atomic.Bool // checked between flushes without the lock
+	hasReady  atomic.Bool // len(ready) > 0, checked during a pass's lagging tail
+	fresh     []*Conn     // scratch of flushReady
 	lagging   []*Conn     // connections whose peer is not draining: served at the end of the next pass
 
 	iov  []unix.Iovec // scratch for writev, reused
@@ -66,6 +68,7 @@ func (w *writer) push(c *Conn, prompt bool) {
 		w.lagging = append(w.lagging, c)
 	} else {
 		w.ready = append(w.ready, c)
+		w.hasReady.Store(true)
 	}
 	w.mu.Unlock()
 	select {
@@ -82,9 +85,16 @@ func (w *writer) run(stop <-chan struct{}) {
 		w.mu.Lock()
 		batch := w.ready
 		w.ready = w.spare[:0]
+		w.hasReady.Store(false)
 		// Lagging connections close every pass: behind the readers that
 		// keep up, but never more than one pass behind, so a reader that
 		// was only briefly slow is not starved into a slow-consumer cut.
+		// While their tail runs (thousands of shut windows being filled,
+		// each write a large copy), a reader that keeps up and has more
+		// to take is served between two of their writes rather than after
+		// them all: it would otherwise wait a whole pass of copies, and
+		// could be cut as slow itself.
+		lagFrom := len(batch)
 		batch = append(batch, w.lagging...)
 		clear(w.lagging)
 		w.lagging = w.lagging[:0]
@@ -92,6 +102,9 @@ func (w *writer) run(stop <-chan struct{}) {
 		for i, c := range batch {
 			if w.hasUrgent.Load() {
 				w.flushUrgent()
+			}
+			if i >= lagFrom && w.hasReady.Load() {
+				w.flushReady()
 			}
 			w.flush(c)
 			batch[i] = nil
@@ -125,6 +138,21 @@ func (w *writer) flushUrgent() {
 	for _, c := range list {
 		w.flush(c)
 	}
+}
+
+// flushReady writes the connections that became ready (and keep up)
+// since the pass began: see run.
+func (w *writer) flushReady() {
+	w.mu.Lock()
+	list := w.ready
+	w.ready = w.fresh[:0]
+	w.hasReady.Store(false)
+	w.mu.Unlock()
+	for i, c := range list {
+		w.flush(c)
+		list[i] = nil
+	}
+	w.fresh = list[:0]
 }
 
 // flush writes what c has queued, or carries out its close.
