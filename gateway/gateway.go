@@ -286,6 +286,7 @@ func (g *Gateway) PublishBatch(ctx context.Context, pubs []proto.Pub, errs []err
 	}
 }
 
+// isHistory reports whether topic keeps history (a -history rule matches).
 func (g *Gateway) isHistory(topic string) bool {
 	_, ok := g.hist.policy(topic)
 	return ok

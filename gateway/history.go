@@ -211,8 +211,8 @@ func (g *Gateway) deliverStream(topic string, payload []byte) {
 		return *cache
 	}
 	var sent, slow uint64
-	prompt := g.hub.Prompt(topic)
-	g.reg.Range(topic, func(s *session) bool {
+	var prompt bool
+	g.reg.RangeSized(topic, func(n int) { prompt = g.hub.Prompt(n) }, func(s *session) bool {
 		h := s.hist
 		if skip != 0 && s.m.CID == skip {
 			// Its publisher asked not to get it back; the offset still

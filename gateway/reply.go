@@ -250,7 +250,7 @@ func (g *Gateway) publishLater(s *session, topic string, relay []byte, closeAfte
 // with the result there. A history topic's publish is a call of its own
 // (it returns a position); a plain one may share an exchange with others.
 func (g *Gateway) publishAsync(topic string, relay []byte, done func(broker.Position, error)) {
-	if _, ok := g.hist.policy(topic); ok {
+	if g.isHistory(topic) {
 		g.pubs.submit(topic, func() { done(g.publishRelay(context.Background(), topic, relay)) },
 			func(err error) { done(broker.Position{}, err) })
 		return

@@ -254,6 +254,30 @@ func TestRange(t *testing.T) {
 	}
 }
 
+// RangeSized reports the group's size once, before the first visit, under
+// the same lock; an unknown topic reports nothing and visits nothing.
+func TestRangeSized(t *testing.T) {
+	r := New[int](Config{})
+	for id := range 5 {
+		r.Subscribe("t", id)
+	}
+	var sizes []int
+	visits := 0
+	got := r.RangeSized("t", func(n int) { sizes = append(sizes, n) }, func(int) bool {
+		if len(sizes) != 1 {
+			t.Fatal("a member was visited before the size was reported")
+		}
+		visits++
+		return true
+	})
+	if got != 5 || visits != 5 || len(sizes) != 1 || sizes[0] != 5 {
+		t.Fatalf("RangeSized returned %d after %d visits, sizes %v; want 5, 5, [5]", got, visits, sizes)
+	}
+	if got := r.RangeSized("none", func(int) { t.Fatal("size reported for an unknown topic") }, func(int) bool { return true }); got != 0 {
+		t.Fatalf("unknown topic: %d", got)
+	}
+}
+
 func TestStats(t *testing.T) {
 	tests := []struct {
 		name   string

@@ -88,10 +88,12 @@ func New[S Subscriber](reg *registry.Registry[S], cfg Config) *Hub[S] {
 	})}
 }
 
-// Prompt reports whether topic's group is small enough for its messages to
-// jump the writers' passes over larger groups (Config.SmallGroup).
-func (h *Hub[S]) Prompt(topic string) bool {
-	return h.cfg.SmallGroup > 0 && h.Reg.Count(topic) <= h.cfg.SmallGroup
+// Prompt reports whether a group of n members is small enough for its
+// messages to jump the writers' passes over larger groups
+// (Config.SmallGroup). Give it the size registry.RangeSized reports, so
+// fan-out looks the group up once.
+func (h *Hub[S]) Prompt(n int) bool {
+	return h.cfg.SmallGroup > 0 && n <= h.cfg.SmallGroup
 }
 
 // Enqueue queues a delivery's shared bytes on m, promptly for a small
@@ -128,8 +130,8 @@ func (h *Hub[S]) Deliver(topic string, payload []byte) {
 	var frames [NWires][]byte
 	var failed [NWires]bool
 	var sent, slow uint64
-	prompt := h.Prompt(topic)
-	h.Reg.Range(topic, func(s S) bool {
+	var prompt bool
+	h.Reg.RangeSized(topic, func(n int) { prompt = h.Prompt(n) }, func(s S) bool {
 		m := s.Member()
 		if skip != 0 && m.CID == skip {
 			return true // its publisher asked not to get it back
